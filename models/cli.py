@@ -1,0 +1,115 @@
+"""Command-line pieces every script shares: flags defined once, the run's config.json, one-line errors.
+
+A flag means the same thing in every script (see the table in DESIGN.md); scripts pick flags by name and
+may override a default, never retype a definition.
+"""
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from models.training import Interrupted, NonFiniteLoss, write_json
+
+FLAGS = {
+    "data": dict(nargs="+", type=Path, default=None, help="dataset root(s); for pretraining also folders of images or videos (default: built-in synthetic set)"),
+    "out": dict(type=Path, required=True, help="run directory; re-running with the same --out resumes"),
+    "steps": dict(type=int, help="training steps"),
+    "batch": dict(type=int, default=4, help="global batch size (split across replicas)"),
+    "crop": dict(type=int, default=513, help="square crop size"),
+    "lr": dict(type=float, help="learning rate (Adam, beta1 0.5, beta2 0.999)"),
+    "seed": dict(type=int, default=0, help="seed for splits, label fractions, data order and weights"),
+    "backbone": dict(choices=("resnet50", "resnet50_beta"), default="resnet50", help="ResNet50 with the 7x7 stem (ImageNet-compatible) or DeepLab's three-3x3 beta stem"),
+    "width": dict(type=float, default=1.0, help="channel multiplier (1.0 is the real model)"),
+    "output_stride": dict(type=int, choices=(8, 16), default=16, help="backbone output stride"),
+    "regular_conv": dict(action="store_true", help="regular 3x3 convolutions in ASPP/decoder instead of atrous separable ones"),
+    "init": dict(default="scratch", help="how the network starts: scratch | imagenet | surrogate | imagenet+surrogate"),
+    "imagenet_weights": dict(type=Path, default=None, help="local Keras ResNet50 ImageNet weights file (default: Keras' download and cache)"),
+    "surrogate": dict(type=Path, default=None, help="colorization run directory or its generator.weights.h5"),
+    "frac": dict(type=float, default=1.0, help="fraction of the training split used, nested across fractions for a seed"),
+    "mixed_precision": dict(action="store_true", help="mixed precision (float16 on GPU with loss scaling, bfloat16 on CPU)"),
+    "xla": dict(action="store_true", help="compile the training step with XLA"),
+    "distribute": dict(choices=("none", "mirrored", "multiworker"), default="none", help="tf.distribute strategy (multiworker reads TF_CONFIG)"),
+    "checkpoint_every": dict(type=int, default=1000, help="checkpoint interval in steps"),
+    "eval_every": dict(type=int, default=1000, help="validation interval in steps"),
+    "sample_every": dict(type=int, default=1000, help="sample-grid interval in steps"),
+    "loss": dict(choices=("ce", "dice", "ce+dice", "bce"), default="ce", help="segmentation loss"),
+    "freeze_encoder": dict(action="store_true", help="keep backbone weights and BatchNorm statistics fixed"),
+    "group": dict(default=None, help="class grouping for grouped Dice, e.g. 'background:0;skin:1-8'"),
+    "skip_bad": dict(action="store_true", help="skip unreadable or invalid files and report how many"),
+    "deterministic": dict(action="store_true", help="deterministic ops and data order"),
+}
+# Flags that fix what a run computes: a resumed run must not change them.
+RESUME_FIXED = ("crop", "batch", "seed", "backbone", "width", "output_stride", "regular_conv", "init", "frac",
+                "loss", "gan_loss", "l1_weight", "lr")
+
+
+def add_flags(parser, *names, **defaults):
+    """Adds the named shared flags to `parser`; keyword arguments override their defaults."""
+    for name in names:
+        spec = dict(FLAGS[name])
+        if name in defaults:
+            spec["default"] = defaults[name]
+        parser.add_argument("--" + name.replace("_", "-"), **spec)
+    return parser
+
+
+def architecture_kwargs(args):
+    """The network-shape flags as keyword arguments for `models.build_*`."""
+    return dict(backbone=args.backbone, output_stride=args.output_stride, width=args.width,
+                separable=not args.regular_conv)
+
+
+def save_config(args, out, **extra):
+    """Writes `<out>/config.json`; refuses to resume a run whose computation-defining flags changed."""
+    out = Path(out)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    config["data"] = [str(p) for p in args.data] if getattr(args, "data", None) else None
+    path = out / "config.json"
+    if path.is_file() and (out / "checkpoints").is_dir():
+        previous = json.loads(path.read_text())
+        for key in RESUME_FIXED:
+            if key in previous and key in config and previous[key] != config[key]:
+                raise ValueError(f"--{key.replace('_', '-')} {config[key]} differs from the run being resumed "
+                                 f"in {out} ({previous[key]}); use a new --out")
+    config.update(extra)
+    config["command"] = " ".join([Path(sys.executable).name] + sys.argv)
+    config["saved_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json(path, config)
+    return config
+
+
+def check_writable(out):
+    """Fails early, naming the flag, when the run directory cannot be created or written."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"--out {out}: not writable ({error.strerror or error})") from None
+
+
+def run(main, args):
+    """Runs `main(args)`; expected failures become one line on stderr and a non-zero exit status."""
+    from datasets import DatasetError
+    from models.transfer import TransferError
+
+    try:
+        return main(args) or 0
+    except Interrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        return 130
+    except (DatasetError, TransferError, NonFiniteLoss, ValueError, OSError) as error:
+        if os.environ.get("SURROGATE_TRACEBACK"):  # for debugging: the full stack
+            traceback.print_exc()
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def parser(description):
+    return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)

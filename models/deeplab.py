@@ -1,0 +1,141 @@
+"""DeepLabV3+ (Chen et al., ECCV 2018) on a ResNet50, as a segmenter and as a colorization generator.
+
+Both share every layer but the head (``logits``), which is what makes surrogate init a plain copy by name.
+"""
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from models.resnet import apply_resnet50, scaled
+
+HEAD_LAYER = "logits"  # the only layer surrogate init does not copy
+BN_EPSILON = 1e-5
+
+
+@keras.saving.register_keras_serializable(package="surrogate")
+class ResizeLike(layers.Layer):
+    """Bilinear resize of `x` to the spatial size of `reference` (align_corners, as DeepLab does).
+
+    DeepLab's geometry (513 = 32·16 + 1, features at 33 and 129) is built for corner-aligned resizing.
+    """
+
+    def call(self, x, reference):
+        size = tf.shape(reference)[1:3]
+        resized = tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=True)
+        return tf.cast(resized, self.compute_dtype)
+
+    def compute_output_shape(self, x_shape, reference_shape):
+        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
+
+
+def _bn_relu(x, name):
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def apply_conv3x3(x, filters, name, *, rate=1, separable=True):
+    """3×3 convolution + BN + ReLU; atrous depthwise-separable (DeepLab's default) or regular."""
+    if not separable:
+        x = layers.Conv2D(filters, 3, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_conv")(x)
+        return _bn_relu(x, name)
+    x = layers.DepthwiseConv2D(3, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_depthwise")(x)
+    x = _bn_relu(x, f"{name}_depthwise")
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pointwise")(x)
+    return _bn_relu(x, f"{name}_pointwise")
+
+
+def apply_aspp(x, *, filters=256, rates=(6, 12, 18), separable=True, dropout=0.1):
+    """Atrous spatial pyramid pooling: 1×1, three atrous 3×3 and image pooling, then a 1×1 projection."""
+    branches = [_bn_relu(layers.Conv2D(filters, 1, use_bias=False, name="aspp_1x1_conv")(x), "aspp_1x1")]
+    for rate in rates:
+        branches.append(apply_conv3x3(x, filters, f"aspp_r{rate}", rate=rate, separable=separable))
+    pooled = layers.GlobalAveragePooling2D(keepdims=True, name="aspp_pool")(x)
+    pooled = _bn_relu(layers.Conv2D(filters, 1, use_bias=False, name="aspp_pool_conv")(pooled), "aspp_pool")
+    branches.append(ResizeLike(name="aspp_pool_resize")(pooled, x))
+    x = layers.Concatenate(name="aspp_concat")(branches)
+    x = _bn_relu(layers.Conv2D(filters, 1, use_bias=False, name="aspp_proj_conv")(x), "aspp_proj")
+    return layers.Dropout(dropout, name="aspp_dropout")(x)
+
+
+def apply_decoder(x, low_level, *, filters=256, low_level_filters=48, separable=True):
+    """Upsamples ASPP features to stride 4, joins a projection of the stride-4 backbone features, refines."""
+    low = layers.Conv2D(low_level_filters, 1, use_bias=False, name="decoder_proj_conv")(low_level)
+    low = _bn_relu(low, "decoder_proj")
+    x = ResizeLike(name="decoder_upsample")(x, low)
+    x = layers.Concatenate(name="decoder_concat")([x, low])
+    x = apply_conv3x3(x, filters, "decoder_conv1", separable=separable)
+    return apply_conv3x3(x, filters, "decoder_conv2", separable=separable)
+
+
+def architecture(*, backbone="resnet50", output_stride=16, width=1.0, separable=True, atrous_rates=(6, 12, 18)):
+    """The arguments that fix a network's weights layout; saved next to weights so they can be rebuilt."""
+    return {
+        "backbone": backbone,
+        "output_stride": int(output_stride),
+        "width": float(width),
+        "separable": bool(separable),
+        "atrous_rates": [int(r) for r in atrous_rates],
+    }
+
+
+def _build(num_outputs, arch, input_shape, name, head):
+    inputs = keras.Input(input_shape, name="image")
+    low_level, x = apply_resnet50(
+        inputs, backbone=arch["backbone"], output_stride=arch["output_stride"], width=arch["width"]
+    )
+    rates = arch["atrous_rates"]
+    if arch["output_stride"] == 8:
+        rates = [2 * r for r in rates]  # same field of view on a twice-finer grid
+    x = apply_aspp(x, filters=scaled(256, arch["width"]), rates=rates, separable=arch["separable"])
+    x = apply_decoder(
+        x, low_level, filters=scaled(256, arch["width"]), low_level_filters=scaled(48, arch["width"]),
+        separable=arch["separable"],
+    )
+    x = layers.Conv2D(num_outputs, 1, name=HEAD_LAYER)(x)
+    outputs = head(x, inputs)
+    model = keras.Model(inputs, outputs, name=name)
+    model.architecture = dict(arch, num_outputs=int(num_outputs))
+    return model
+
+
+def build_deeplabv3plus(num_outputs, *, input_shape=(None, None, 3), **arch_kwargs):
+    """DeepLabV3+ ResNet50 segmenter: images in [-1, 1] → float32 logits at input resolution.
+
+    Args:
+        num_outputs: classes (or 1 for a sigmoid binary head).
+        input_shape: (H, W, 3); spatial dims may be None.
+        **arch_kwargs: backbone ("resnet50" | "resnet50_beta"), output_stride (16 | 8), width (channel
+            multiplier), separable (atrous depthwise-separable 3×3 in ASPP/decoder), atrous_rates.
+
+    Example:
+        >>> model = build_deeplabv3plus(6, width=0.25)
+        >>> model(np.zeros((1, 65, 65, 3))).shape
+        TensorShape([1, 65, 65, 6])
+    """
+    def head(x, inputs):
+        return ResizeLike(name="upsample_logits", dtype="float32")(x, inputs)
+
+    return _build(num_outputs, architecture(**arch_kwargs), input_shape, "deeplabv3plus", head)
+
+
+def build_generator(*, input_shape=(None, None, 3), **arch_kwargs):
+    """Colorization generator: grayscale (3 channels, [-1, 1]) → RGB in [-1, 1] at stride 4.
+
+    The same network as `build_deeplabv3plus` with 3 outputs and tanh, left at the decoder's stride-4
+    resolution (129×129 for a 513 input), where the discriminator looks.
+
+    Example:
+        >>> build_generator(width=0.25)(np.zeros((1, 513, 513, 3))).shape
+        TensorShape([1, 129, 129, 3])
+    """
+    def head(x, inputs):
+        return layers.Activation("tanh", dtype="float32", name="colorized")(x)
+
+    return _build(3, architecture(**arch_kwargs), input_shape, "generator", head)
+
+
+def stride4_size(size):
+    """Side of the stride-4 maps for an input side (129 for 513)."""
+    size = (size + 6 - 7) // 2 + 1  # 7×7/2 stem (the beta stem gives the same size)
+    return (size + 2 - 3) // 2 + 1  # 3×3/2 max pool

@@ -1,0 +1,101 @@
+"""The colorization GAN: a DeepLabV3+ generator against a conditional PatchGAN, pix2pix-style.
+
+Losses (Mao et al., "Least Squares GANs", ICCV 2017; Isola et al., pix2pix, CVPR 2017), with g = gray input,
+x = real RGB, G(g) the colorization and D(·, g) the mean patch score:
+    least squares  D: ½[(D(x,g) − 1)² + D(G(g),g)²]      G: (D(G(g),g) − 1)² + λ·|G(g) − x|₁
+    vanilla        D: BCE(D(x,g), 1) + BCE(D(G(g),g), 0)  G: BCE(D(G(g),g), 1) + λ·|G(g) − x|₁
+"""
+
+import keras
+import tensorflow as tf
+
+GAN_LOSSES = ("lsgan", "vanilla")
+
+
+def patch_score(logits):
+    """Per-image score: the mean over the patch-logits map."""
+    return tf.reduce_mean(logits, axis=[1, 2, 3])
+
+
+def discriminator_loss(real_score, fake_score, kind):
+    if kind == "lsgan":
+        return 0.5 * (tf.square(real_score - 1.0) + tf.square(fake_score))
+    bce = keras.losses.binary_crossentropy
+    return bce(tf.ones_like(real_score), real_score, from_logits=True) + bce(
+        tf.zeros_like(fake_score), fake_score, from_logits=True
+    )
+
+
+def generator_adversarial_loss(fake_score, kind):
+    if kind == "lsgan":
+        return tf.square(fake_score - 1.0)
+    return keras.losses.binary_crossentropy(tf.ones_like(fake_score), fake_score, from_logits=True)
+
+
+class ColorizationGAN(keras.Model):
+    """Generator + discriminator trained together; `train_step` updates D, then G, on each batch.
+
+    Batches are dicts from `datasets.colorization_dataset`: `gray` (full-size generator input) and
+    `rgb_small` / `gray_small` (the stride-4 real image and condition the discriminator sees).
+
+    Example:
+        >>> gan = ColorizationGAN(build_generator(width=0.25), build_discriminator())
+        >>> gan.compile(keras.optimizers.Adam(2e-4, 0.5), keras.optimizers.Adam(2e-4, 0.5))
+    """
+
+    def __init__(self, generator, discriminator, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_adv_tracker = keras.metrics.Mean(name="g_adv")
+        self.g_l1_tracker = keras.metrics.Mean(name="g_l1")
+
+    def compile(self, g_optimizer, d_optimizer, *, l1_weight=1.0, gan_loss="lsgan", **kwargs):
+        if gan_loss not in GAN_LOSSES:
+            raise ValueError(f"Wrong --gan-loss {gan_loss!r}, supported: {', '.join(GAN_LOSSES)}")
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.l1_weight = l1_weight
+        self.gan_loss = gan_loss
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_adv_tracker, self.g_l1_tracker]
+
+    def call(self, gray, training=False):
+        return self.generator(gray, training=training)
+
+    def _replica_mean(self, per_example):
+        """Mean over the global batch, so that summed replica gradients equal a single-device step."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return tf.reduce_mean(per_example) / replicas
+
+    def train_step(self, batch):
+        gray, gray_small, real = batch["gray"], batch["gray_small"], batch["rgb_small"]
+        with tf.GradientTape() as g_tape:
+            # 1. One generator forward pass serves both updates (as in pix2pix).
+            fake = self.generator(gray, training=True)
+            # 2. Discriminator: real pairs towards 1, colorized pairs towards 0; the generator is held fixed.
+            with g_tape.stop_recording(), tf.GradientTape() as d_tape:
+                real_score = patch_score(self.discriminator([real, gray_small], training=True))
+                fake_score = patch_score(self.discriminator([tf.stop_gradient(fake), gray_small], training=True))
+                d_loss = self._replica_mean(discriminator_loss(real_score, fake_score, self.gan_loss))
+                scaled = self.d_optimizer.scale_loss(d_loss)
+            with g_tape.stop_recording():
+                d_vars = self.discriminator.trainable_variables
+                self.d_optimizer.apply_gradients(zip(d_tape.gradient(scaled, d_vars), d_vars))
+            # 3. Generator: fool the updated discriminator and stay close to the real colours (L1).
+            fake_score = patch_score(self.discriminator([fake, gray_small], training=True))
+            g_adv = self._replica_mean(generator_adversarial_loss(fake_score, self.gan_loss))
+            g_l1 = self._replica_mean(tf.reduce_mean(tf.abs(fake - real), axis=[1, 2, 3]))
+            scaled = self.g_optimizer.scale_loss(g_adv + self.l1_weight * g_l1)
+        g_vars = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(scaled, g_vars), g_vars))
+        # 4. Report per-batch means (undo the per-replica division).
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.d_loss_tracker.update_state(d_loss * replicas)
+        self.g_adv_tracker.update_state(g_adv * replicas)
+        self.g_l1_tracker.update_state(g_l1 * replicas)
+        return {m.name: m.result() for m in self.metrics}

@@ -1,0 +1,170 @@
+"""The training loop both scripts share: distributed steps, checkpoints that resume, logs, Ctrl-C.
+
+A run's position is one integer, the step: the data stream restarts at element `step × global batch`,
+so a resumed run sees exactly the batches an uninterrupted one would have seen.
+"""
+
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import tensorflow as tf
+from tqdm import tqdm
+
+from models.runtime import is_chief, worker_id
+
+
+class NonFiniteLoss(RuntimeError):
+    """A NaN or Inf loss: the run stops, its last good checkpoint stays."""
+
+
+class Interrupted(RuntimeError):
+    """Ctrl-C (SIGINT) or SIGTERM: a checkpoint was saved at `step`."""
+
+    def __init__(self, step):
+        super().__init__(f"interrupted at step {step}; checkpoint saved, re-run the same command to resume")
+        self.step = step
+
+
+def write_atomic(path, text):
+    """Writes through a temporary file and a rename, so a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, obj):
+    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+class Checkpoints:
+    """Model and optimizer states plus the step, every N steps; the last two are kept.
+
+    In a multi-worker run every worker must take part in saving; only the chief's copy is kept.
+    """
+
+    def __init__(self, run_dir, max_to_keep=2, **trackables):
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
+        self.chief = is_chief()
+        self.shared = Path(run_dir) / "checkpoints"
+        directory = self.shared
+        if not self.chief:
+            directory = Path(run_dir) / ".workers" / worker_id()
+        self.directory = directory
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=max_to_keep)
+
+    def restore(self):
+        """Restores the latest checkpoint (the chief's, on every worker); returns its step (0 if none)."""
+        latest = tf.train.latest_checkpoint(str(self.shared))
+        if latest is None:
+            return 0
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        return int(self.step.numpy())
+
+    def save(self, step):
+        self.step.assign(step)
+        try:
+            self.manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as error:
+            raise OSError(f"could not write a checkpoint in {self.directory}: {error}; the previous one is kept")
+        if not self.chief:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class _InterruptFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (so the checkpoint is consistent)."""
+
+    def __init__(self):
+        self.raised = False
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.raised:  # a second Ctrl-C means "now"
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def make_distributed_step(step_fn, strategy, xla=False):
+    """One global step: `step_fn` on every replica (XLA-compiled if asked), logs averaged across them."""
+
+    def distributed_step(batch):
+        logs = strategy.run(step_fn, args=(batch,))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in logs.items()}
+
+    return tf.function(distributed_step, jit_compile=xla or None, reduce_retracing=True)
+
+
+def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_batch, checkpoint_every,
+               metrics=(), writer=None, hooks=(), log_every=10, xla=False, desc="train"):
+    """Runs `step_fn` from the last checkpoint up to `steps`; returns the step it started from.
+
+    Args:
+        step_fn: per-replica step, batch → dict of scalar logs (e.g. a Keras model's `train_step`).
+        make_dataset: start element → a `tf.data.Dataset` of global batches from that element on.
+        metrics: Keras metrics behind the logs, reset after each TensorBoard write.
+        hooks: (every, fn(step, logs)) pairs, run on the chief every `every` steps and at the end.
+    """
+    start = checkpoints.restore()
+    if start >= steps:
+        return start
+    dataset = strategy.experimental_distribute_dataset(make_dataset(start * global_batch))
+    iterator = iter(dataset)
+    step_once = make_distributed_step(step_fn, strategy, xla)
+    chief = is_chief()
+    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", dynamic_ncols=True, disable=not chief)
+    step, tick, tick_step = start, time.perf_counter(), start
+    with _InterruptFlag() as interrupt:
+        while step < steps:
+            logs = {k: float(v) for k, v in step_once(next(iterator)).items()}
+            step += 1
+            bad = [k for k, v in logs.items() if not math.isfinite(v)]
+            if bad:
+                raise NonFiniteLoss(f"non-finite {', '.join(bad)} at step {step}; the last good checkpoint "
+                                    f"(step {int(checkpoints.step.numpy())}) is kept in {checkpoints.directory}")
+            if step % log_every == 0 or step == steps:
+                rate = global_batch * (step - tick_step) / max(time.perf_counter() - tick, 1e-9)
+                tick, tick_step = time.perf_counter(), step
+                bar.set_postfix({**{k: f"{v:.3f}" for k, v in logs.items()}, "img/s": f"{rate:.1f}"})
+                if writer is not None:
+                    with writer.as_default(step=step):
+                        for k, v in logs.items():
+                            tf.summary.scalar(f"train/{k}", v)
+                        tf.summary.scalar("train/images_per_second", rate)
+                for metric in metrics:
+                    metric.reset_state()
+            bar.update(1)
+            if chief:
+                for every, hook in hooks:
+                    if step % every == 0 or step == steps:
+                        hook(step, logs)
+            if step % checkpoint_every == 0 or step == steps or interrupt.raised:
+                checkpoints.save(step)
+            if interrupt.raised:
+                bar.close()
+                raise Interrupted(step)
+    bar.close()
+    return start

@@ -1,0 +1,196 @@
+"""How a network starts (`--init`): scratch, ImageNet, or a colorization generator (surrogate).
+
+Every transfer copies whole layers by name, checks every shape, and reports what it copied and skipped.
+Nothing is loaded partially in silence: a file that does not fit the network is an error.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+from models.deeplab import HEAD_LAYER, build_generator
+from models.resnet import is_backbone_layer
+
+INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate")
+IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
+IMAGENET_HASH = "4d473c1dd8becc155b73f8504c6f6626"
+GENERATOR_FILE = "generator.weights.h5"
+ARCHITECTURE_FILE = "architecture.json"
+
+
+class TransferError(ValueError):
+    """A weights source that cannot initialise the network as asked."""
+
+
+@dataclasses.dataclass
+class TransferReport:
+    init: str
+    source: str = ""
+    copied: list = dataclasses.field(default_factory=list)
+    skipped: list = dataclasses.field(default_factory=list)
+
+    def summary(self):
+        return f"init {self.init}: copied {len(self.copied)} layers, skipped {len(self.skipped)}" + (
+            f" from {self.source}" if self.source else ""
+        )
+
+
+def _weighted_layers(model):
+    return {layer.name: layer for layer in model.layers if layer.weights}
+
+
+def _copy_layers(model, source_weights, names, source):
+    """Copies `source_weights[name]` (list of arrays) into each named layer, after checking every shape."""
+    layers = _weighted_layers(model)
+    for name in names:
+        targets, values = layers[name].weights, source_weights[name]
+        shapes = [tuple(v.shape) for v in targets], [tuple(np.shape(v)) for v in values]
+        if shapes[0] != shapes[1]:
+            raise TransferError(f"{source}: layer {name} has shapes {shapes[1]}, the network needs {shapes[0]}")
+    for name in names:
+        for variable, value in zip(layers[name].weights, source_weights[name]):
+            variable.assign(value)
+
+
+def read_legacy_h5(path):
+    """Layer name → arrays from a Keras 2 HDF5 weights file (the format of Keras' ImageNet downloads)."""
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in group.attrs:
+            raise TransferError(f"{path}: not a Keras HDF5 weights file (no layer_names)")
+        weights = {}
+        for raw in group.attrs["layer_names"]:
+            name = raw.decode() if isinstance(raw, bytes) else str(raw)
+            names = [n.decode() if isinstance(n, bytes) else n for n in group[name].attrs["weight_names"]]
+            if names:
+                weights[name] = [np.asarray(group[name][n]) for n in names]
+        return weights
+
+
+def _layer_weights(model):
+    return {name: [v.numpy() for v in layer.weights] for name, layer in _weighted_layers(model).items()}
+
+
+def read_imagenet_weights(path):
+    """Layer name → arrays from either Keras' legacy ImageNet file or a Keras 3 `.weights.h5` of ResNet50."""
+    path = Path(path)
+    if not path.is_file():
+        raise TransferError(f"--imagenet-weights {path}: no such file")
+    if path.name.endswith(".weights.h5"):
+        reference = keras.applications.ResNet50(include_top=False, weights=None)
+        try:
+            reference.load_weights(path)
+        except Exception as error:  # Keras raises several types for layout mismatches
+            raise TransferError(f"{path}: not the weights of keras.applications.ResNet50 ({error})") from None
+        return _layer_weights(reference)
+    return read_legacy_h5(path)
+
+
+def download_imagenet_weights():
+    """Keras' own download and cache (~/.keras/models); a clear error when offline."""
+    try:
+        return keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_HASH)
+    except Exception as error:
+        raise TransferError(
+            f"could not download ImageNet weights ({type(error).__name__}); without network access pass "
+            f"--imagenet-weights PATH to a local {IMAGENET_FILE} or ResNet50 .weights.h5"
+        ) from None
+
+
+def load_imagenet(model, weights_path=None):
+    """Copies ImageNet ResNet50 weights into every backbone layer of `model`."""
+    source = str(weights_path or download_imagenet_weights())
+    weights = read_imagenet_weights(source)
+    backbone = [name for name in _weighted_layers(model) if is_backbone_layer(name)]
+    missing = [name for name in backbone if name not in weights]
+    if missing:
+        raise TransferError(
+            f"{source}: has no weights for backbone layers {missing[:3]}... ImageNet weights exist for the "
+            f"standard 'resnet50' backbone only; got {getattr(model, 'architecture', {}).get('backbone')}"
+        )
+    try:
+        _copy_layers(model, weights, backbone, source)
+    except TransferError as error:
+        raise TransferError(f"{error} (ImageNet weights fit width 1.0 only)") from None
+    skipped = [name for name in _weighted_layers(model) if name not in backbone]
+    return TransferReport("imagenet", source, backbone, skipped)
+
+
+def save_generator(generator, path):
+    """Writes generator weights and, beside them, the architecture needed to rebuild it."""
+    path = Path(path)
+    generator.save_weights(path)
+    arch = {k: v for k, v in generator.architecture.items() if k != "num_outputs"}
+    (path.parent / ARCHITECTURE_FILE).write_text(json.dumps(arch, indent=2))
+
+
+def resolve_surrogate(path):
+    """`--surrogate` may name a colorization run directory or its generator weights file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / GENERATOR_FILE
+    if not path.is_file():
+        raise TransferError(f"--surrogate {path}: no such file (a colorization run writes {GENERATOR_FILE})")
+    return path
+
+
+def load_generator(path, arch=None):
+    """Rebuilds a colorization generator from its weights file (architecture from the file beside it)."""
+    path = resolve_surrogate(path)
+    arch_file = path.parent / ARCHITECTURE_FILE
+    if arch_file.is_file():
+        arch = json.loads(arch_file.read_text())
+    if arch is None:
+        raise TransferError(f"--surrogate {path}: no {ARCHITECTURE_FILE} beside it to rebuild the generator")
+    generator = build_generator(**arch)
+    try:
+        generator.load_weights(path)
+    except Exception as error:
+        raise TransferError(f"--surrogate {path}: does not match a generator of {arch} ({error})") from None
+    return generator
+
+
+def load_surrogate(model, surrogate_path, init="surrogate"):
+    """Copies every generator layer except its head into `model`; refuses architectures that differ."""
+    if surrogate_path is None:
+        raise TransferError(f"--init {init} needs --surrogate PATH (a colorization run or its weights file)")
+    arch = {k: v for k, v in getattr(model, "architecture", {}).items() if k != "num_outputs"}
+    generator = load_generator(surrogate_path, arch or None)
+    source = str(resolve_surrogate(surrogate_path))
+    gen_arch = {k: v for k, v in generator.architecture.items() if k != "num_outputs"}
+    if arch and gen_arch != arch:
+        raise TransferError(f"--surrogate {source}: generator architecture {gen_arch} differs from the network's {arch}")
+    source_layers = _weighted_layers(generator)
+    names = [name for name in _weighted_layers(model) if name != HEAD_LAYER]
+    missing = [name for name in names if name not in source_layers]
+    if missing:
+        raise TransferError(f"--surrogate {source}: generator lacks layers {missing[:3]}")
+    _copy_layers(model, _layer_weights(generator), names, source)
+    return TransferReport(init, source, names, [HEAD_LAYER])
+
+
+def transfer_weights(model, init, *, imagenet_weights=None, surrogate=None):
+    """Initialises `model` in place as `--init` asks; returns a `TransferReport`.
+
+    Args:
+        model: a network from `build_deeplabv3plus` or `build_generator`.
+        init: one of INITS. "imagenet+surrogate" loads a generator that was itself trained from ImageNet.
+        imagenet_weights: local ImageNet weights file; None downloads through Keras' cache.
+        surrogate: colorization run directory or generator weights file.
+
+    Example:
+        >>> report = transfer_weights(model, "surrogate", surrogate="runs/colorize")
+        >>> print(report.summary())
+    """
+    if init not in INITS:
+        raise TransferError(f"Wrong --init {init!r}, supported: {', '.join(INITS)}")
+    if init == "scratch":
+        return TransferReport("scratch", skipped=list(_weighted_layers(model)))
+    if init == "imagenet":
+        return load_imagenet(model, imagenet_weights)
+    return load_surrogate(model, surrogate, init)
