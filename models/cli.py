@@ -21,7 +21,8 @@ FLAGS = {
     "batch": dict(type=int, default=4, help="global batch size (split across replicas)"),
     "crop": dict(type=int, default=513, help="square crop size"),
     "lr": dict(type=float, help="learning rate (Adam, beta1 0.5, beta2 0.999)"),
-    "seed": dict(type=int, default=0, help="seed for splits, label fractions, data order and weights"),
+    "seed": dict(type=int, default=0, help="seed for label fractions, data order and weights"),
+    "split_seed": dict(type=int, default=0, help="seed of the train/val/test draw when a dataset has no splits/ (shared by pretraining, so its test images stay unseen)"),
     "backbone": dict(choices=("resnet50", "resnet50_beta"), default="resnet50", help="ResNet50 with the 7x7 stem (ImageNet-compatible) or DeepLab's three-3x3 beta stem"),
     "width": dict(type=float, default=1.0, help="channel multiplier (1.0 is the real model)"),
     "output_stride": dict(type=int, choices=(8, 16), default=16, help="backbone output stride"),
@@ -43,7 +44,7 @@ FLAGS = {
     "deterministic": dict(action="store_true", help="deterministic ops and data order"),
 }
 # Flags that fix what a run computes: a resumed run must not change them.
-RESUME_FIXED = ("crop", "batch", "seed", "backbone", "width", "output_stride", "regular_conv", "init", "frac",
+RESUME_FIXED = ("crop", "batch", "seed", "split_seed", "backbone", "width", "output_stride", "regular_conv", "init", "frac",
                 "loss", "gan_loss", "l1_weight", "lr")
 
 
@@ -96,7 +97,7 @@ def check_writable(out):
 
 def run(main, args):
     """Runs `main(args)`; expected failures become one line on stderr and a non-zero exit status."""
-    from datasets import DatasetError
+    from datasets.errors import DatasetError
     from models.transfer import TransferError
 
     try:

@@ -20,16 +20,16 @@ def patch_score(logits):
 def discriminator_loss(real_score, fake_score, kind):
     if kind == "lsgan":
         return 0.5 * (tf.square(real_score - 1.0) + tf.square(fake_score))
-    bce = keras.losses.binary_crossentropy
-    return bce(tf.ones_like(real_score), real_score, from_logits=True) + bce(
-        tf.zeros_like(fake_score), fake_score, from_logits=True
+    bce = tf.nn.sigmoid_cross_entropy_with_logits  # per image, like lsgan (Keras' BCE averages the batch)
+    return bce(labels=tf.ones_like(real_score), logits=real_score) + bce(
+        labels=tf.zeros_like(fake_score), logits=fake_score
     )
 
 
 def generator_adversarial_loss(fake_score, kind):
     if kind == "lsgan":
         return tf.square(fake_score - 1.0)
-    return keras.losses.binary_crossentropy(tf.ones_like(fake_score), fake_score, from_logits=True)
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(fake_score), logits=fake_score)
 
 
 class ColorizationGAN(keras.Model):

@@ -47,6 +47,12 @@ def write_atomic(path, text):
         raise
 
 
+def read_json(path, default=None):
+    """A JSON file's content, or `default` when the file does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
 def write_json(path, obj):
     write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 

@@ -1,0 +1,183 @@
+"""Segmentation fine-tuning of DeepLabV3+ ResNet50 from scratch, ImageNet, or a colorization generator.
+
+    python finetune/segment.py --data ROOT --init surrogate --surrogate runs/colorize --frac 0.25 --out RUN
+
+Trains on a nested fraction of the training split, selects the best checkpoint by validation mean Dice,
+and reports test-split metrics in RUN/metrics.json. With no --data the built-in synthetic set is used.
+"""
+
+import sys
+
+import numpy as np
+
+from models.runtime import quiet_tensorflow
+
+quiet_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import datasets  # noqa: E402
+from finetune.inference import Predictor  # noqa: E402
+from finetune.losses import make_loss  # noqa: E402
+from finetune.metrics import confusion_matrix, parse_groups, segmentation_metrics  # noqa: E402
+from models import INITS, build_deeplabv3plus, transfer_weights  # noqa: E402
+from models.cli import add_flags, architecture_kwargs, check_writable, parser, run, save_config  # noqa: E402
+from models.resnet import is_backbone_layer  # noqa: E402
+from models.runtime import configure, is_chief  # noqa: E402
+from models.training import Checkpoints, read_json, train_loop, write_atomic, write_json  # noqa: E402
+from models.visualize import overlay, tile, write_png  # noqa: E402
+
+BEST_WEIGHTS = "best.weights.h5"
+
+
+def parse_args(argv=None):
+    p = parser(__doc__.splitlines()[0])
+    add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "seed", "split_seed", "backbone", "width",
+              "output_stride", "regular_conv", "init", "imagenet_weights", "surrogate", "frac", "loss",
+              "freeze_encoder", "group", "mixed_precision", "xla", "distribute", "checkpoint_every",
+              "eval_every", "skip_bad", "deterministic", steps=300_000, lr=1e-4)
+    p.add_argument("--val-images", type=int, default=None, help="validate on at most this many images (all by default)")
+    args = p.parse_args(argv)
+    if args.init not in INITS:
+        p.error(f"Wrong --init {args.init!r}, supported: {', '.join(INITS)}")
+    if not 0 < args.frac <= 1:
+        p.error(f"--frac must be in (0, 1], got {args.frac}")
+    if args.data and len(args.data) > 1:
+        p.error("--data: fine-tuning takes one labeled dataset root")
+    return args
+
+
+def load_checked_dataset(args):
+    """The labeled dataset after the same checks `datasets/inspect.py` runs; stops at the first problem."""
+    ds = datasets.load_labeled(args.data[0] if args.data else datasets.ensure_synthetic())
+    problems = datasets.check_labeled(ds, progress=True)
+    if problems and not args.skip_bad:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise datasets.DatasetError(f"{problems[0]}{more}; fix it, or pass --skip-bad to skip bad files")
+    if problems:
+        print(f"--skip-bad: skipping {len(problems)} bad files", file=sys.stderr)
+        ds = datasets.drop_bad(ds, problems)
+    return ds, len(problems)
+
+
+def build_model(args, num_classes):
+    num_outputs = 1 if args.loss == "bce" else num_classes
+    if args.loss == "bce" and num_classes != 2:
+        raise ValueError(f"--loss bce is for two-class datasets; this one has {num_classes} classes")
+    model = build_deeplabv3plus(num_outputs, **architecture_kwargs(args))
+    if args.freeze_encoder:
+        for layer in model.layers:
+            if is_backbone_layer(layer.name):
+                layer.trainable = False  # Keras 3: a frozen BatchNorm also runs in inference mode
+    return model
+
+
+class Evaluator:
+    """Scores a split on whole images (tiles when too big) and writes prediction overlays."""
+
+    def __init__(self, model, ds, stems, groups):
+        self.predictor = Predictor(model)
+        self.ds, self.stems, self.groups = ds, stems, groups
+
+    def __call__(self, limit_images=0):
+        k = self.ds.num_classes
+        matrix = np.zeros((k, k), np.int64)
+        shown = []
+        for stem in self.stems:
+            image, mask = self.ds.read_pair(stem)
+            prediction = self.predictor.labels(image)
+            matrix += confusion_matrix(mask, prediction, k)
+            if len(shown) < limit_images:
+                shown.append([image, overlay(image, mask, k), overlay(image, prediction, k)])
+        return segmentation_metrics(matrix, self.ds.class_names, self.groups), shown
+
+
+def save_weights_atomic(model, path):
+    tmp = path.with_name(f".tmp.{path.name}")
+    model.save_weights(tmp)
+    tmp.replace(path)
+
+
+def write_prediction_grid(shown, path):
+    """image | ground truth | prediction, one row per test image, all at the first image's height."""
+    height = shown[0][0].shape[0]
+    rows = [[tf.image.resize(x, (height, int(x.shape[1] * height / x.shape[0])), "nearest").numpy().astype(np.uint8)
+             for x in row] for row in shown]
+    write_png(path, tile(rows))
+
+
+def main(args):
+    out = args.out
+    check_writable(out)
+    if (out / "metrics.json").is_file():
+        print(f"{out}: already finished; metrics in {out / 'metrics.json'}")
+        return 0
+    strategy, precision = configure(args)
+    ds, n_bad = load_checked_dataset(args)
+    groups = parse_groups(args.group, ds.class_names)
+    splits = datasets.load_or_make_splits(ds, out, seed=args.split_seed)
+    train = datasets.select_fraction(splits["train"], args.frac, args.seed)
+    write_atomic(out / "train_stems.txt", "\n".join(train) + "\n")
+    save_config(args, out, precision=precision, classes=ds.class_names, n_train_images=len(train),
+                n_split={k: len(v) for k, v in splits.items()}, skipped_files=n_bad,
+                replicas=strategy.num_replicas_in_sync)
+    print(f"segmentation: {ds.num_classes} classes, {len(train)}/{len(splits['train'])} training images "
+          f"(frac {args.frac}), {len(splits['val'])} val, {len(splits['test'])} test, init {args.init}", file=sys.stderr)
+
+    with strategy.scope():
+        model = build_model(args, ds.num_classes)
+        model.compile(optimizer=keras.optimizers.Adam(args.lr, beta_1=0.5, beta_2=0.999),
+                      loss=make_loss(args.loss, ds.num_classes))
+        model.optimizer.build(model.trainable_variables)
+    checkpoints = Checkpoints(out, model=model, optimizer=model.optimizer)
+    if tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
+        report = transfer_weights(model, args.init, imagenet_weights=args.imagenet_weights, surrogate=args.surrogate)
+        print(report.summary(), file=sys.stderr)
+        write_json(out / "init.json", vars(report))
+
+    chief = is_chief()
+    writer = tf.summary.create_file_writer(str(out / "logs")) if chief else tf.summary.create_noop_writer()
+    val_stems = splits["val"][: args.val_images] if args.val_images else splits["val"]
+    validate = Evaluator(model, ds, val_stems, groups)
+    best_file = out / "best.json"
+
+    def evaluate(step, logs):
+        metrics, _ = validate()
+        with writer.as_default(step=step):
+            for key in ("dice_mean", "dice_grouped", "miou", "pixel_accuracy"):
+                tf.summary.scalar(f"val/{key}", metrics[key])
+        best = read_json(best_file, {}).get("val_dice_mean", -1.0)
+        if metrics["dice_mean"] > best:
+            save_weights_atomic(model, out / BEST_WEIGHTS)
+            write_json(best_file, {"step": step, "val_dice_mean": metrics["dice_mean"]})
+
+    counter = datasets.SkipCounter() if args.skip_bad else None
+
+    def make_dataset(start):
+        return datasets.segmentation_dataset(
+            [ds.image_paths[s] for s in train], [ds.mask_paths[s] for s in train], crop=args.crop, batch=args.batch,
+            seed=args.seed, start_index=start, skip_bad=args.skip_bad, num_classes=ds.num_classes,
+            palette=ds.palette, counter=counter)
+
+    train_loop(model.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
+               global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=model.metrics,
+               writer=writer, hooks=[(args.eval_every, evaluate)], xla=args.xla, desc=f"segment {args.init}")
+    if not chief:
+        return 0
+    model.load_weights(out / BEST_WEIGHTS)
+    metrics, shown = Evaluator(model, ds, splits["test"], groups)(limit_images=6)
+    best = read_json(best_file, {})
+    metrics.update(n_test_images=len(splits["test"]), n_train_images=len(train), init=args.init, frac=args.frac,
+                   seed=args.seed, steps=args.steps, best_step=best.get("step"),
+                   val_dice_mean=best.get("val_dice_mean"), classes=ds.class_names)
+    if shown:
+        write_prediction_grid(shown, out / "predictions.png")
+    write_json(out / "metrics.json", metrics)
+    print(f"test: dice_mean {metrics['dice_mean']:.4f}, dice_grouped {metrics['dice_grouped']:.4f}, "
+          f"mIoU {metrics['miou']:.4f} ({len(splits['test'])} images; best val step {best.get('step')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, parse_args()))

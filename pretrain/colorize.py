@@ -1,0 +1,148 @@
+"""Colorization pretraining, the surrogate task: a conditional GAN learns to colorize grayscale images.
+
+    python pretrain/colorize.py --data DIR [DIR ...] --out runs/colorize
+
+Its generator is a DeepLabV3+ ResNet50; `finetune/segment.py --init surrogate --surrogate RUN` starts
+segmentation from it. With no --data the built-in synthetic set is used. Re-running resumes.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models.runtime import quiet_tensorflow
+
+quiet_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import datasets  # noqa: E402
+from models import ColorizationGAN, build_discriminator, build_generator, transfer_weights  # noqa: E402
+from models.cli import add_flags, architecture_kwargs, check_writable, parser, run, save_config  # noqa: E402
+from models.gan import GAN_LOSSES  # noqa: E402
+from models.runtime import configure, is_chief, wrap_optimizer  # noqa: E402
+from models.training import Checkpoints, train_loop, write_json  # noqa: E402
+from models.transfer import GENERATOR_FILE, save_generator  # noqa: E402
+from models.visualize import tile, to_uint8, write_png  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = parser(__doc__.splitlines()[0])
+    add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "seed", "split_seed", "backbone", "width", "output_stride",
+              "regular_conv", "init", "imagenet_weights", "mixed_precision", "xla", "distribute",
+              "checkpoint_every", "sample_every", "skip_bad", "deterministic", steps=76_000, lr=2e-4)
+    p.add_argument("--l1-weight", type=float, default=1.0, help="weight λ of the L1 reconstruction term")
+    p.add_argument("--gan-loss", choices=GAN_LOSSES, default="lsgan", help="least-squares or vanilla GAN loss")
+    p.add_argument("--video-every", type=int, default=30, help="use every Nth frame of video files")
+    p.add_argument("--holdout", type=int, default=32, help="images kept out of training to measure colorization")
+    args = p.parse_args(argv)
+    if args.init not in ("scratch", "imagenet"):
+        p.error(f"--init {args.init}: pretraining starts from scratch or imagenet")
+    return args
+
+
+def split_holdout(sources, n, seed):
+    """A seeded handful of images never trained on, for samples and the colorization score."""
+    order = np.random.default_rng(seed).permutation(len(sources))
+    n = min(n, len(sources) // 10)
+    held = {int(i) for i in order[:n]}
+    return [s for i, s in enumerate(sources) if i not in held], [sources[i] for i in sorted(held)]
+
+
+def holdout_batch(sources, args):
+    """Fixed held-out crops (no flips) for sample grids and the final score."""
+    if not sources:
+        return None
+    ds = datasets.colorization_dataset(sources, crop=args.crop, batch=len(sources), seed=args.seed, flip=False)
+    return next(iter(ds))
+
+
+def colorization_scores(generator, batch, chunk=4):
+    """Mean |colorized − real| and |gray − real| at stride 4 ([-1, 1] units): does colour get closer?"""
+    n = int(batch["gray"].shape[0])
+    fake = tf.concat([generator(batch["gray"][i:i + chunk], training=False) for i in range(0, n, chunk)], 0)
+    return {
+        "l1_colorized": float(tf.reduce_mean(tf.abs(fake - batch["rgb_small"]))),
+        "l1_gray": float(tf.reduce_mean(tf.abs(batch["gray_small"] - batch["rgb_small"]))),
+        "n_images": n,
+    }
+
+
+def write_samples(generator, batch, path, writer, step, limit=8):
+    """gray | colorized | real, one row per held-out image."""
+    fake = generator(batch["gray"][:limit], training=False).numpy()
+    rows = [[to_uint8(g), to_uint8(f), to_uint8(r)]
+            for g, f, r in zip(batch["gray_small"][:limit].numpy(), fake, batch["rgb_small"][:limit].numpy())]
+    grid = tile(rows)
+    write_png(path, grid)
+    with writer.as_default(step=step):
+        tf.summary.image("samples/gray_colorized_real", grid[None], step=step)
+
+
+def main(args):
+    out = args.out
+    check_writable(out)
+    if (out / GENERATOR_FILE).is_file() and (out / "checkpoints").is_dir():
+        last = tf.train.latest_checkpoint(str(out / "checkpoints"))
+        if last and int(last.rsplit("-", 1)[1]) >= args.steps:
+            print(f"{out}: already finished ({args.steps} steps); {out / GENERATOR_FILE} is ready")
+            return 0
+    strategy, precision = configure(args)
+    sources = datasets.list_unlabeled(args.data or [datasets.ensure_synthetic()], video_every=args.video_every,
+                                      seed=args.split_seed)
+    train, held = split_holdout(sources, args.holdout, args.seed)
+    save_config(args, out, precision=precision, n_train_images=len(train), n_holdout_images=len(held),
+                replicas=strategy.num_replicas_in_sync)
+    print(f"colorization: {len(train)} training images, {len(held)} held out, {precision}, "
+          f"{strategy.num_replicas_in_sync} replica(s)", file=sys.stderr)
+
+    with strategy.scope():
+        generator = build_generator(**architecture_kwargs(args))
+        discriminator = build_discriminator()
+        gan = ColorizationGAN(generator, discriminator)
+        adam = dict(learning_rate=args.lr, beta_1=0.5, beta_2=0.999)
+        gan.compile(wrap_optimizer(keras.optimizers.Adam(**adam)), wrap_optimizer(keras.optimizers.Adam(**adam)),
+                    l1_weight=args.l1_weight, gan_loss=args.gan_loss)
+        gan.g_optimizer.build(generator.trainable_variables)
+        gan.d_optimizer.build(discriminator.trainable_variables)
+    checkpoints = Checkpoints(out, generator=generator, discriminator=discriminator,
+                              g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
+    if args.init == "imagenet" and tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
+        print(transfer_weights(generator, "imagenet", imagenet_weights=args.imagenet_weights).summary(), file=sys.stderr)
+
+    chief = is_chief()
+    writer = tf.summary.create_file_writer(str(out / "logs")) if chief else tf.summary.create_noop_writer()
+    fixed = holdout_batch(held, args) if chief else None
+    hooks = []
+    if fixed is not None:
+        hooks.append((args.sample_every, lambda step, logs: write_samples(
+            generator, fixed, out / "samples" / f"step_{step:07d}.png", writer, step)))
+
+    skipped = datasets.SkipCounter() if args.skip_bad else None
+
+    def make_dataset(start):
+        return datasets.colorization_dataset(train, crop=args.crop, batch=args.batch, seed=args.seed,
+                                             start_index=start, skip_bad=args.skip_bad, counter=skipped)
+
+    train_loop(gan.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
+               global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=gan.metrics,
+               writer=writer, hooks=hooks, xla=args.xla, desc="colorize")
+    if not chief:
+        return 0
+    save_generator(generator, out / GENERATOR_FILE)
+    summary = {"steps": args.steps, "skipped_files": skipped.count if skipped else 0}
+    if fixed is not None:
+        summary.update(colorization_scores(generator, fixed))
+        print(f"held-out L1 to real colours: colorized {summary['l1_colorized']:.4f} vs gray "
+              f"{summary['l1_gray']:.4f} ({summary['n_images']} images)", file=sys.stderr)
+    if skipped:
+        print(f"skipped {skipped.count} unreadable files (--skip-bad)", file=sys.stderr)
+    write_json(out / "pretrain_metrics.json", summary)
+    print(f"wrote {out / GENERATOR_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, parse_args()))
