@@ -1,0 +1,171 @@
+"""The label-efficiency grid: how much does surrogate supervision buy when labels are scarce?
+
+    python experiments/label_efficiency.py --data ROOT [--unlabeled DIR ...] --out EXP [--preset cpu]
+
+Pretrains colorization once per start (scratch, and ImageNet for `imagenet+surrogate`), fine-tunes every
+cell of inits × label fractions × seeds, each in its own run directory under EXP, and writes
+EXP/results.csv, the Dice-vs-fraction plots and EXP/report.md. Re-running skips finished cells and
+resumes unfinished ones. With no --data it runs the `demo` preset on the built-in synthetic set.
+"""
+
+import argparse
+import ctypes
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from experiments.plot import write_plots_and_report
+from experiments.results import Cell, collect_results, read_runner_state, write_runner_state
+
+REPO = Path(__file__).resolve().parent.parent
+INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate")
+# Every value is a flag of this script; an explicit flag beats the preset.
+PRESETS = {
+    "paper": dict(crop=513, width=1.0, batch=4, pretrain_steps=76_000, finetune_steps=300_000, lr=1e-4,
+                  pretrain_lr=2e-4, eval_every=5000, checkpoint_every=5000, sample_every=5000),
+    # Sized for 2 CPU cores: the 16 runnable cells of the default grid on a ~1,000-image dataset plus
+    # pretraining on ~2,000 images take a few hours (see experiments/results/).
+    "cpu": dict(crop=193, width=0.5, batch=4, pretrain_steps=3000, finetune_steps=1000, lr=1e-4, pretrain_lr=2e-4,
+                eval_every=250, checkpoint_every=250, sample_every=500),
+    # The cpu grid scaled to the 128-px synthetic set: the README's main command, minutes on 2 cores.
+    "demo": dict(crop=129, width=0.25, batch=4, pretrain_steps=600, finetune_steps=200, lr=2e-4,
+                 pretrain_lr=2e-4, eval_every=100, checkpoint_every=100, sample_every=200),
+    "smoke": dict(crop=65, width=0.125, batch=2, pretrain_steps=4, finetune_steps=4, lr=1e-4, pretrain_lr=2e-4,
+                  eval_every=2, checkpoint_every=2, sample_every=2),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", type=Path, default=None, help="labeled dataset root (default: built-in synthetic set)")
+    p.add_argument("--unlabeled", type=Path, nargs="+", default=[], help="extra folders/videos for pretraining")
+    p.add_argument("--out", type=Path, required=True, help="experiment directory; re-running resumes")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="cpu with --data, demo without")
+    p.add_argument("--inits", nargs="+", default=["scratch", "imagenet", "surrogate"], choices=INITS)
+    p.add_argument("--fracs", nargs="+", type=float, default=[0.1, 0.25, 0.5, 1.0])
+    p.add_argument("--seeds", nargs="+", type=int, default=[1])
+    p.add_argument("--group", default=None, help="class grouping for the 2-class panel, e.g. 'background:0;skin:1-8'")
+    p.add_argument("--imagenet-weights", type=Path, default=None, help="local ResNet50 ImageNet weights file")
+    p.add_argument("--backbone", choices=("resnet50", "resnet50_beta"), default="resnet50")
+    p.add_argument("--loss", default="ce")
+    for name in PRESETS["cpu"]:
+        kind = float if name in ("width", "lr", "pretrain_lr") else int
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help="overrides the preset")
+    for flag in ("mixed-precision", "xla", "skip-bad", "deterministic"):
+        p.add_argument("--" + flag, action="store_true", help="passed to every run")
+    args = p.parse_args(argv)
+    preset = PRESETS[args.preset or ("cpu" if args.data else "demo")]
+    for name, value in preset.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def shared_flags(args):
+    flags = ["--crop", args.crop, "--width", args.width, "--batch", args.batch, "--backbone", args.backbone,
+             "--checkpoint-every", args.checkpoint_every]
+    flags += [f"--{f}" for f in ("mixed-precision", "xla", "skip-bad", "deterministic") if getattr(args, f.replace("-", "_"))]
+    return flags
+
+
+def pretrain_command(args, start):
+    data = ([args.data] if args.data else []) + list(args.unlabeled)
+    command = ["pretrain/colorize.py", "--out", args.out / "pretrain" / start, "--init", start,
+               "--steps", args.pretrain_steps, "--lr", args.pretrain_lr, "--sample-every", args.sample_every]
+    command += (["--data", *data] if data else []) + shared_flags(args)
+    if start == "imagenet" and args.imagenet_weights:
+        command += ["--imagenet-weights", args.imagenet_weights]
+    return command
+
+
+def finetune_command(args, cell):
+    command = ["finetune/segment.py", "--out", cell.run_dir(args.out), "--init", cell.init, "--frac", cell.frac,
+               "--seed", cell.seed, "--steps", args.finetune_steps, "--lr", args.lr, "--eval-every", args.eval_every,
+               "--loss", args.loss]
+    command += (["--data", args.data] if args.data else []) + shared_flags(args)
+    command += ["--group", args.group] if args.group else []
+    if cell.init in ("imagenet", "imagenet+surrogate") and args.imagenet_weights:
+        command += ["--imagenet-weights", args.imagenet_weights]
+    if cell.init.endswith("surrogate"):
+        start = "imagenet" if cell.init == "imagenet+surrogate" else "scratch"
+        command += ["--surrogate", args.out / "pretrain" / start]
+    return command
+
+
+def run_step(name, command, state, log):
+    """Runs one script to completion (it resumes itself); records wall time and outcome under `name`."""
+    entry = state.setdefault(name, {"wall_seconds": 0.0, "attempts": 0})
+    if entry.get("status") == "done":
+        return True
+    argv = [sys.executable] + [str(c) for c in command]
+    entry["command"] = " ".join(["python"] + [str(c) for c in command])
+    tick = time.time()
+    returncode, tail = run_and_tee(argv)
+    entry["wall_seconds"] += time.time() - tick
+    entry["attempts"] += 1
+    lines = [line for line in tail.replace("\r", "\n").splitlines() if line.strip()]
+    log.write(f"$ {entry['command']}\n" + "\n".join(lines[-50:]) + "\n")
+    if returncode == 0:
+        entry.update(status="done", error="")
+    else:
+        entry.update(status="failed", error=(lines[-1] if lines else f"exit status {returncode}")[:500])
+        tqdm.write(f"{name}: failed: {entry['error']}")
+    return returncode == 0
+
+
+def _die_with_parent():
+    """Children get SIGKILL when the runner dies, so a killed grid never leaves a run writing behind it."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def run_and_tee(argv):
+    """Runs a script showing its progress live; returns (exit status, the tail of its stderr)."""
+    process = subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+    tail = b""
+    for chunk in iter(lambda: process.stderr.read1(4096), b""):
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+        tail = (tail + chunk)[-20_000:]
+    return process.wait(), tail.decode(errors="replace")
+
+
+def plan(args):
+    return [Cell(init, frac, seed) for seed in args.seeds for init in args.inits for frac in sorted(args.fracs)]
+
+
+def main(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    state = read_runner_state(args.out)
+    state["__args__"] = {k: str(v) for k, v in vars(args).items()}
+    state["__command__"] = " ".join(["python", "experiments/label_efficiency.py"] + sys.argv[1:])
+    cells = plan(args)
+    starts = sorted({"imagenet" if c.init == "imagenet+surrogate" else "scratch" for c in cells
+                     if c.init.endswith("surrogate")})
+    with open(args.out / "runner.log", "a") as log:
+        for start in starts:
+            tqdm.write(f"pretraining ({start}) → {args.out / 'pretrain' / start}")
+            run_step(f"pretrain/{start}", pretrain_command(args, start), state, log)
+            write_runner_state(args.out, state)
+        for cell in tqdm(cells, desc="grid", unit="cell"):
+            needs = cell.pretraining()
+            if needs and state.get(f"pretrain/{needs}", {}).get("status") != "done":
+                state[cell.name] = {"status": "failed", "wall_seconds": 0.0, "attempts": 0,
+                                    "error": f"pretraining {needs} failed: {state[f'pretrain/{needs}'].get('error')}"}
+            else:
+                run_step(cell.name, finetune_command(args, cell), state, log)
+            write_runner_state(args.out, state)
+            collect_results(args.out, cells, state)
+    write_plots_and_report(args.out)
+    done = sum(state.get(c.name, {}).get("status") == "done" for c in cells)
+    print(f"{done}/{len(cells)} cells finished; results in {args.out / 'results.csv'}, report {args.out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
