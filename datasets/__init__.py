@@ -1,0 +1,40 @@
+"""Everything that turns files into tensors: readers, checks, splits, tf.data pipelines, synthetic data."""
+
+from datasets.checks import Problem, check_labeled, drop_bad, summarize_labeled
+from datasets.errors import DatasetError
+from datasets.evaluation import eval_examples, pad_to_multiple
+from datasets.images import read_image
+from datasets.labeled import LabeledDataset, load_labeled
+from datasets.masks import load_palette, read_mask
+from datasets.rle import read_rle_csv, rle_decode, rle_encode, write_rle_csv
+from datasets.splits import load_or_make_splits, select_fraction
+from datasets.unlabeled import Source, list_unlabeled
+
+# Loaded on first use: pipeline imports TensorFlow (seconds), which the checker CLI does not need, and
+# importing synthetic here would make `python -m datasets.synthetic` warn that it was imported twice.
+_LAZY = {
+    "SkipCounter": "pipeline", "colorization_dataset": "pipeline", "segmentation_dataset": "pipeline",
+    "unwrap_dataset_error": "pipeline", "default_synthetic_root": "synthetic", "ensure_synthetic": "synthetic",
+    "make_synthetic": "synthetic",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"datasets.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'datasets' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "DatasetError", "LabeledDataset", "Problem", "SkipCounter", "Source", "check_labeled",
+    "colorization_dataset", "default_synthetic_root", "drop_bad", "ensure_synthetic", "eval_examples",
+    "list_unlabeled", "load_labeled", "load_or_make_splits", "load_palette", "make_synthetic",
+    "pad_to_multiple", "read_image", "read_mask", "read_rle_csv", "rle_decode", "rle_encode",
+    "segmentation_dataset", "select_fraction", "summarize_labeled", "unwrap_dataset_error", "write_rle_csv",
+]

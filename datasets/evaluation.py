@@ -1,0 +1,44 @@
+"""Whole-image evaluation helpers: validation and test metrics are computed on full images, not crops."""
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from datasets.labeled import LabeledDataset
+from datasets.masks import read_pair
+
+
+def eval_examples(source, stems, *, num_classes=None, palette=None):
+    """Yield (stem, image uint8 HxWx3 RGB, mask uint8 HxW) for each stem, in order.
+
+    Args:
+        source: a LabeledDataset, or (image_paths, mask_paths) as {stem: path} mappings or as lists
+            aligned with `stems` (then pass num_classes / palette as for segmentation_dataset).
+    """
+    stems = list(stems)
+    if isinstance(source, LabeledDataset):
+        for stem in stems:
+            yield (stem, *source.read_pair(stem))
+        return
+    image_paths, mask_paths = source
+    if not isinstance(image_paths, Mapping):
+        image_paths, mask_paths = dict(zip(stems, image_paths)), dict(zip(stems, mask_paths))
+    for stem in stems:
+        image, mask = read_pair(image_paths[stem], mask_paths[stem], palette=palette,
+                                binary=num_classes == 2, num_classes=num_classes)
+        yield stem, image, mask
+
+
+def pad_to_multiple(image, multiple: int, value=1.0):
+    """Pad the bottom and right of an (H, W[, C]) or (B, H, W, C) array or tensor so that H and W are
+    multiples of `multiple`; returns (padded, (H, W)) so predictions can be cropped back with [:H, :W].
+    The default value 1.0 is the training padding (pixel 255 scaled to [-1, 1])."""
+    spatial = (1, 2) if len(image.shape) == 4 else (0, 1)
+    height, width = int(image.shape[spatial[0]]), int(image.shape[spatial[1]])
+    paddings = [[0, 0] for _ in image.shape]
+    paddings[spatial[0]][1], paddings[spatial[1]][1] = -height % multiple, -width % multiple
+    if isinstance(image, np.ndarray):
+        return np.pad(image, paddings, constant_values=value), (height, width)
+    import tensorflow as tf  # only for tensor inputs, so this module stays importable without TensorFlow
+
+    return tf.pad(image, paddings, constant_values=value), (height, width)
