@@ -86,7 +86,8 @@ def read_imagenet_weights(path):
         try:
             reference.load_weights(path)
         except Exception as error:  # Keras raises several types for layout mismatches
-            raise TransferError(f"{path}: not the weights of keras.applications.ResNet50 ({error})") from None
+            raise TransferError(f"{path}: not the weights of keras.applications.ResNet50 "
+                                f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
         return _layer_weights(reference)
     return read_legacy_h5(path)
 
@@ -151,7 +152,8 @@ def load_generator(path, arch=None):
     try:
         generator.load_weights(path)
     except Exception as error:
-        raise TransferError(f"--surrogate {path}: does not match a generator of {arch} ({error})") from None
+        raise TransferError(f"--surrogate {path}: does not match a generator of {arch} "
+                            f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
     return generator
 
 

@@ -1,5 +1,6 @@
 """Shared test fixtures: a tiny synthetic dataset and the location of the real datasets (never copied)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,7 @@ def shared_dataset():
         return root
 
     return locate
+
+
+# Quiet TensorFlow's C++ logging; conftest loads before any test module imports TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

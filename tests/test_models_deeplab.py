@@ -1,0 +1,107 @@
+"""DeepLabV3+ segmenter and colorization generator: shapes, ASPP rates, separable/regular 3×3 layers."""
+
+import keras
+import numpy as np
+import pytest
+
+from models import build_deeplabv3plus, build_generator
+from models.deeplab import HEAD_LAYER, stride4_size
+
+WIDTH = 0.125
+NUM_CLASSES = 5
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return build_deeplabv3plus(NUM_CLASSES, width=WIDTH)
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return build_generator(width=WIDTH)
+
+
+def _image(*shape, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype("float32")
+
+
+def test_segmenter_logits_at_input_resolution_513(segmenter):
+    logits = segmenter(_image(1, 513, 513, 3))
+    assert tuple(logits.shape) == (1, 513, 513, NUM_CLASSES)
+    assert logits.dtype == "float32"
+    assert np.isfinite(keras.ops.convert_to_numpy(logits)).all()
+
+
+def test_segmenter_handles_odd_non_square_inputs(segmenter):
+    assert tuple(segmenter(_image(2, 64, 100, 3)).shape) == (2, 64, 100, NUM_CLASSES)
+
+
+def test_generator_output_513_is_stride4_rgb_in_range(generator):
+    rgb = keras.ops.convert_to_numpy(generator(_image(1, 513, 513, 3)))
+    assert rgb.shape == (1, 129, 129, 3)
+    assert rgb.dtype == np.float32
+    assert rgb.min() >= -1.0 and rgb.max() <= 1.0
+    assert rgb.std() > 0  # not a constant map
+
+
+def test_stride4_size_of_513():
+    assert stride4_size(513) == 129
+
+
+@pytest.mark.parametrize("side", [64, 65, 100, 128])
+def test_stride4_size_matches_generator(generator, side):
+    assert tuple(generator(_image(1, side, side, 3)).shape) == (1, stride4_size(side), stride4_size(side), 3)
+
+
+def test_generator_and_segmenter_share_every_layer_but_head(segmenter, generator):
+    def weighted(model):
+        return {layer.name: [tuple(w.shape) for w in layer.weights] for layer in model.layers if layer.weights}
+
+    seg, gen = weighted(segmenter), weighted(generator)
+    assert seg.keys() == gen.keys()
+    assert [name for name in seg if seg[name] != gen[name]] == [HEAD_LAYER]
+    assert gen[HEAD_LAYER][0][-1] == 3 and seg[HEAD_LAYER][0][-1] == NUM_CLASSES
+    assert generator.architecture["num_outputs"] == 3
+    assert segmenter.architecture == {"backbone": "resnet50", "output_stride": 16, "width": WIDTH, "separable": True,
+                                      "atrous_rates": [6, 12, 18], "num_outputs": NUM_CLASSES}
+
+
+def test_aspp_rates_at_output_stride_16(segmenter):
+    for rate in (6, 12, 18):
+        assert segmenter.get_layer(f"aspp_r{rate}_depthwise").dilation_rate == (rate, rate)
+
+
+def test_aspp_rates_double_at_output_stride_8():
+    model = build_deeplabv3plus(NUM_CLASSES, width=WIDTH, output_stride=8)
+    names = {layer.name for layer in model.layers}
+    for rate in (12, 24, 36):
+        assert model.get_layer(f"aspp_r{rate}_depthwise").dilation_rate == (rate, rate)
+    assert not {"aspp_r6_depthwise", "aspp_r18_depthwise"} & names
+    assert model.get_layer("conv5_block1_2_conv").dilation_rate == (4, 4)
+    assert tuple(model(_image(1, 65, 65, 3)).shape) == (1, 65, 65, NUM_CLASSES)
+
+
+def test_separable_layer_names(segmenter):
+    names = {layer.name for layer in segmenter.layers}
+    for block in ("aspp_r6", "aspp_r12", "aspp_r18", "decoder_conv1", "decoder_conv2"):
+        assert {f"{block}_depthwise", f"{block}_pointwise"} <= names
+        assert f"{block}_conv" not in names
+        assert isinstance(segmenter.get_layer(f"{block}_depthwise"), keras.layers.DepthwiseConv2D)
+
+
+def test_regular_convolutions_when_not_separable():
+    model = build_deeplabv3plus(NUM_CLASSES, width=WIDTH, separable=False)
+    names = {layer.name for layer in model.layers}
+    assert not any(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in model.layers)
+    assert not any(name.endswith(("_depthwise", "_pointwise")) for name in names)
+    for block, rate in (("aspp_r6", 6), ("aspp_r12", 12), ("aspp_r18", 18), ("decoder_conv1", 1), ("decoder_conv2", 1)):
+        conv = model.get_layer(f"{block}_conv")
+        assert conv.kernel_size == (3, 3) and conv.dilation_rate == (rate, rate)
+    assert model.architecture["separable"] is False
+    assert tuple(model(_image(1, 65, 65, 3)).shape) == (1, 65, 65, NUM_CLASSES)
+
+
+def test_decoder_joins_stride4_projection(segmenter):
+    probe = keras.Model(segmenter.input, segmenter.get_layer("decoder_concat").output)
+    # ASPP features (256 × 0.125 channels) upsampled to stride 4, beside the 48 × 0.125 → 8-channel projection.
+    assert tuple(probe(_image(1, 65, 65, 3)).shape) == (1, 17, 17, 32 + 8)

@@ -1,0 +1,119 @@
+"""The real (width 1.0) network: parameter count, Keras ResNet50 layer names, and ImageNet init.
+
+One full-width DeepLabV3+ is built for the whole module; one keras.applications.ResNet50 (weights=None,
+nothing is downloaded) provides the reference names and the random "ImageNet" files in both formats.
+"""
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from models import TransferError, build_deeplabv3plus, transfer_weights
+from models.resnet import is_backbone_layer
+
+NUM_CLASSES = 9
+SMP_PARAMS = 26.68e6  # segmentation_models_pytorch DeepLabV3Plus("resnet50", encoder_output_stride=16, classes=9)
+
+
+def randomize(model, seed):
+    """Distinct values everywhere, BN statistics included (fresh BN layers would otherwise already agree)."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        low = 0.5 if variable.path.endswith("moving_variance") else -1.0
+        variable.assign(rng.uniform(low, 1.0, tuple(variable.shape)).astype(variable.dtype))
+
+
+def layer_weights(model):
+    return {layer.name: [w.numpy() for w in layer.weights] for layer in model.layers if layer.weights}
+
+
+def write_legacy_h5(model, path):
+    """Keras 2 HDF5 layout, as in Keras' resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5."""
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = np.array([layer.name.encode() for layer in model.layers], dtype="S")
+        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.2.4"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
+            group.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S")
+            for name, weight in zip(names, layer.weights):
+                group.create_dataset(name, data=weight.numpy())
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return build_deeplabv3plus(NUM_CLASSES)  # the only full-width build of the suite
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return keras.applications.ResNet50(include_top=False, weights=None)
+
+
+@pytest.fixture(scope="module")
+def imagenet_files(reference, tmp_path_factory):
+    """{"legacy": (path, weights), "keras3": (path, weights)} holding different random values."""
+    folder = tmp_path_factory.mktemp("imagenet")
+    randomize(reference, seed=10)
+    legacy = folder / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    write_legacy_h5(reference, legacy)
+    files = {"legacy": (legacy, layer_weights(reference))}
+    randomize(reference, seed=11)
+    keras3 = folder / "resnet50.weights.h5"
+    reference.save_weights(keras3)
+    files["keras3"] = (keras3, layer_weights(reference))
+    return files
+
+
+def test_parameter_count_matches_smp(segmenter):
+    assert abs(segmenter.count_params() - SMP_PARAMS) / SMP_PARAMS < 0.02, segmenter.count_params()
+
+
+def test_decoder_widths_at_full_width(segmenter):
+    assert segmenter.get_layer("decoder_proj_conv").filters == 48
+    assert segmenter.get_layer("aspp_proj_conv").filters == 256
+    assert segmenter.get_layer("conv5_block3_out").output.shape[-1] == 2048
+
+
+def test_backbone_layer_names_match_keras_resnet50(segmenter, reference):
+    ours = {layer.name: [tuple(w.shape) for w in layer.weights] for layer in segmenter.layers
+            if layer.weights and is_backbone_layer(layer.name)}
+    keras_ = {layer.name: [tuple(w.shape) for w in layer.weights] for layer in reference.layers if layer.weights}
+    assert len(keras_) == 106
+    assert ours == keras_
+    for name in keras_:  # same variable order too (kernel, bias; gamma, beta, moving mean, variance)
+        assert [w.name for w in segmenter.get_layer(name).weights] == [w.name for w in reference.get_layer(name).weights]
+
+
+@pytest.mark.parametrize("kind", ["legacy", "keras3"])
+def test_imagenet_init_copies_the_whole_backbone_only(segmenter, imagenet_files, kind):
+    path, expected = imagenet_files[kind]
+    before = layer_weights(segmenter)
+
+    report = transfer_weights(segmenter, "imagenet", imagenet_weights=path)
+
+    after = layer_weights(segmenter)
+    assert report.init == "imagenet" and report.source == str(path)
+    assert sorted(report.copied) == sorted(expected)
+    assert sorted(report.skipped) == sorted(set(after) - set(expected))
+    assert "logits" in report.skipped and "aspp_proj_conv" in report.skipped and "decoder_proj_conv" in report.skipped
+    for name, values in expected.items():
+        assert len(after[name]) == len(values)
+        for actual, wanted in zip(after[name], values):
+            np.testing.assert_array_equal(actual, wanted, err_msg=name)
+    for name in report.skipped:
+        for actual, previous in zip(after[name], before[name]):
+            np.testing.assert_array_equal(actual, previous, err_msg=name)
+
+
+@pytest.mark.parametrize("arch, message", [({"width": 0.125}, "width 1.0"), ({"backbone": "resnet50_beta",
+                                                                              "width": 0.125}, "'resnet50'")])
+def test_imagenet_file_refuses_other_networks(imagenet_files, arch, message):
+    model = build_deeplabv3plus(NUM_CLASSES, **arch)
+    before = layer_weights(model)
+    with pytest.raises(TransferError, match=message):
+        transfer_weights(model, "imagenet", imagenet_weights=imagenet_files["legacy"][0])
+    for name, values in layer_weights(model).items():  # refused before anything was copied
+        for actual, previous in zip(values, before[name]):
+            np.testing.assert_array_equal(actual, previous, err_msg=name)

@@ -1,0 +1,159 @@
+"""`--init` transfers on tiny networks: surrogate (generator → segmenter), scratch, and the error paths."""
+
+import json
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from models import INITS, TransferError, build_deeplabv3plus, build_generator, transfer_weights
+from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, save_generator
+
+WIDTH = 0.125
+
+
+def randomize(model, seed):
+    """Distinct values everywhere (fresh BN layers of two models would otherwise already agree)."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        low = 0.5 if variable.path.endswith("moving_variance") else -1.0
+        variable.assign(rng.uniform(low, 1.0, tuple(variable.shape)).astype(variable.dtype))
+
+
+def layer_weights(model):
+    return {layer.name: [w.numpy() for w in layer.weights] for layer in model.layers if layer.weights}
+
+
+def assert_same(actual, expected, name):
+    assert len(actual) == len(expected), name
+    for a, e in zip(actual, expected):
+        np.testing.assert_array_equal(a, e, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def surrogate_run(tmp_path_factory):
+    """A colorization run directory holding a generator with random weights; yields (dir, weights)."""
+    generator = build_generator(width=WIDTH)
+    randomize(generator, seed=1)
+    run = tmp_path_factory.mktemp("colorize")
+    save_generator(generator, run / GENERATOR_FILE)
+    return run, layer_weights(generator)
+
+
+def build_segmenter():
+    model = build_deeplabv3plus(4, width=WIDTH)
+    randomize(model, seed=2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    """Shared by the tests that must leave it unchanged (they check that they do)."""
+    return build_segmenter()
+
+
+def assert_unchanged(model, before):
+    for name, values in layer_weights(model).items():
+        assert_same(values, before[name], name)
+
+
+def test_save_generator_writes_architecture(surrogate_run):
+    run, _ = surrogate_run
+    assert (run / GENERATOR_FILE).is_file()
+    arch = json.loads((run / ARCHITECTURE_FILE).read_text())
+    assert arch == {"backbone": "resnet50", "output_stride": 16, "width": WIDTH, "separable": True,
+                    "atrous_rates": [6, 12, 18]}
+
+
+@pytest.mark.parametrize("init, as_file", [("surrogate", False), ("surrogate", True), ("imagenet+surrogate", False)],
+                         ids=["run_dir", "weights_file", "imagenet+surrogate"])
+def test_surrogate_copies_all_but_head(surrogate_run, init, as_file):
+    run, generator = surrogate_run
+    segmenter = build_segmenter()
+    before = layer_weights(segmenter)
+
+    report = transfer_weights(segmenter, init, surrogate=run / GENERATOR_FILE if as_file else run)
+
+    after = layer_weights(segmenter)
+    assert report.init == init
+    assert report.skipped == ["logits"]
+    assert sorted(report.copied) == sorted(name for name in after if name != "logits")
+    assert report.source == str(run / GENERATOR_FILE)
+    assert "copied" in report.summary()
+    for name in report.copied:
+        assert_same(after[name], generator[name], name)
+    assert_same(after["logits"], before["logits"], "logits")
+    assert after["logits"][0].shape[-1] == 4 and generator["logits"][0].shape[-1] == 3
+
+
+@pytest.mark.parametrize("arch", [{"width": 0.25}, {"backbone": "resnet50_beta"}], ids=["width", "backbone"])
+def test_surrogate_of_another_architecture_is_refused(tmp_path, segmenter, arch):
+    save_generator(build_generator(**{"width": WIDTH, **arch}), tmp_path / GENERATOR_FILE)
+    before = layer_weights(segmenter)
+    with pytest.raises(TransferError, match="differs"):
+        transfer_weights(segmenter, "surrogate", surrogate=tmp_path)
+    assert_unchanged(segmenter, before)  # nothing was half-loaded
+
+
+@pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning")  # Keras' own note before it raises
+def test_surrogate_weights_without_architecture_file_must_fit(tmp_path, segmenter):
+    build_generator(width=0.25).save_weights(tmp_path / GENERATOR_FILE)  # no architecture.json beside it
+    with pytest.raises(TransferError, match="does not match"):
+        transfer_weights(segmenter, "surrogate", surrogate=tmp_path / GENERATOR_FILE)
+
+
+@pytest.mark.parametrize("relative", ["missing_dir", "empty_dir", "missing.weights.h5"])
+def test_missing_surrogate_names_the_path(tmp_path, segmenter, relative):
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(TransferError, match="no such file") as error:
+        transfer_weights(segmenter, "surrogate", surrogate=tmp_path / relative)
+    assert str(tmp_path / relative) in str(error.value)
+
+
+@pytest.mark.parametrize("init", ["surrogate", "imagenet+surrogate"])
+def test_surrogate_init_needs_a_path(segmenter, init):
+    with pytest.raises(TransferError, match="--surrogate"):
+        transfer_weights(segmenter, init)
+
+
+def test_scratch_changes_nothing(segmenter):
+    before = layer_weights(segmenter)
+    report = transfer_weights(segmenter, "scratch")
+    assert report.copied == [] and sorted(report.skipped) == sorted(before)
+    assert_unchanged(segmenter, before)
+
+
+def test_unknown_init_lists_valid_ones(segmenter):
+    with pytest.raises(TransferError, match="bogus") as error:
+        transfer_weights(segmenter, "bogus")
+    for init in INITS:
+        assert init in str(error.value)
+
+
+def test_missing_imagenet_file_names_the_path(tmp_path, segmenter):
+    path = tmp_path / "nowhere" / "resnet50.h5"
+    with pytest.raises(TransferError, match="no such file") as error:
+        transfer_weights(segmenter, "imagenet", imagenet_weights=path)
+    assert str(path) in str(error.value)
+
+
+def test_imagenet_without_file_or_network(monkeypatch, segmenter):
+    calls = []
+
+    def offline(*args, **kwargs):
+        calls.append(args)
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(TransferError, match="--imagenet-weights"):
+        transfer_weights(segmenter, "imagenet")
+    assert len(calls) == 1
+
+
+def test_non_keras_h5_is_refused(tmp_path, segmenter):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+    with pytest.raises(TransferError, match="layer_names"):
+        transfer_weights(segmenter, "imagenet", imagenet_weights=path)
