@@ -27,10 +27,10 @@ INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate")
 PRESETS = {
     "paper": dict(crop=513, width=1.0, batch=4, pretrain_steps=76_000, finetune_steps=300_000, lr=1e-4,
                   pretrain_lr=2e-4, eval_every=5000, checkpoint_every=5000, sample_every=5000),
-    # Sized for 2 CPU cores: the 16 runnable cells of the default grid on a ~1,000-image dataset plus
-    # pretraining on ~2,000 images take a few hours (see experiments/results/).
-    "cpu": dict(crop=193, width=0.5, batch=4, pretrain_steps=3000, finetune_steps=1000, lr=1e-4, pretrain_lr=2e-4,
-                eval_every=250, checkpoint_every=250, sample_every=500),
+    # Sized for 2 CPU cores: pretraining on ~2,000 images plus the 16 runnable cells (2 seeds) of the
+    # default grid on a ~1,000-image dataset take about two hours (see experiments/results/).
+    "cpu": dict(crop=193, width=0.25, batch=4, pretrain_steps=2000, finetune_steps=800, lr=3e-4, pretrain_lr=2e-4,
+                eval_every=200, checkpoint_every=200, sample_every=500),
     # The cpu grid scaled to the 128-px synthetic set: the README's main command, minutes on 2 cores.
     "demo": dict(crop=129, width=0.25, batch=4, pretrain_steps=600, finetune_steps=200, lr=2e-4,
                  pretrain_lr=2e-4, eval_every=100, checkpoint_every=100, sample_every=200),
@@ -97,12 +97,16 @@ def finetune_command(args, cell):
     return command
 
 
-def run_step(name, command, state, log):
-    """Runs one script to completion (it resumes itself); records wall time and outcome under `name`."""
+def run_step(name, command, state, log, outputs=()):
+    """Runs one script to completion (it resumes itself); records wall time and outcome under `name`.
+
+    A step marked done is run again when one of its `outputs` is gone (e.g. a fresh checkout that kept
+    results.csv but not the pretrained weights); the script then resumes or finishes at once.
+    """
     entry = state.setdefault(name, {"wall_seconds": 0.0, "attempts": 0})
-    if entry.get("status") == "done":
+    if entry.get("status") == "done" and all(Path(p).exists() for p in outputs):
         return True
-    argv = [sys.executable] + [str(c) for c in command]
+    argv = [sys.executable, str(REPO / command[0])] + [str(c) for c in command[1:]]
     entry["command"] = " ".join(["python"] + [str(c) for c in command])
     tick = time.time()
     returncode, tail = run_and_tee(argv)
@@ -126,7 +130,7 @@ def _die_with_parent():
 
 def run_and_tee(argv):
     """Runs a script showing its progress live; returns (exit status, the tail of its stderr)."""
-    process = subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
     tail = b""
     for chunk in iter(lambda: process.stderr.read1(4096), b""):
         sys.stderr.buffer.write(chunk)
@@ -150,7 +154,8 @@ def main(args):
     with open(args.out / "runner.log", "a") as log:
         for start in starts:
             tqdm.write(f"pretraining ({start}) → {args.out / 'pretrain' / start}")
-            run_step(f"pretrain/{start}", pretrain_command(args, start), state, log)
+            run_step(f"pretrain/{start}", pretrain_command(args, start), state, log,
+                     outputs=[args.out / "pretrain" / start / "generator.weights.h5"])
             write_runner_state(args.out, state)
         for cell in tqdm(cells, desc="grid", unit="cell"):
             needs = cell.pretraining()
@@ -158,7 +163,8 @@ def main(args):
                 state[cell.name] = {"status": "failed", "wall_seconds": 0.0, "attempts": 0,
                                     "error": f"pretraining {needs} failed: {state[f'pretrain/{needs}'].get('error')}"}
             else:
-                run_step(cell.name, finetune_command(args, cell), state, log)
+                run_step(cell.name, finetune_command(args, cell), state, log,
+                         outputs=[cell.run_dir(args.out) / "metrics.json"])
             write_runner_state(args.out, state)
             collect_results(args.out, cells, state)
     write_plots_and_report(args.out)
