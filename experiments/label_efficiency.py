@@ -29,8 +29,8 @@ PRESETS = {
                   pretrain_lr=2e-4, eval_every=5000, checkpoint_every=5000, sample_every=5000),
     # Sized for 2 CPU cores: pretraining on ~2,000 images plus the 16 runnable cells (2 seeds) of the
     # default grid on a ~1,000-image dataset take about two hours (see experiments/results/).
-    "cpu": dict(crop=193, width=0.25, batch=4, pretrain_steps=2000, finetune_steps=800, lr=3e-4, pretrain_lr=2e-4,
-                eval_every=200, checkpoint_every=200, sample_every=500),
+    "cpu": dict(crop=193, width=0.25, batch=4, pretrain_steps=3000, finetune_steps=1000, lr=5e-4, pretrain_lr=2e-4,
+                eval_every=250, checkpoint_every=250, sample_every=500),
     # The cpu grid scaled to the 128-px synthetic set: the README's main command, minutes on 2 cores.
     "demo": dict(crop=129, width=0.25, batch=4, pretrain_steps=600, finetune_steps=200, lr=2e-4,
                  pretrain_lr=2e-4, eval_every=100, checkpoint_every=100, sample_every=200),

@@ -7,6 +7,8 @@ generator's stride-4 resolution (129×129 for a 513 crop), and answers with a ma
 import keras
 from keras import layers
 
+from models.resnet import BN_MOMENTUM
+
 
 def build_discriminator(*, input_size=None, filters=64):
     """Conditional PatchGAN: [rgb (B,h,w,3), gray (B,h,w,3)] → patch logits (B,h/4,w/4,1), float32.
@@ -25,7 +27,7 @@ def build_discriminator(*, input_size=None, filters=64):
     x = layers.Conv2D(filters, 4, strides=2, padding="same", name="disc_conv1")(x)
     x = layers.LeakyReLU(0.2, name="disc_lrelu1")(x)
     x = layers.Conv2D(2 * filters, 4, strides=2, padding="same", use_bias=False, name="disc_conv2")(x)
-    x = layers.BatchNormalization(epsilon=1e-5, name="disc_conv2_bn")(x)
+    x = layers.BatchNormalization(epsilon=1e-5, momentum=BN_MOMENTUM, name="disc_conv2_bn")(x)
     x = layers.LeakyReLU(0.2, name="disc_lrelu2")(x)
     logits = layers.Conv2D(1, 4, padding="same", dtype="float32", name="disc_logits")(x)
     return keras.Model([rgb, gray], logits, name="discriminator")

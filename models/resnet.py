@@ -12,6 +12,9 @@ BACKBONES = ("resnet50", "resnet50_beta")
 # Stage name, bottleneck width, number of blocks, stride of its first block (at output stride 32).
 RESNET50_STAGES = (("conv2", 64, 3, 1), ("conv3", 128, 4, 2), ("conv4", 256, 6, 2), ("conv5", 512, 3, 2))
 BN_EPSILON = 1.001e-5  # keras.applications' value: ImageNet statistics were trained with it.
+# Moving statistics follow the batch statistics within ~50 steps (PyTorch's default), so short runs
+# evaluate sensibly; DeepLab's 0.9997 needs its 300k steps before inference-mode BN is usable.
+BN_MOMENTUM = 0.9
 LOW_LEVEL_LAYER = "conv2_block3_out"  # stride-4 features for the DeepLabV3+ decoder
 
 
@@ -40,7 +43,7 @@ def stage_strides_and_rates(output_stride):
 def _conv_bn(x, filters, kernel, name, *, strides=1, dilation=1, relu=True):
     padding = "same" if strides == 1 else "valid"
     x = layers.Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding=padding, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
