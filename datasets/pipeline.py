@@ -16,6 +16,7 @@ import tensorflow as tf
 from datasets.errors import DatasetError
 from datasets.images import read_image
 from datasets.masks import IGNORE_ID, read_pair
+from models.deeplab import stride4_size  # the generator fixes the size its targets must have
 
 _ALG = "philox"  # pinned, so streams do not depend on the device that auto_select would pick
 _PERMUTATION, _AUGMENT = 1, 2  # seed tags, so epoch shuffles and element augmentations never share a seed
@@ -135,10 +136,6 @@ def luma(rgb):
     """ITU-R 601 luma, repeated to three channels; works on [-1, 1] inputs since the weights sum to 1."""
     gray = tf.tensordot(rgb, tf.constant(LUMA_WEIGHTS, rgb.dtype), axes=[[-1], [0]])
     return tf.repeat(gray[..., None], 3, axis=-1)
-
-
-def stride4_size(crop: int) -> int:
-    return (crop - 1) // 4 + 1
 
 
 def resize_align_corners(images, size: int):

@@ -7,19 +7,12 @@ do not show and memory stays bounded by the tile size whatever the image size.
 import numpy as np
 import tensorflow as tf
 
+from datasets import pad_to_multiple
+
 
 def to_network_input(image_uint8):
     """uint8 RGB → float32 in [-1, 1]."""
     return np.asarray(image_uint8, np.float32) / 127.5 - 1.0
-
-
-def pad_to_multiple(image, multiple, value=1.0):
-    """Pads bottom/right so both sides are a multiple of `multiple` (+1, DeepLab's corner-aligned sizes)."""
-    h, w = image.shape[:2]
-    target_h = -(-(h - 1) // multiple) * multiple + 1
-    target_w = -(-(w - 1) // multiple) * multiple + 1
-    padded = np.pad(image, ((0, target_h - h), (0, target_w - w), (0, 0)), constant_values=value)
-    return padded, (h, w)
 
 
 class Predictor:
@@ -27,7 +20,7 @@ class Predictor:
 
     Args:
         model: images in [-1, 1] → logits at input resolution.
-        multiple: pad sides to `multiple·k + 1` (the output stride).
+        multiple: pad sides to a multiple of this (the output stride), with the training padding value.
         max_side: images with a longer side are predicted by tiles of `tile` pixels.
         overlap: fraction of a tile shared with its neighbour.
     """
@@ -38,7 +31,10 @@ class Predictor:
         self.max_side = max_side
         self.tile = tile
         self.overlap = overlap
-        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._forward = tf.function(self._inference, reduce_retracing=True)
+
+    def _inference(self, x):
+        return self.model(x, training=False)
 
     def _whole(self, image):
         padded, (h, w) = pad_to_multiple(image, self.multiple)

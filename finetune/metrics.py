@@ -35,6 +35,8 @@ def parse_groups(spec, class_names):
         ids = []
         for item in match.group(2).split(","):
             low, _, high = item.strip().partition("-")
+            if not low.strip().isdigit() or not (high or low).strip().isdigit():
+                raise ValueError(f"--group {spec!r}: cannot read {item.strip()!r} in {part!r}; expected ids like 1,3-5")
             ids.extend(range(int(low), int(high or low) + 1))
         for i in ids:
             if not 0 <= i < num_classes:

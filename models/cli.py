@@ -97,11 +97,20 @@ def check_writable(out):
 
 def run(main, args):
     """Runs `main(args)`; expected failures become one line on stderr and a non-zero exit status."""
+    import tensorflow as tf
+
     from datasets.errors import DatasetError
+    from datasets.pipeline import unwrap_dataset_error
     from models.transfer import TransferError
 
     try:
         return main(args) or 0
+    except tf.errors.OpError as error:  # a bad file met mid-stream, wrapped by tf.data
+        cause = unwrap_dataset_error(error)
+        if cause is None:
+            raise
+        print(f"error: {cause} (pass --skip-bad to skip such files)", file=sys.stderr)
+        return 1
     except Interrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
         return 130

@@ -1,0 +1,198 @@
+"""Speed measurements: training steps, the input pipeline, the PyTorch peer, and inference.
+
+    python experiments/benchmark.py train-step --task segment --size 256 --batch 4
+    python experiments/benchmark.py train-step --task colorize --size 256 --batch 4
+    python experiments/benchmark.py data --data ROOT --crop 513
+    python experiments/benchmark.py peer --size 256 --batch 4      # needs the `bench` extra (torch, smp)
+    python experiments/benchmark.py predict --size 513
+
+JSON on stdout, a readable table on stderr. Timings are the median of several timed repeats after warm-up.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def timed(run_once, *, warmup, repeats, steps):
+    """Median seconds per step over `repeats` timings of `steps` steps, after `warmup` steps."""
+    for _ in range(warmup):
+        run_once()
+    times = []
+    for _ in range(repeats):
+        tick = time.perf_counter()
+        for _ in range(steps):
+            run_once()
+        times.append((time.perf_counter() - tick) / steps)
+    return statistics.median(times), times
+
+
+def peak_memory_mb():
+    """Peak resident memory of this process (CPU) and, when present, peak GPU memory."""
+    import tensorflow as tf
+
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if tf.config.list_physical_devices("GPU"):
+        out["peak_gpu_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    return out
+
+
+def build_step(task, size, batch, width, xla):
+    """A compiled training step on random data, as the scripts run it (same models, losses, optimizers)."""
+    import keras
+    import tensorflow as tf
+
+    from models import ColorizationGAN, build_deeplabv3plus, build_discriminator, build_generator
+    from models.deeplab import stride4_size
+    from models.runtime import wrap_optimizer
+    from finetune.losses import make_loss
+
+    adam = lambda lr: wrap_optimizer(keras.optimizers.Adam(lr, beta_1=0.5, beta_2=0.999))
+    if task == "segment":
+        model = build_deeplabv3plus(9, width=width)
+        model.compile(optimizer=adam(1e-4), loss=make_loss("ce", 9))
+        data = (tf.random.uniform((batch, size, size, 3), -1, 1), tf.random.uniform((batch, size, size), 0, 9, tf.int32))
+        model.optimizer.build(model.trainable_variables)
+    else:
+        generator, discriminator = build_generator(width=width), build_discriminator()
+        model = ColorizationGAN(generator, discriminator)
+        model.compile(adam(2e-4), adam(2e-4))
+        model.g_optimizer.build(generator.trainable_variables)
+        model.d_optimizer.build(discriminator.trainable_variables)
+        small = stride4_size(size)
+        data = {"gray": tf.random.uniform((batch, size, size, 3), -1, 1),
+                "gray_small": tf.random.uniform((batch, small, small, 3), -1, 1),
+                "rgb_small": tf.random.uniform((batch, small, small, 3), -1, 1)}
+    step = tf.function(model.train_step, jit_compile=xla or None)
+    return lambda: {k: float(v) for k, v in step(data).items()}, model
+
+
+def cmd_train_step(args):
+    from models.runtime import set_precision
+
+    precision = set_precision(args.mixed_precision)
+    run_once, model = build_step(args.task, args.size, args.batch, args.width, args.xla)
+    seconds, times = timed(run_once, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
+    return {"benchmark": "train-step", "task": args.task, "size": args.size, "batch": args.batch,
+            "width": args.width, "precision": precision, "xla": args.xla, "seconds_per_step": seconds,
+            "images_per_second": args.batch / seconds, "repeats_seconds_per_step": times,
+            "parameters": int(model.count_params()), **peak_memory_mb(), **machine()}
+
+
+def cmd_data(args):
+    import datasets
+
+    ds = datasets.load_labeled(args.data)
+    pipeline = datasets.segmentation_dataset([ds.image_paths[s] for s in ds.stems], [ds.mask_paths[s] for s in ds.stems],
+                                             crop=args.crop, batch=args.batch, num_classes=ds.num_classes)
+    if args.task == "colorize":
+        sources = datasets.list_unlabeled([args.data])
+        pipeline = datasets.colorization_dataset(sources, crop=args.crop, batch=args.batch)
+    iterator = iter(pipeline)
+    seconds, times = timed(lambda: next(iterator), warmup=args.warmup * 5, repeats=args.repeats, steps=args.steps * 5)
+    return {"benchmark": "data", "task": args.task, "data": str(args.data), "crop": args.crop, "batch": args.batch,
+            "seconds_per_batch": seconds, "images_per_second": args.batch / seconds, **peak_memory_mb(), **machine()}
+
+
+def cmd_peer(args):
+    try:
+        import segmentation_models_pytorch as smp
+        import torch
+    except ImportError:
+        raise SystemExit("error: peer needs torch and segmentation-models-pytorch: pip install -e '.[bench]'")
+    torch.manual_seed(0)
+    model = smp.DeepLabV3Plus("resnet50", encoder_weights=None, encoder_output_stride=16,
+                              decoder_atrous_rates=(6, 12, 18), classes=9)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
+    x = torch.rand(args.batch, 3, args.size, args.size) * 2 - 1
+    y = torch.randint(0, 9, (args.batch, args.size, args.size))
+    model.train()
+
+    def run_once():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+    seconds, times = timed(run_once, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
+    peer = {"benchmark": "peer", "framework": f"torch {torch.__version__}, smp {smp.__version__}",
+            "size": args.size, "batch": args.batch, "threads": torch.get_num_threads(), "seconds_per_step": seconds,
+            "images_per_second": args.batch / seconds, "parameters": sum(p.numel() for p in model.parameters())}
+    ours = cmd_train_step(argparse.Namespace(**{**vars(args), "task": "segment", "width": 1.0}))
+    peer["ours_images_per_second"] = ours["images_per_second"]
+    peer["ratio_ours_to_peer"] = ours["images_per_second"] / peer["images_per_second"]
+    return {**peer, **machine()}
+
+
+def cmd_predict(args):
+    import tensorflow as tf
+
+    from models import build_deeplabv3plus
+
+    model = build_deeplabv3plus(9, width=args.width)
+    def inference(x):
+        return model(x, training=False)
+
+    forward = tf.function(inference, jit_compile=args.xla or None)
+    x = tf.random.uniform((1, args.size, args.size, 3), -1, 1)
+    seconds, times = timed(lambda: forward(x).numpy(), warmup=args.warmup, repeats=args.repeats, steps=args.steps)
+    return {"benchmark": "predict", "size": args.size, "width": args.width, "xla": args.xla,
+            "seconds_per_image": seconds, **peak_memory_mb(), **machine()}
+
+
+def machine():
+    import platform
+
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs" + (f", {len(gpus)} GPU(s)" if gpus else ""),
+            "tensorflow": tf.__version__}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--warmup", type=int, default=2)
+    common.add_argument("--repeats", type=int, default=3)
+    common.add_argument("--steps", type=int, default=3, help="steps per timed repeat")
+    for name, help_text in (("train-step", "images/s of a full training step"), ("peer", "the same step in smp"),
+                            ("predict", "inference latency"), ("data", "input pipeline images/s")):
+        s = sub.add_parser(name, parents=[common], help=help_text)
+        s.add_argument("--size", type=int, default=256)
+        s.add_argument("--batch", type=int, default=4)
+        s.add_argument("--width", type=float, default=1.0)
+        s.add_argument("--task", choices=("segment", "colorize"), default="segment")
+        s.add_argument("--mixed-precision", action="store_true")
+        s.add_argument("--xla", action="store_true")
+        if name == "data":
+            s.add_argument("--data", required=True)
+            s.add_argument("--crop", type=int, default=513)
+    return p.parse_args(argv)
+
+
+COMMANDS = {"train-step": cmd_train_step, "data": cmd_data, "peer": cmd_peer, "predict": cmd_predict}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    result = COMMANDS[args.command](args)
+    print(json.dumps(result, indent=2))
+    for key, value in result.items():
+        if not isinstance(value, list):
+            print(f"{key:>28}  {value:.4g}" if isinstance(value, float) else f"{key:>28}  {value}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
