@@ -64,18 +64,29 @@ def architecture_kwargs(args):
                 separable=not args.regular_conv)
 
 
-def save_config(args, out, **extra):
-    """Writes `<out>/config.json`; refuses to resume a run whose computation-defining flags changed."""
-    out = Path(out)
+def _config(args):
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config["data"] = [str(p) for p in args.data] if getattr(args, "data", None) else None
-    path = out / "config.json"
+    return config
+
+
+def check_resume(args, out):
+    """Refuses to resume, or to call finished, a run in `out` whose computation-defining flags changed."""
+    out = Path(out)
+    path, config = out / "config.json", _config(args)
     if path.is_file() and (out / "checkpoints").is_dir():
         previous = json.loads(path.read_text())
         for key in RESUME_FIXED:
             if key in previous and key in config and previous[key] != config[key]:
                 raise ValueError(f"--{key.replace('_', '-')} {config[key]} differs from the run being resumed "
                                  f"in {out} ({previous[key]}); use a new --out")
+    return config
+
+
+def save_config(args, out, **extra):
+    """Writes `<out>/config.json`; refuses to resume a run whose computation-defining flags changed."""
+    out = Path(out)
+    path, config = out / "config.json", check_resume(args, out)
     config.update(extra)
     config["command"] = " ".join([Path(sys.executable).name] + sys.argv)
     config["saved_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -6,6 +6,7 @@ dilate their 3×3 convolutions instead of striding, as DeepLab does.
 """
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 BACKBONES = ("resnet50", "resnet50_beta")
@@ -15,6 +16,13 @@ BN_EPSILON = 1.001e-5  # keras.applications' value: ImageNet statistics were tra
 # Moving statistics follow the batch statistics within ~50 steps (PyTorch's default), so short runs
 # evaluate sensibly; DeepLab's 0.9997 needs its 300k steps before inference-mode BN is usable.
 BN_MOMENTUM = 0.9
+
+
+def batch_norm(name, epsilon=BN_EPSILON):
+    """BatchNorm whose statistics span the global batch when built under a multi-replica strategy, so a
+    distributed run normalises (and tracks moving statistics) as one device with the same batch would."""
+    synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    return layers.BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM, synchronized=synchronized, name=name)
 LOW_LEVEL_LAYER = "conv2_block3_out"  # stride-4 features for the DeepLabV3+ decoder
 
 
@@ -43,7 +51,7 @@ def stage_strides_and_rates(output_stride):
 def _conv_bn(x, filters, kernel, name, *, strides=1, dilation=1, relu=True):
     padding = "same" if strides == 1 else "valid"
     x = layers.Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding=padding, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 

@@ -143,7 +143,7 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
     chief = is_chief()
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", dynamic_ncols=True, disable=not chief)
     step, tick, tick_step = start, time.perf_counter(), start
-    with _InterruptFlag() as interrupt:
+    with bar, _InterruptFlag() as interrupt:  # the bar closes however the loop ends: errors get their own line
         while step < steps:
             logs = {k: float(v) for k, v in step_once(next(iterator)).items()}
             step += 1
@@ -170,7 +170,5 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
             if step % checkpoint_every == 0 or step == steps or interrupt.raised:
                 checkpoints.save(step)
             if interrupt.raised:
-                bar.close()
                 raise Interrupted(step)
-    bar.close()
     return start
