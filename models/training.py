@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,11 +77,18 @@ class Checkpoints:
 
     def restore(self):
         """Restores the latest checkpoint (the chief's, on every worker); returns its step (0 if none)."""
-        latest = tf.train.latest_checkpoint(str(self.shared))
-        if latest is None:
-            return 0
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
-        return int(self.step.numpy())
+        state = tf.train.get_checkpoint_state(str(self.shared))
+        candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
+        for path in candidates:  # newest first; a damaged file falls back to the one before
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+                return int(self.step.numpy())
+            except Exception as error:  # TF raises OpError, IndexError, ValueError... for damaged files
+                print(f"warning: checkpoint {path} is unreadable ({type(error).__name__}); trying an older one",
+                      file=sys.stderr)
+        if candidates:
+            raise OSError(f"no readable checkpoint in {self.shared}; move it away to start over")
+        return 0
 
     def save(self, step):
         self.step.assign(step)
