@@ -5,6 +5,7 @@
     python experiments/benchmark.py data --data ROOT --crop 513
     python experiments/benchmark.py peer --size 256 --batch 4      # needs the `bench` extra (torch, smp)
     python experiments/benchmark.py predict --size 513
+    python experiments/benchmark.py scale --files 330000          # streaming: first step and memory
 
 JSON on stdout, a readable table on stderr. Timings are the median of several timed repeats after warm-up.
 """
@@ -149,6 +150,72 @@ def cmd_predict(args):
             "seconds_per_image": seconds, **peak_memory_mb(), **machine()}
 
 
+def rss_mb():
+    """Current resident memory of this process, from /proc (Linux)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def seconds_since_launch():
+    """Seconds since this process started (so time-to-first-step includes imports, as a user sees it)."""
+    start_ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+    uptime = float(open("/proc/uptime").read().split()[0])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def make_image_folder(folder, count, size=48):
+    """`count` small JPEGs (cached: made once, marked complete by a file written last)."""
+    import cv2
+
+    folder = os.path.expanduser(str(folder))
+    marker = os.path.join(folder, ".complete")
+    if os.path.exists(marker):
+        return folder
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    for i in range(count):
+        sub = os.path.join(folder, f"{i // 10_000:03d}")
+        if i % 10_000 == 0:
+            os.makedirs(sub, exist_ok=True)
+        image = np.roll(base, (i * 7) % size, axis=i % 2)
+        cv2.imwrite(os.path.join(sub, f"{i:07d}.jpg"), image)
+    open(marker, "w").close()
+    return folder
+
+
+def cmd_scale(args):
+    """Streams a huge unlabeled folder through colorization training: time to first step and flat memory."""
+    import keras
+    import tensorflow as tf
+
+    import datasets
+    from models import ColorizationGAN, build_discriminator, build_generator
+
+    folder = make_image_folder(args.folder or f"~/.cache/surrogate-supervision/scale_{args.files}", args.files)
+    launch = seconds_since_launch()
+    tick = time.perf_counter()
+    sources = datasets.list_unlabeled([folder])
+    listing = time.perf_counter() - tick
+    generator, discriminator = build_generator(width=args.width), build_discriminator()
+    gan = ColorizationGAN(generator, discriminator)
+    gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5))
+    step = tf.function(gan.train_step)
+    iterator = iter(datasets.colorization_dataset(sources, crop=args.size, batch=args.batch))
+    memory = {}
+    for i in range(1, args.steps + 1):
+        step(next(iterator))
+        if i == 1:
+            first_step = seconds_since_launch()
+        if i in (10, 100, args.steps):
+            memory[i] = rss_mb()
+    return {"benchmark": "scale", "files": len(sources), "listing_seconds": listing,
+            "seconds_launch_to_listing": launch, "seconds_launch_to_first_step": first_step,
+            "rss_mb_at_step": memory, "rss_growth_mb_10_to_last": memory[args.steps] - memory[10],
+            "steps": args.steps, "size": args.size, "batch": args.batch, "width": args.width, **machine()}
+
+
 def machine():
     import platform
 
@@ -178,10 +245,18 @@ def parse_args(argv=None):
         if name == "data":
             s.add_argument("--data", required=True)
             s.add_argument("--crop", type=int, default=513)
+    s = sub.add_parser("scale", parents=[common], help="stream a huge unlabeled folder: first step, memory")
+    s.add_argument("--files", type=int, default=330_000)
+    s.add_argument("--folder", default=None, help="existing folder of images (default: generated once, cached)")
+    s.add_argument("--size", type=int, default=65)
+    s.add_argument("--batch", type=int, default=4)
+    s.add_argument("--width", type=float, default=0.125)
+    s.set_defaults(steps=500)
     return p.parse_args(argv)
 
 
-COMMANDS = {"train-step": cmd_train_step, "data": cmd_data, "peer": cmd_peer, "predict": cmd_predict}
+COMMANDS = {"train-step": cmd_train_step, "data": cmd_data, "peer": cmd_peer, "predict": cmd_predict,
+            "scale": cmd_scale}
 
 
 def main(argv=None):
@@ -189,7 +264,7 @@ def main(argv=None):
     result = COMMANDS[args.command](args)
     print(json.dumps(result, indent=2))
     for key, value in result.items():
-        if not isinstance(value, list):
+        if not isinstance(value, (list, dict)):
             print(f"{key:>28}  {value:.4g}" if isinstance(value, float) else f"{key:>28}  {value}", file=sys.stderr)
     return 0
 
