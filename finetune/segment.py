@@ -22,7 +22,8 @@ from finetune.inference import Predictor  # noqa: E402
 from finetune.losses import make_loss  # noqa: E402
 from finetune.metrics import confusion_matrix, parse_groups, segmentation_metrics  # noqa: E402
 from models import INITS, build_deeplabv3plus, transfer_weights  # noqa: E402
-from models.cli import add_flags, architecture_kwargs, check_writable, parser, run, save_config  # noqa: E402
+from models.cli import (add_flags, architecture_kwargs, check_resume, check_writable, parser, run,  # noqa: E402
+                        save_config)
 from models.resnet import is_backbone_layer  # noqa: E402
 from models.runtime import configure, is_chief  # noqa: E402
 from models.training import Checkpoints, read_json, train_loop, write_atomic, write_json  # noqa: E402
@@ -110,6 +111,7 @@ def write_prediction_grid(shown, path):
 def main(args):
     out = args.out
     check_writable(out)
+    check_resume(args, out)
     if (out / "metrics.json").is_file():
         print(f"{out}: already finished; metrics in {out / 'metrics.json'}")
         return 0

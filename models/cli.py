@@ -12,6 +12,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from models.runtime import is_chief
 from models.training import Interrupted, NonFiniteLoss, write_json
 
 FLAGS = {
@@ -90,7 +91,8 @@ def save_config(args, out, **extra):
     config.update(extra)
     config["command"] = " ".join([Path(sys.executable).name] + sys.argv)
     config["saved_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_json(path, config)
+    if is_chief():
+        write_json(path, config)
     return config
 
 

@@ -20,7 +20,8 @@ import tensorflow as tf  # noqa: E402
 
 import datasets  # noqa: E402
 from models import ColorizationGAN, build_discriminator, build_generator, transfer_weights  # noqa: E402
-from models.cli import add_flags, architecture_kwargs, check_writable, parser, run, save_config  # noqa: E402
+from models.cli import (add_flags, architecture_kwargs, check_resume, check_writable, parser, run,  # noqa: E402
+                        save_config)
 from models.gan import GAN_LOSSES  # noqa: E402
 from models.runtime import configure, is_chief, wrap_optimizer  # noqa: E402
 from models.training import Checkpoints, train_loop, write_json  # noqa: E402
@@ -84,6 +85,7 @@ def write_samples(generator, batch, path, writer, step, limit=8):
 def main(args):
     out = args.out
     check_writable(out)
+    check_resume(args, out)
     if (out / GENERATOR_FILE).is_file() and (out / "checkpoints").is_dir():
         last = tf.train.latest_checkpoint(str(out / "checkpoints"))
         if last and int(last.rsplit("-", 1)[1]) >= args.steps:

@@ -1,0 +1,297 @@
+"""finetune/segment.py on tiny CPU runs: every --init, nested fractions, frozen encoders, outputs and errors.
+
+Three one-step runs (scratch, surrogate with a frozen encoder, imagenet+surrogate on a dataset with a
+truncated image and --skip-bad) are shared by the module; runs call `main` in-process at width 0.125.
+"""
+
+import contextlib
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+import finetune.segment as segment
+import pretrain.colorize as colorize
+from datasets import load_labeled
+from finetune.losses import make_loss
+from models import build_deeplabv3plus
+from models.cli import run
+from models.resnet import is_backbone_layer
+from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator
+
+REPO = Path(__file__).resolve().parents[1]
+WIDTH = 0.125
+FLAGS = ["--width", str(WIDTH), "--crop", "65", "--batch", "2", "--steps", "1", "--eval-every", "1",
+         "--checkpoint-every", "1"]
+METRIC_FIELDS = {"dice_per_class", "dice_mean", "dice_grouped", "iou_per_class", "miou", "pixel_accuracy",
+                 "n_test_images", "n_train_images", "init", "frac", "seed", "steps"}
+RUNS = {"scratch_run": ("scratch", 0.5), "surrogate_run": ("surrogate", 0.25),
+        "skip_bad_run": ("imagenet+surrogate", 1.0)}
+
+
+def segment_args(root, out, *extra):
+    return segment.parse_args(["--data", str(root), "--out", str(out), *FLAGS, *extra])
+
+
+def error_lines(err):
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def read_lines(path):
+    return path.read_text().split()
+
+
+@pytest.fixture(scope="module")
+def surrogate(synthetic_root, tmp_path_factory):
+    """The generator of a two-step colorization run, copied so later runs in the session cannot change it.
+
+    Same directory and flags as tests/test_pretrain.py: when both modules run, the second finds it finished.
+    """
+    run_dir = tmp_path_factory.getbasetemp() / "colorize_w0.125_c65"
+    args = colorize.parse_args(["--data", str(synthetic_root), "--out", str(run_dir), "--width", str(WIDTH),
+                                "--crop", "65", "--batch", "2", "--checkpoint-every", "2", "--sample-every", "2",
+                                "--steps", "2"])
+    assert colorize.main(args) == 0
+    copy = tmp_path_factory.mktemp("surrogate")
+    for name in (GENERATOR_FILE, ARCHITECTURE_FILE):
+        shutil.copy(run_dir / name, copy / name)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def corrupt_root(synthetic_root, tmp_path_factory):
+    """A copy of the synthetic set with one image cut in half; returns (root, truncated file)."""
+    root = tmp_path_factory.mktemp("corrupt") / "synthetic"
+    shutil.copytree(synthetic_root, root)
+    bad = sorted((root / "images").iterdir())[3]
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    return root, bad
+
+
+@pytest.fixture(scope="module")
+def scratch_run(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scratch")
+    assert segment.main(segment_args(synthetic_root, out, "--init", "scratch", "--frac", "0.5",
+                                     "--group", "bg:0;people:1-2;things:3-4")) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def surrogate_run(synthetic_root, surrogate, tmp_path_factory):
+    out = tmp_path_factory.mktemp("surrogate_frozen")
+    assert segment.main(segment_args(synthetic_root, out, "--init", "surrogate", "--surrogate", str(surrogate),
+                                     "--frac", "0.25", "--freeze-encoder")) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def skip_bad_run(corrupt_root, surrogate, tmp_path_factory):
+    """imagenet+surrogate (the mechanics only: this generator started from scratch) with --skip-bad."""
+    out = tmp_path_factory.mktemp("skip_bad")
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert segment.main(segment_args(corrupt_root[0], out, "--init", "imagenet+surrogate", "--surrogate",
+                                         str(surrogate / GENERATOR_FILE), "--skip-bad")) == 0
+    (out / "stderr.txt").write_text(stderr.getvalue())
+    return out
+
+
+@pytest.mark.parametrize("fixture", RUNS)
+def test_each_init_trains_and_reports_test_metrics(request, fixture):
+    out = request.getfixturevalue(fixture)
+    init, frac = RUNS[fixture]
+    metrics = json.loads((out / "metrics.json").read_text())
+    train = read_lines(out / "train_stems.txt")
+    test = read_lines(out / "splits" / "test.txt")
+
+    assert METRIC_FIELDS <= set(metrics)
+    assert (metrics["init"], metrics["frac"], metrics["seed"], metrics["steps"]) == (init, frac, 0, 1)
+    assert metrics["n_train_images"] == len(train) and metrics["n_test_images"] == len(test) > 0
+    assert list(metrics["dice_per_class"]) == ["background", "skin", "hair", "cloth", "accessory"]
+    per_class = [*metrics["dice_per_class"].values(), *metrics["iou_per_class"].values()]
+    assert all(v is None or 0 <= v <= 1 for v in per_class)
+    assert all(0 <= metrics[k] <= 1 for k in ("dice_mean", "dice_grouped", "miou", "pixel_accuracy"))
+    assert (out / "best.weights.h5").is_file()
+    assert (out / "predictions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any((out / "logs").glob("events.out.tfevents.*"))
+    assert json.loads((out / "config.json").read_text())["init"] == init
+
+    report = json.loads((out / "init.json").read_text())
+    assert report["init"] == init
+    if init == "scratch":
+        assert report["copied"] == []
+    else:
+        assert report["skipped"] == ["logits"] and len(report["copied"]) > 100
+        assert report["source"].endswith(GENERATOR_FILE)
+
+
+def test_metrics_are_computed_on_the_test_split(scratch_run, synthetic_root):
+    """Every non-ignored pixel of the test masks, and no other, is counted; --group is applied."""
+    metrics = json.loads((scratch_run / "metrics.json").read_text())
+    ds = load_labeled(synthetic_root)
+    test_stems = read_lines(scratch_run / "splits" / "test.txt")
+    test_pixels = sum(int((ds.read_pair(stem)[1] != 255).sum()) for stem in test_stems)
+
+    assert metrics["n_pixels"] == test_pixels
+    assert metrics["groups"] == {"bg": [0], "people": [1, 2], "things": [3, 4]}
+    assert set(metrics["dice_per_group"]) == {"bg", "people", "things"}
+    assert metrics["best_step"] == 1
+
+
+def test_fractions_are_nested_and_splits_shared_across_inits(scratch_run, surrogate_run, skip_bad_run, corrupt_root):
+    splits = {name: read_lines(scratch_run / "splits" / f"{name}.txt") for name in ("train", "val", "test")}
+    n_train = len(splits["train"])
+    half, quarter = read_lines(scratch_run / "train_stems.txt"), read_lines(surrogate_run / "train_stems.txt")
+
+    assert len(half) == math.ceil(0.5 * n_train) and len(quarter) == math.ceil(0.25 * n_train)
+    assert set(quarter) < set(half) < set(splits["train"])
+    for name, stems in splits.items():
+        assert read_lines(surrogate_run / "splits" / f"{name}.txt") == stems
+        # --skip-bad drops the bad pair from the same draw instead of drawing again
+        assert read_lines(skip_bad_run / "splits" / f"{name}.txt") == [s for s in stems if s != corrupt_root[1].stem]
+
+
+def test_surrogate_init_with_frozen_encoder_keeps_the_generator_backbone(surrogate_run, surrogate):
+    model = build_deeplabv3plus(5, width=WIDTH)
+    model.load_weights(surrogate_run / "best.weights.h5")
+    trained = {layer.name: layer for layer in model.layers if layer.weights}
+    generator = {layer.name: layer for layer in load_generator(surrogate).layers if layer.weights}
+
+    backbone = [name for name in trained if is_backbone_layer(name)]
+    assert len(backbone) > 100
+    for name in backbone:  # kernels, BN scales and moving statistics: copied, then never changed
+        for actual, expected in zip(trained[name].weights, generator[name].weights, strict=True):
+            np.testing.assert_array_equal(actual.numpy(), expected.numpy(), err_msg=actual.path)
+
+    # ...while the trained head did move away from the generator (so the comparison above can fail)
+    head = [name for name in trained if not is_backbone_layer(name) and name != "logits"]
+    changed = [name for name in head if any(not np.array_equal(a.numpy(), e.numpy())
+                                            for a, e in zip(trained[name].weights, generator[name].weights))]
+    assert "decoder_proj_conv" in changed
+    assert any(name.endswith("_bn") for name in changed)  # unfrozen BN statistics do update
+
+
+def test_rerunning_a_finished_run_returns_at_once(scratch_run, synthetic_root, monkeypatch, capsys):
+    before = (scratch_run / "metrics.json").stat().st_mtime_ns
+    monkeypatch.setattr(segment, "configure", lambda args: pytest.fail("a finished run started again"))
+
+    assert segment.main(segment_args(synthetic_root, scratch_run, "--init", "scratch", "--frac", "0.5",
+                                     "--group", "bg:0;people:1-2;things:3-4")) == 0
+
+    assert "already finished" in capsys.readouterr().out
+    assert (scratch_run / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_skip_bad_skips_the_truncated_image_and_reports_the_count(skip_bad_run, corrupt_root):
+    bad_stem = corrupt_root[1].stem
+    assert json.loads((skip_bad_run / "config.json").read_text())["skipped_files"] == 1
+    assert "skipping 1 bad files" in (skip_bad_run / "stderr.txt").read_text()
+    assert bad_stem not in read_lines(skip_bad_run / "train_stems.txt")
+    assert (skip_bad_run / "metrics.json").is_file()
+
+
+def test_truncated_image_exits_1_naming_the_file(corrupt_root, tmp_path):
+    root, bad = corrupt_root
+    result = subprocess.run(
+        [sys.executable, "finetune/segment.py", "--data", str(root), "--out", str(tmp_path / "run"), *FLAGS],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+
+    assert result.returncode == 1, result.stderr
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and str(bad) in errors[0] and "truncated" in errors[0] and "--skip-bad" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--init", "bogus"], "Wrong --init 'bogus', supported: scratch, imagenet, surrogate, imagenet+surrogate"),
+    (["--frac", "0"], "--frac must be in (0, 1], got 0.0"),
+    (["--frac", "1.5"], "--frac must be in (0, 1], got 1.5"),
+    (["--loss", "focal"], "invalid choice: 'focal'"),
+])
+def test_parser_rejects_bad_flags(flags, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        segment.parse_args(["--out", "x", *flags])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_surrogate_exits_1_naming_it(synthetic_root, tmp_path, capsys):
+    missing = tmp_path / "no_such_run"
+    args = segment_args(synthetic_root, tmp_path / "run", "--init", "surrogate", "--surrogate", str(missing))
+
+    assert run(segment.main, args) == 1
+
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and errors[0].startswith(f"error: --surrogate {missing}")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unwritable_out_exits_1_naming_the_flag(synthetic_root, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "a_file" / "run"
+
+    assert run(segment.main, segment_args(synthetic_root, out)) == 1
+
+    assert error_lines(capsys.readouterr().err) == [f"error: --out {out}: not writable (Not a directory)"]
+
+
+def test_bce_on_a_five_class_dataset_is_refused(synthetic_root, tmp_path, capsys):
+    assert run(segment.main, segment_args(synthetic_root, tmp_path / "run", "--loss", "bce")) == 1
+
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "--loss bce" in errors[0] and "5 classes" in errors[0]
+
+
+def write_legacy_imagenet_file(path):
+    """A Keras-2-layout file naming every backbone layer, with ImageNet's full-width shape for conv1_conv."""
+    names = [layer.name for layer in build_deeplabv3plus(5, width=WIDTH).layers
+             if layer.weights and is_backbone_layer(layer.name)]
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [n.encode() for n in names]
+        for name in names:
+            shapes = [(7, 7, 3, 64), (64,)] if name == "conv1_conv" else [(1,)]
+            group = f.create_group(name)
+            group.attrs["weight_names"] = [f"{name}/w{i}".encode() for i in range(len(shapes))]
+            for i, shape in enumerate(shapes):
+                group.create_dataset(f"{name}/w{i}", data=np.zeros(shape, np.float32))
+    return path
+
+
+def test_imagenet_init_at_small_width_fails_with_one_line(synthetic_root, tmp_path, capsys):
+    weights = write_legacy_imagenet_file(tmp_path / "resnet50_notop.h5")
+    args = segment_args(synthetic_root, tmp_path / "run", "--init", "imagenet", "--imagenet-weights", str(weights))
+
+    assert run(segment.main, args) == 1
+
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and str(weights) in errors[0] and "conv1_conv" in errors[0]
+    assert "width 1.0" in errors[0]
+    assert not (tmp_path / "run" / "init.json").exists()
+
+
+@pytest.mark.parametrize("loss, num_classes", [("dice", 5), ("ce+dice", 5), ("bce", 2)])
+def test_each_loss_trains_the_model(loss, num_classes, tmp_path):
+    args = segment.parse_args(["--out", str(tmp_path), "--width", str(WIDTH), "--loss", loss])
+    model = segment.build_model(args, num_classes)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=make_loss(loss, num_classes), run_eagerly=True)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (2, 33, 33, 3)).astype(np.float32)
+    masks = rng.integers(0, num_classes, (2, 33, 33)).astype(np.int32)
+    masks[:, :4] = 255
+    before = model.get_layer("logits").kernel.numpy().copy()
+
+    losses = [float(model.train_on_batch(images, masks)) for _ in range(2)]
+
+    assert model.output_shape[-1] == (1 if loss == "bce" else num_classes)
+    assert all(math.isfinite(v) and v > 0 for v in losses)
+    assert not np.array_equal(model.get_layer("logits").kernel.numpy(), before)

@@ -1,0 +1,212 @@
+"""pretrain/colorize.py on tiny CPU runs: its outputs, resuming, the generator it exports, and its errors.
+
+Runs call the script's `main` in-process (TensorFlow is imported once) at width 0.125 and crop 65; one run is
+shared by the module (and, through the same directory, by test_finetune_segment.py when both run together).
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import pretrain.colorize as colorize
+from models.cli import run
+from models.training import Checkpoints, NonFiniteLoss, train_loop
+from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator
+
+REPO = Path(__file__).resolve().parents[1]
+CROP, SMALL = 65, 17  # the generator's stride-4 output for a 65-pixel crop: (65 - 1) // 4 + 1
+FLAGS = ["--width", "0.125", "--crop", str(CROP), "--batch", "2", "--checkpoint-every", "2", "--sample-every", "2"]
+
+
+def colorize_args(root, out, *extra):
+    return colorize.parse_args(["--data", str(root), "--out", str(out), *FLAGS, *extra])
+
+
+def shared_run_dir(tmp_path_factory):
+    """One directory per session: a second `main` with the same flags finishes at once or resumes."""
+    return tmp_path_factory.getbasetemp() / "colorize_w0.125_c65"
+
+
+@pytest.fixture(scope="module")
+def first_run(synthetic_root, tmp_path_factory):
+    """Two steps, checkpoint at step 2 (already done, and then a no-op, if another module ran it)."""
+    out = shared_run_dir(tmp_path_factory)
+    assert colorize.main(colorize_args(synthetic_root, out, "--steps", "2")) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def resumed_run(first_run, synthetic_root):
+    """The same --out with --steps 4; records the step `train_loop` started from."""
+    started = []
+
+    def spy(*args, **kwargs):
+        started.append(train_loop(*args, **kwargs))
+        return started[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(colorize, "train_loop", spy)
+        assert colorize.main(colorize_args(synthetic_root, first_run, "--steps", "4")) == 0
+    return first_run, started
+
+
+def checkpoint_value(out, step, name):
+    return int(tf.train.load_checkpoint(str(out / "checkpoints" / f"ckpt-{step}")).get_tensor(
+        f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def event_values(logs):
+    """TensorBoard tag → list of values (None for images) from every event file under `logs`."""
+    values = {}
+    for path in sorted(logs.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tensor = tf.make_ndarray(value.tensor) if value.HasField("tensor") else None
+                values.setdefault(value.tag, []).append(
+                    float(tensor) if tensor is not None and tensor.ndim == 0 else None)
+    return values
+
+
+def test_short_run_writes_every_output(first_run):
+    out = first_run
+    config = json.loads((out / "config.json").read_text())
+    assert config["width"] == 0.125 and config["crop"] == CROP and config["init"] == "scratch"
+    assert config["n_train_images"] > 0 and config["n_holdout_images"] > 0
+    assert (out / "checkpoints" / "checkpoint").is_file()
+    assert tf.train.latest_checkpoint(str(out / "checkpoints")) is not None
+    assert (out / GENERATOR_FILE).is_file()
+    assert json.loads((out / ARCHITECTURE_FILE).read_text())["width"] == 0.125
+
+    tags = event_values(out / "logs")
+    assert {"train/d_loss", "train/g_adv", "train/g_l1", "samples/gray_colorized_real"} <= set(tags)
+    assert all(math.isfinite(v) for k, vs in tags.items() if k.startswith("train/") for v in vs)
+
+    metrics = json.loads((out / "pretrain_metrics.json").read_text())
+    assert math.isfinite(metrics["l1_colorized"]) and math.isfinite(metrics["l1_gray"])
+    assert 0 <= metrics["l1_colorized"] <= 2 and metrics["n_images"] == config["n_holdout_images"]
+
+
+def test_sample_grid_is_gray_colorized_real(first_run):
+    samples = sorted((first_run / "samples").glob("step_*.png"))
+    assert samples and samples[0].name == "step_0000002.png"
+    assert samples[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    grid = cv2.cvtColor(cv2.imread(str(samples[0])), cv2.COLOR_BGR2RGB).astype(int)
+
+    n = json.loads((first_run / "config.json").read_text())["n_holdout_images"]
+    gap = 2
+    assert grid.shape == (n * SMALL + (n - 1) * gap, 3 * SMALL + 2 * gap, 3)
+    gray, real = grid[:SMALL, :SMALL], grid[:SMALL, 2 * (SMALL + gap):]
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    assert np.abs(real[..., 0] - real[..., 2]).mean() > 5  # the synthetic scenes are colourful
+
+
+def test_generator_output_in_unit_range_at_stride_4(first_run):
+    generator = load_generator(first_run)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, CROP, CROP, 3)).astype(np.float32)
+
+    y = generator(x, training=False).numpy()
+
+    assert y.shape == (2, SMALL, SMALL, 3)
+    assert np.isfinite(y).all() and y.min() >= -1 and y.max() <= 1
+
+
+def test_resume_continues_from_the_saved_step(resumed_run):
+    out, started = resumed_run
+    assert started == [2]  # restored at step 2, not restarted from 0
+    assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("ckpt-4")
+    assert checkpoint_value(out, 4, "step") == 4
+    # the optimizers were restored too: 2 updates before, 2 after
+    assert checkpoint_value(out, 4, "g_optimizer/_iterations") == 4
+    assert checkpoint_value(out, 4, "d_optimizer/_iterations") == 4
+    assert json.loads((out / "pretrain_metrics.json").read_text())["steps"] == 4
+    assert (out / "samples" / "step_0000004.png").is_file()
+
+
+def test_finished_run_says_so_and_trains_nothing(resumed_run, synthetic_root, monkeypatch, capsys):
+    out, _ = resumed_run
+    monkeypatch.setattr(colorize, "train_loop", lambda *a, **k: pytest.fail("a finished run trained again"))
+
+    assert colorize.main(colorize_args(synthetic_root, out, "--steps", "4")) == 0
+
+    assert "already finished" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("steps", ["4", "6"], ids=["finished", "unfinished"])
+def test_changed_width_on_resume_is_refused(resumed_run, synthetic_root, capsys, steps):
+    out, _ = resumed_run
+    args = colorize_args(synthetic_root, out, "--steps", steps)
+    args.width = 0.25
+
+    assert run(colorize.main, args) == 1
+
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --width 0.25 differs")
+    assert json.loads((out / "config.json").read_text())["width"] == 0.125
+
+
+def test_script_exits_1_with_one_line_on_changed_width(resumed_run, synthetic_root):
+    out, _ = resumed_run
+    result = subprocess.run(
+        [sys.executable, "pretrain/colorize.py", "--data", str(synthetic_root), "--out", str(out), *FLAGS,
+         "--steps", "6", "--width", "0.25"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--width" in errors[0] and str(out) in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("init", ["surrogate", "imagenet+surrogate"])
+def test_parser_rejects_surrogate_init(init, capsys):
+    with pytest.raises(SystemExit) as stop:
+        colorize.parse_args(["--out", "x", "--init", init])
+    assert stop.value.code == 2
+    assert f"--init {init}" in capsys.readouterr().err
+
+
+def toy_training(run_dir):
+    """A one-variable 'model' whose loss turns NaN at step 3."""
+    counter = tf.Variable(0.0)
+    checkpoints = Checkpoints(run_dir, counter=counter)
+
+    def step_fn(batch):
+        counter.assign_add(1.0)
+        return {"loss": tf.where(counter >= 3.0, tf.constant(np.nan), batch)}
+
+    def make_dataset(start):
+        return tf.data.Dataset.range(start, 1000).map(lambda i: tf.cast(i, tf.float32))
+
+    def main(args=None):
+        return train_loop(step_fn, make_dataset, strategy=tf.distribute.get_strategy(), checkpoints=checkpoints,
+                          steps=10, global_batch=1, checkpoint_every=2, desc="toy")
+
+    return main, counter
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+    main, _ = toy_training(tmp_path)
+
+    with pytest.raises(NonFiniteLoss, match=r"non-finite loss at step 3; the last good checkpoint \(step 2\)"):
+        main()
+
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+    _, counter = toy_training(tmp_path)
+    assert Checkpoints(tmp_path, counter=counter).restore() == 2 and float(counter.numpy()) == 2.0
+
+
+def test_nan_loss_exits_1_with_one_line(tmp_path, capsys):
+    main, _ = toy_training(tmp_path)
+
+    assert run(main, None) == 1
+
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "step 3" in errors[0]
