@@ -54,7 +54,8 @@ def plot(rows, path_stem, title=""):
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Dice (test split)")
-    axes[0].legend(loc="lower right")
+    if axes[0].get_legend_handles_labels()[0]:  # every cell may have failed (e.g. ImageNet offline)
+        axes[0].legend(loc="lower right")
     if title:
         figure.suptitle(title)
     figure.tight_layout()

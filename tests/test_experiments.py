@@ -1,0 +1,368 @@
+"""The label-efficiency grid: planning and bookkeeping in-process, then one smoke grid end to end.
+
+The smoke grid (scratch, imagenet, surrogate × fractions 0.5, 1.0 × seed 1) runs once per module in the
+background; a second one-cell grid, killed mid-cell and re-run, overlaps with it on the two cores. ImageNet
+cells run "offline" (an empty Keras cache and an unreachable proxy), so they must fail fast and say how to
+pass local weights.
+"""
+
+import csv
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from experiments.label_efficiency import PRESETS, finetune_command, parse_args, pretrain_command
+from experiments.plot import main as plot_main
+from experiments.plot import plot, summarize, write_plots_and_report
+from experiments.results import COLUMNS, Cell, collect_results, read_results, read_runner_state
+from models.training import write_json
+
+REPO = Path(__file__).resolve().parents[1]
+GRID_TIMEOUT = 1800  # seconds; a hang (e.g. a download that never fails) ends the test instead of CI
+
+
+def _grid_command(data, out, *extra):
+    return [sys.executable, str(REPO / "experiments" / "label_efficiency.py"), "--data", str(data), "--out", str(out),
+            "--preset", "smoke", "--seeds", "1", *extra]
+
+
+def _offline_env(keras_home):
+    """No Keras cache and a proxy that refuses connections: ImageNet downloads fail at once, online or not."""
+    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_HOME=str(keras_home), HTTP_PROXY="http://127.0.0.1:9",
+               HTTPS_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
+    return env
+
+
+def _processes_mentioning(text):
+    """Pids of live processes whose command line contains `text` (a /proc scan, no psutil)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if text in cmdline and "(zombie)" not in status:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _latest_checkpoint_step(run_dir):
+    state = run_dir / "checkpoints" / "checkpoint"  # TF writes this index atomically, after the checkpoint
+    match = re.search(r'model_checkpoint_path: "ckpt-(\d+)"', state.read_text()) if state.is_file() else None
+    return int(match.group(1)) if match else 0
+
+
+def _rows_by_cell(experiment):
+    return {(r["init"], r["frac"]): r for r in read_results(experiment)}
+
+
+# --- planning and bookkeeping, no subprocesses ---------------------------------------------------------------
+
+
+def test_preset_is_demo_without_data_cpu_with_data():
+    assert vars(parse_args(["--out", "x"]))["crop"] == PRESETS["demo"]["crop"]
+    args = parse_args(["--out", "x", "--data", "root"])
+    assert {k: getattr(args, k) for k in PRESETS["cpu"]} == PRESETS["cpu"]
+
+
+def test_explicit_flag_beats_preset():
+    args = parse_args(["--out", "x", "--data", "root", "--preset", "smoke", "--finetune-steps", "6", "--lr", "0.01"])
+    assert (args.finetune_steps, args.lr) == (6, 0.01)
+    assert args.crop == PRESETS["smoke"]["crop"] and args.pretrain_steps == PRESETS["smoke"]["pretrain_steps"]
+
+
+def test_cell_names_and_pretraining():
+    assert Cell("scratch", 0.5, 1).name == "segment/scratch_frac0.5_seed1"
+    assert Cell("surrogate", 1.0, 2).name == "segment/surrogate_frac1_seed2"
+    assert Cell("imagenet", 0.1, 3).run_dir("EXP") == Path("EXP/segment/imagenet_frac0.1_seed3")
+    assert [Cell(i, 1.0, 1).pretraining() for i in ("scratch", "imagenet", "surrogate", "imagenet+surrogate")] == [
+        None, None, "scratch", "imagenet"]
+
+
+def _flag(command, name):
+    command = [str(c) for c in command]
+    return command[command.index(name) + 1] if name in command else None
+
+
+def test_finetune_command_points_each_init_at_its_pretraining(tmp_path):
+    exp, weights = tmp_path / "exp", tmp_path / "resnet50.h5"
+    args = parse_args(["--data", "root", "--out", str(exp), "--preset", "smoke", "--imagenet-weights", str(weights)])
+    expected = {"scratch": (None, None), "imagenet": (None, weights),
+                "surrogate": (exp / "pretrain" / "scratch", None),
+                "imagenet+surrogate": (exp / "pretrain" / "imagenet", weights)}
+    for init, (surrogate, imagenet_weights) in expected.items():
+        cell = Cell(init, 0.25, 3)
+        command = finetune_command(args, cell)
+        assert command[0] == "finetune/segment.py"
+        assert (_flag(command, "--init"), _flag(command, "--frac"), _flag(command, "--seed")) == (init, "0.25", "3")
+        assert _flag(command, "--out") == str(cell.run_dir(exp))
+        assert _flag(command, "--steps") == str(PRESETS["smoke"]["finetune_steps"])
+        assert _flag(command, "--surrogate") == (surrogate and str(surrogate)), init
+        assert _flag(command, "--imagenet-weights") == (imagenet_weights and str(imagenet_weights)), init
+    assert _flag(pretrain_command(args, "imagenet"), "--imagenet-weights") == str(weights)
+    assert _flag(pretrain_command(args, "scratch"), "--imagenet-weights") is None
+
+
+def _fake_grid(exp, cells, dice):
+    """Writes metrics.json for the cells in `dice` (cell → Dice), marks the others failed; returns the state."""
+    state = {}
+    for cell in cells:
+        if cell in dice:
+            write_json(cell.run_dir(exp) / "metrics.json",
+                       dict(n_train_images=7, steps=4, dice_mean=dice[cell], dice_grouped=0.5, miou=0.25,
+                            pixel_accuracy=0.75))
+            state[cell.name] = {"status": "done", "wall_seconds": 12.34, "attempts": 1,
+                                "command": f"python {cell.name}"}
+        else:
+            state[cell.name] = {"status": "failed", "wall_seconds": 1.0, "attempts": 1, "error": "error: no weights"}
+    return state
+
+
+def test_collect_results_writes_atomically_and_reads_back(tmp_path):
+    done, failed = Cell("scratch", 0.5, 1), Cell("imagenet", 0.5, 1)
+    state = _fake_grid(tmp_path, [done, failed], {done: 0.123456789})
+    for _ in range(2):  # rebuilt, not appended
+        collect_results(tmp_path, [done, failed], state)
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["results.csv"]  # no temporary file left
+    with open(tmp_path / "results.csv", newline="") as f:
+        assert tuple(csv.DictReader(f).fieldnames) == COLUMNS
+    first, second = read_results(tmp_path)
+    assert first == dict(init="scratch", frac=0.5, seed=1, n_train=7, dice_mean=0.123457, dice_grouped=0.5,
+                         miou=0.25, pixel_accuracy=0.75, steps=4, wall_seconds=12.3, status="done",
+                         run_dir="segment/scratch_frac0.5_seed1", note="")
+    assert (second["status"], second["note"], second["n_train"], second["dice_mean"], second["steps"]) == (
+        "failed", "error: no weights", None, None, None)
+
+
+def test_summarize_mean_min_max_over_seeds():
+    def row(frac, seed, dice, status="done"):
+        return dict(init="scratch", frac=frac, seed=seed, status=status, dice_mean=dice)
+
+    rows = [row(0.5, 1, 0.2), row(0.5, 2, 0.4), row(1.0, 1, 0.5), row(1.0, 2, 0.7), row(1.0, 3, None, "failed")]
+    ((frac_a, *a), (frac_b, *b)), = summarize(rows, "dice_mean").values()
+    assert (frac_a, frac_b) == (0.5, 1.0)
+    assert a == pytest.approx([0.3, 0.2, 0.4, 2]) and b == pytest.approx([0.6, 0.5, 0.7, 2])
+
+
+def test_plot_and_report_survive_an_init_without_results(tmp_path):
+    cells = [Cell(init, frac, seed) for init in ("scratch", "imagenet") for frac in (0.5, 1.0) for seed in (1, 2)]
+    state = _fake_grid(tmp_path, cells, {c: 0.1 * c.seed + c.frac / 2 for c in cells if c.init == "scratch"})
+    collect_results(tmp_path, cells, state)
+    write_json(tmp_path / "runner_state.json", state)
+    rows = read_results(tmp_path)
+    assert set(summarize(rows, "dice_mean")) == {"scratch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to draw is no reason for an empty-legend warning either
+        png = plot([r for r in rows if r["init"] == "imagenet"], tmp_path / "only_failed")
+    assert png.read_bytes().startswith(b"\x89PNG") and (tmp_path / "only_failed.svg").is_file()
+    write_plots_and_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "failed: error: no weights" in report and "python segment/scratch_frac1_seed2" in report
+    assert (tmp_path / "dice_vs_fraction.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_cli_without_results_fails_with_one_line(tmp_path, capsys):
+    assert plot_main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "results.csv" in err
+
+
+# --- the smoke grid, end to end --------------------------------------------------------------------------------
+
+SMOKE_INITS = ("scratch", "imagenet", "surrogate")
+SMOKE_FRACS = (0.5, 1.0)
+
+
+class BackgroundGrid:
+    """The smoke grid, started at once; `wait()` blocks until it is done and returns the experiment dir."""
+
+    def __init__(self, data, root):
+        self.out = root / "exp"
+        self.env = _offline_env(root / "keras_home")
+        self.command = _grid_command(data, self.out, "--inits", *SMOKE_INITS,
+                                     "--fracs", *map(str, SMOKE_FRACS))
+        self.log = root / "grid.log"
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(self.command, cwd=REPO, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.started = time.time()
+
+    def wait(self):
+        try:
+            returncode = self.process.wait(timeout=max(1, GRID_TIMEOUT - (time.time() - self.started)))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"smoke grid still running after {GRID_TIMEOUT} s; log: {self.log}")
+        assert returncode == 0, self.log.read_text()[-3000:]
+        return self.out
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def smoke_grid(synthetic_root, tmp_path_factory):
+    grid = BackgroundGrid(synthetic_root, tmp_path_factory.mktemp("smoke_grid"))
+    yield grid
+    grid.stop()
+
+
+@pytest.fixture(scope="module")
+def experiment(smoke_grid):
+    return smoke_grid.wait()
+
+
+@pytest.fixture(scope="module")
+def rerun(smoke_grid, experiment):
+    """Runs the same grid command again; returns (result, state before, state after, metrics mtimes before/after)."""
+    def mtimes():
+        return {p: p.stat().st_mtime_ns for p in sorted(experiment.glob("segment/*/metrics.json"))}
+
+    before, mtimes_before, rows_before = read_runner_state(experiment), mtimes(), read_results(experiment)
+    result = subprocess.run(smoke_grid.command, cwd=REPO, env=smoke_grid.env, capture_output=True, text=True,
+                            timeout=GRID_TIMEOUT)
+    return dict(result=result, before=before, after=read_runner_state(experiment), rows_before=rows_before,
+                mtimes_before=mtimes_before, mtimes_after=mtimes())
+
+
+def test_kill_mid_cell_then_rerun_resumes_from_checkpoint(smoke_grid, synthetic_root, tmp_path):
+    # `smoke_grid` only so the big grid is already running in the background: the two share the cores.
+    out = tmp_path / "killed"
+    command = _grid_command(synthetic_root, out, "--inits", "scratch", "--fracs", "1.0", "--finetune-steps", "6",
+                            "--checkpoint-every", "2", "--eval-every", "2")
+    env = _offline_env(tmp_path / "keras_home")
+    run_dir = Cell("scratch", 1.0, 1).run_dir(out)
+    with open(tmp_path / "first.log", "wb") as log:
+        runner = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        deadline = time.time() + GRID_TIMEOUT
+        while _latest_checkpoint_step(run_dir) < 2:
+            assert runner.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.time() < deadline, "no checkpoint written"
+            time.sleep(0.05)
+        os.kill(runner.pid, signal.SIGKILL)  # the runner only: its child must die with it (PR_SET_PDEATHSIG)
+        runner.wait()
+        killed_at = _latest_checkpoint_step(run_dir)
+        for _ in range(100):
+            if not _processes_mentioning(str(out)):
+                break
+            time.sleep(0.1)
+        assert not _processes_mentioning(str(out)), "the fine-tuning run outlived its killed runner"
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+        for pid in _processes_mentioning(str(out)):  # only runs started above carry this tmp path
+            os.kill(pid, signal.SIGKILL)
+    assert 2 <= killed_at < 6 and not (run_dir / "metrics.json").exists(), "killed too late to test resuming"
+    assert not (out / "results.csv").exists() or read_results(out)[0]["status"] != "done"
+
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=GRID_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = read_results(out)
+    assert (row["status"], row["steps"], row["n_train"]) == ("done", 6, json.loads(
+        (run_dir / "metrics.json").read_text())["n_train_images"])
+    assert (run_dir / "checkpoints" / "ckpt-6.index").is_file()
+    # tqdm starts at the restored step: the first progress line of the re-run reads "K/6" with K the checkpoint's.
+    progress = [int(k) for k in re.findall(r"segment scratch:.*?\| (\d+)/6 \[", result.stderr.replace("\r", "\n"))]
+    assert progress and progress[0] == killed_at and progress[-1] == 6, progress
+
+
+def test_results_csv_has_one_row_per_cell(experiment):
+    with open(experiment / "results.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == COLUMNS
+    assert sorted((r["init"], float(r["frac"]), r["seed"]) for r in rows) == sorted(
+        (i, f, "1") for i in SMOKE_INITS for f in SMOKE_FRACS)
+
+
+def test_finished_cells_have_metrics_and_nested_subsets(experiment):
+    rows = _rows_by_cell(experiment)
+    for init in ("scratch", "surrogate"):
+        for frac in SMOKE_FRACS:
+            row = rows[init, frac]
+            assert row["status"] == "done" and row["steps"] == PRESETS["smoke"]["finetune_steps"], row
+            assert all(0 <= row[k] <= 1 for k in ("dice_mean", "dice_grouped", "miou", "pixel_accuracy")), row
+            assert row["wall_seconds"] > 0 and (experiment / row["run_dir"] / "metrics.json").is_file()
+        half, full = rows[init, 0.5]["n_train"], rows[init, 1.0]["n_train"]
+        assert 1 <= half <= math.ceil(0.5 * full) < full
+    stems = {(init, frac): set((Cell(init, frac, 1).run_dir(experiment) / "train_stems.txt").read_text().split())
+             for init in SMOKE_INITS for frac in SMOKE_FRACS}
+    for frac in SMOKE_FRACS:  # the same subset for every init, failed ones included
+        assert stems["scratch", frac] == stems["imagenet", frac] == stems["surrogate", frac]
+    assert stems["scratch", 0.5] < stems["scratch", 1.0]
+    assert len(stems["scratch", 1.0]) == rows["scratch", 1.0]["n_train"]
+    assert len(stems["scratch", 0.5]) == rows["scratch", 0.5]["n_train"]
+
+
+def test_imagenet_cells_fail_offline_naming_the_flag(experiment):
+    rows = _rows_by_cell(experiment)
+    for frac in SMOKE_FRACS:
+        row = rows["imagenet", frac]
+        assert row["status"] == "failed" and row["dice_mean"] is None
+        assert "--imagenet-weights" in row["note"] and "download" in row["note"], row["note"]
+
+
+def test_plots_exist(experiment):
+    assert (experiment / "dice_vs_fraction.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "<svg" in (experiment / "dice_vs_fraction.svg").read_text()
+
+
+def test_report_has_table_plot_samples_and_commands(experiment):
+    report = (experiment / "report.md").read_text()
+    state = read_runner_state(experiment)
+    assert "![Dice vs label fraction](dice_vs_fraction.png)" in report
+    table = [line for line in report.splitlines() if re.match(r"\| (scratch|imagenet|surrogate) \|", line)]
+    assert len(table) == len(SMOKE_INITS) * len(SMOKE_FRACS)
+    samples = re.findall(r"!\[colorization samples\]\((.+?)\)", report)
+    assert samples and all((experiment / s).is_file() for s in samples)
+    assert state["__command__"] in report and "--preset smoke" in state["__command__"]
+    for name, entry in state.items():
+        if not name.startswith("__"):
+            assert entry["command"] in report, name
+
+
+def test_rerun_skips_finished_cells(experiment, rerun):
+    assert rerun["result"].returncode == 0, rerun["result"].stderr[-3000:]
+    done_before = [r for r in rerun["rows_before"] if r["status"] == "done"]
+    assert len(done_before) == 4
+    assert [r for r in read_results(experiment) if r["status"] == "done"] == done_before
+    assert rerun["mtimes_after"] == rerun["mtimes_before"] and len(rerun["mtimes_before"]) == 4
+    for name, entry in rerun["after"].items():
+        if name.startswith("__"):
+            continue
+        expected = 2 if name.startswith("segment/imagenet") else 1  # only the failed cells ran again
+        assert entry["attempts"] == expected, (name, entry)
+        assert entry["status"] == rerun["before"][name]["status"]
+    assert "4/6 cells finished" in rerun["result"].stdout
+
+
+def test_plot_script_regenerates_plots_and_report(experiment, rerun):
+    # `rerun` first: both rewrite the report, so they must not overlap when tests are reordered.
+    for name in ("dice_vs_fraction.png", "dice_vs_fraction.svg", "report.md"):
+        (experiment / name).unlink()
+    result = subprocess.run([sys.executable, str(REPO / "experiments" / "plot.py"), str(experiment)], cwd=REPO,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (experiment / "dice_vs_fraction.png").read_bytes().startswith(b"\x89PNG")
+    assert "<svg" in (experiment / "dice_vs_fraction.svg").read_text()
+    assert "| scratch | 0.5 | 1 |" in (experiment / "report.md").read_text()
+
