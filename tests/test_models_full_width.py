@@ -9,23 +9,12 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import layer_weights, randomize
 from models import TransferError, build_deeplabv3plus, transfer_weights
 from models.resnet import is_backbone_layer
 
 NUM_CLASSES = 9
 SMP_PARAMS = 26.68e6  # segmentation_models_pytorch DeepLabV3Plus("resnet50", encoder_output_stride=16, classes=9)
-
-
-def randomize(model, seed):
-    """Distinct values everywhere, BN statistics included (fresh BN layers would otherwise already agree)."""
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        low = 0.5 if variable.path.endswith("moving_variance") else -1.0
-        variable.assign(rng.uniform(low, 1.0, tuple(variable.shape)).astype(variable.dtype))
-
-
-def layer_weights(model):
-    return {layer.name: [w.numpy() for w in layer.weights] for layer in model.layers if layer.weights}
 
 
 def write_legacy_h5(model, path):

@@ -7,22 +7,11 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import layer_weights, randomize
 from models import INITS, TransferError, build_deeplabv3plus, build_generator, transfer_weights
 from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, save_generator
 
 WIDTH = 0.125
-
-
-def randomize(model, seed):
-    """Distinct values everywhere (fresh BN layers of two models would otherwise already agree)."""
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        low = 0.5 if variable.path.endswith("moving_variance") else -1.0
-        variable.assign(rng.uniform(low, 1.0, tuple(variable.shape)).astype(variable.dtype))
-
-
-def layer_weights(model):
-    return {layer.name: [w.numpy() for w in layer.weights] for layer in model.layers if layer.weights}
 
 
 def assert_same(actual, expected, name):
