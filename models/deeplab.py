@@ -7,7 +7,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from models.resnet import apply_resnet50, batch_norm, scaled
+from models.batchnorm import batch_norm
+from models.resnet import apply_resnet50, scaled
 
 HEAD_LAYER = "logits"  # the only layer surrogate init does not copy
 BN_EPSILON = 1e-5
@@ -30,7 +31,7 @@ class ResizeLike(layers.Layer):
 
 
 def _bn_relu(x, name):
-    x = batch_norm(f"{name}_bn", epsilon=BN_EPSILON)(x)
+    x = batch_norm(f"{name}_bn", BN_EPSILON)(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 

@@ -7,7 +7,7 @@ generator's stride-4 resolution (129×129 for a 513 crop), and answers with a ma
 import keras
 from keras import layers
 
-from models.resnet import batch_norm
+from models.batchnorm import batch_norm
 
 
 def build_discriminator(*, input_size=None, filters=64):
@@ -27,7 +27,7 @@ def build_discriminator(*, input_size=None, filters=64):
     x = layers.Conv2D(filters, 4, strides=2, padding="same", name="disc_conv1")(x)
     x = layers.LeakyReLU(0.2, name="disc_lrelu1")(x)
     x = layers.Conv2D(2 * filters, 4, strides=2, padding="same", use_bias=False, name="disc_conv2")(x)
-    x = batch_norm("disc_conv2_bn", epsilon=1e-5)(x)
+    x = batch_norm("disc_conv2_bn", 1e-5)(x)
     x = layers.LeakyReLU(0.2, name="disc_lrelu2")(x)
     logits = layers.Conv2D(1, 4, padding="same", dtype="float32", name="disc_logits")(x)
     return keras.Model([rgb, gray], logits, name="discriminator")

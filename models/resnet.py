@@ -6,26 +6,14 @@ dilate their 3×3 convolutions instead of striding, as DeepLab does.
 """
 
 import keras
-import tensorflow as tf
 from keras import layers
+
+from models.batchnorm import batch_norm
 
 BACKBONES = ("resnet50", "resnet50_beta")
 # Stage name, bottleneck width, number of blocks, stride of its first block (at output stride 32).
 RESNET50_STAGES = (("conv2", 64, 3, 1), ("conv3", 128, 4, 2), ("conv4", 256, 6, 2), ("conv5", 512, 3, 2))
 BN_EPSILON = 1.001e-5  # keras.applications' value: ImageNet statistics were trained with it.
-# Moving statistics follow the batch statistics within ~50 steps (PyTorch's default), so short runs
-# evaluate sensibly; DeepLab's 0.9997 needs its 300k steps before inference-mode BN is usable.
-BN_MOMENTUM = 0.9
-
-
-def batch_norm(name, epsilon=BN_EPSILON):
-    """BatchNorm whose statistics span the global batch when built under a multi-replica strategy, so a
-    distributed run normalises (and tracks moving statistics) as one device with the same batch would."""
-    synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
-    return layers.BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM, synchronized=synchronized, name=name)
-LOW_LEVEL_LAYER = "conv2_block3_out"  # stride-4 features for the DeepLabV3+ decoder
-
-
 def scaled(channels, width):
     """Channel count under a width multiplier (at least 8, a multiple of 8 below full width)."""
     if width == 1.0:
@@ -51,7 +39,7 @@ def stage_strides_and_rates(output_stride):
 def _conv_bn(x, filters, kernel, name, *, strides=1, dilation=1, relu=True):
     padding = "same" if strides == 1 else "valid"
     x = layers.Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding=padding, name=f"{name}_conv")(x)
-    x = batch_norm(f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn", BN_EPSILON)(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
