@@ -134,7 +134,7 @@ def main(args):
     if not chief:
         return 0
     save_generator(generator, out / GENERATOR_FILE)
-    summary = {"steps": args.steps, "skipped_files": skipped.count if skipped else 0}
+    summary = {"steps": int(checkpoints.step.numpy()), "skipped_files": skipped.count if skipped else 0}
     if fixed is not None:
         summary.update(colorization_scores(generator, fixed))
         print(f"held-out L1 to real colours: colorized {summary['l1_colorized']:.4f} vs gray "
