@@ -10,6 +10,7 @@ resumes unfinished ones. With no --data it runs the `demo` preset on the built-i
 
 import argparse
 import ctypes
+import shlex
 import signal
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def run_step(name, command, state, log, outputs=()):
     if entry.get("status") == "done" and all(Path(p).exists() for p in outputs):
         return True
     argv = [sys.executable, str(REPO / command[0])] + [str(c) for c in command[1:]]
-    entry["command"] = " ".join(["python"] + [str(c) for c in command])
+    entry["command"] = shlex.join(["python"] + [str(c) for c in command])
     tick = time.time()
     returncode, tail = run_and_tee(argv)
     entry["wall_seconds"] += time.time() - tick
@@ -147,7 +148,7 @@ def main(args):
     args.out.mkdir(parents=True, exist_ok=True)
     state = read_runner_state(args.out)
     state["__args__"] = {k: str(v) for k, v in vars(args).items()}
-    state["__command__"] = " ".join(["python", "experiments/label_efficiency.py"] + sys.argv[1:])
+    state["__command__"] = shlex.join(["python", "experiments/label_efficiency.py"] + sys.argv[1:])
     cells = plan(args)
     starts = sorted({"imagenet" if c.init == "imagenet+surrogate" else "scratch" for c in cells
                      if c.init.endswith("surrogate")})
