@@ -105,6 +105,11 @@ def download_imagenet_weights():
 
 def load_imagenet(model, weights_path=None):
     """Copies ImageNet ResNet50 weights into every backbone layer of `model`."""
+    arch = getattr(model, "architecture", {})
+    if weights_path is None and (arch.get("backbone", "resnet50") != "resnet50" or arch.get("width", 1.0) != 1.0):
+        raise TransferError(f"ImageNet weights exist for the standard 'resnet50' at width 1.0 only; this network is "
+                            f"{arch.get('backbone')} at width {arch.get('width')} (pass --imagenet-weights to use "
+                            f"a matching file of your own)")
     source = str(weights_path or download_imagenet_weights())
     weights = read_imagenet_weights(source)
     backbone = [name for name in _weighted_layers(model) if is_backbone_layer(name)]

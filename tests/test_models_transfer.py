@@ -135,7 +135,11 @@ def test_imagenet_without_file_or_network(monkeypatch, segmenter):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
-    with pytest.raises(TransferError, match="--imagenet-weights"):
+    with pytest.raises(TransferError, match="width 1.0 only"):  # small width: refused before any download
+        transfer_weights(segmenter, "imagenet")
+    assert calls == []
+    monkeypatch.setattr(segmenter, "architecture", dict(segmenter.architecture, width=1.0))
+    with pytest.raises(TransferError, match="could not download.*--imagenet-weights"):
         transfer_weights(segmenter, "imagenet")
     assert len(calls) == 1
 
