@@ -100,9 +100,8 @@ def save_weights_atomic(model, path):
     tmp.replace(path)
 
 
-def write_prediction_grid(shown, path):
-    """image | ground truth | prediction, one row per test image, all at the first image's height."""
-    height = shown[0][0].shape[0]
+def write_prediction_grid(shown, path, height=128):
+    """image | ground truth | prediction, one row per test image, as thumbnails (small enough to commit)."""
     rows = [[tf.image.resize(x, (height, int(x.shape[1] * height / x.shape[0])), "nearest").numpy().astype(np.uint8)
              for x in row] for row in shown]
     write_png(path, tile(rows))
@@ -168,7 +167,7 @@ def main(args):
     if not chief:
         return 0
     model.load_weights(out / BEST_WEIGHTS)
-    metrics, shown = Evaluator(model, ds, splits["test"], groups)(limit_images=6)
+    metrics, shown = Evaluator(model, ds, splits["test"], groups)(limit_images=4)
     best = read_json(best_file, {})
     metrics.update(n_test_images=len(splits["test"]), n_train_images=len(train), init=args.init, frac=args.frac,
                    seed=args.seed, steps=args.steps, best_step=best.get("step"),
