@@ -102,7 +102,7 @@ def save_weights_atomic(model, path):
 
 def write_prediction_grid(shown, path, height=128):
     """image | ground truth | prediction, one row per test image, as thumbnails (small enough to commit)."""
-    rows = [[tf.image.resize(x, (height, int(x.shape[1] * height / x.shape[0])), "nearest").numpy().astype(np.uint8)
+    rows = [[tf.image.resize(x, (height, int(x.shape[1] * height / x.shape[0])), "area").numpy().round().astype(np.uint8)
              for x in row] for row in shown]
     write_png(path, tile(rows))
 
