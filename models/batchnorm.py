@@ -15,9 +15,13 @@ from keras import layers
 BN_MOMENTUM = 0.9
 
 
-@keras.saving.register_keras_serializable(package="surrogate")
-class FusedBatchNormalization(layers.BatchNormalization):
-    """`keras.layers.BatchNormalization` (same weights, names and semantics) on the fused kernel."""
+@keras.saving.register_keras_serializable(package="surrogate", name="FusedBatchNormalization")
+class BatchNormalization(layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` (same weights, names and semantics) on the fused kernel.
+
+    The class keeps Keras' name on purpose: `.weights.h5` files key layers by class name, so weights saved
+    from a distributed run (Keras' own layer) and from a single-device run (this one) are interchangeable.
+    """
 
     def call(self, inputs, training=None, mask=None):
         if mask is not None or self.renorm or self.axis not in (-1, len(inputs.shape) - 1):
@@ -49,4 +53,4 @@ def batch_norm(name, epsilon):
     """The BatchNorm layer every network here uses (fused on one device, synchronised across replicas)."""
     if tf.distribute.get_strategy().num_replicas_in_sync > 1:
         return layers.BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM, synchronized=True, name=name)
-    return FusedBatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM, name=name)
+    return BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM, name=name)

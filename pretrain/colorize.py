@@ -9,7 +9,6 @@ segmentation from it. With no --data the built-in synthetic set is used. Re-runn
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from models.runtime import quiet_tensorflow
 
@@ -27,6 +26,7 @@ from models.runtime import configure, is_chief, wrap_optimizer  # noqa: E402
 from models.training import Checkpoints, train_loop, write_json  # noqa: E402
 from models.transfer import GENERATOR_FILE, save_generator  # noqa: E402
 from models.visualize import tile, to_uint8, write_png  # noqa: E402
+from pretrain.evaluate import colorization_scores, describe, holdout_batch, split_holdout  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -42,33 +42,6 @@ def parse_args(argv=None):
     if args.init not in ("scratch", "imagenet"):
         p.error(f"--init {args.init}: pretraining starts from scratch or imagenet")
     return args
-
-
-def split_holdout(sources, n, seed):
-    """A seeded handful of images never trained on, for samples and the colorization score."""
-    order = np.random.default_rng(seed).permutation(len(sources))
-    n = min(n, len(sources) // 10)
-    held = {int(i) for i in order[:n]}
-    return [s for i, s in enumerate(sources) if i not in held], [sources[i] for i in sorted(held)]
-
-
-def holdout_batch(sources, args):
-    """Fixed held-out crops (no flips) for sample grids and the final score."""
-    if not sources:
-        return None
-    ds = datasets.colorization_dataset(sources, crop=args.crop, batch=len(sources), seed=args.seed, flip=False)
-    return next(iter(ds))
-
-
-def colorization_scores(generator, batch, chunk=4):
-    """Mean |colorized − real| and |gray − real| at stride 4 ([-1, 1] units): does colour get closer?"""
-    n = int(batch["gray"].shape[0])
-    fake = tf.concat([generator(batch["gray"][i:i + chunk], training=False) for i in range(0, n, chunk)], 0)
-    return {
-        "l1_colorized": float(tf.reduce_mean(tf.abs(fake - batch["rgb_small"]))),
-        "l1_gray": float(tf.reduce_mean(tf.abs(batch["gray_small"] - batch["rgb_small"]))),
-        "n_images": n,
-    }
 
 
 def write_samples(generator, batch, path, writer, step, limit=8):
@@ -116,7 +89,7 @@ def main(args):
 
     chief = is_chief()
     writer = tf.summary.create_file_writer(str(out / "logs")) if chief else tf.summary.create_noop_writer()
-    fixed = holdout_batch(held, args) if chief else None
+    fixed = holdout_batch(held, args.crop, args.seed) if chief else None
     hooks = []
     if fixed is not None:
         hooks.append((args.sample_every, lambda step, logs: write_samples(
@@ -137,8 +110,7 @@ def main(args):
     summary = {"steps": int(checkpoints.step.numpy()), "skipped_files": skipped.count if skipped else 0}
     if fixed is not None:
         summary.update(colorization_scores(generator, fixed))
-        print(f"held-out L1 to real colours: colorized {summary['l1_colorized']:.4f} vs gray "
-              f"{summary['l1_gray']:.4f} ({summary['n_images']} images)", file=sys.stderr)
+        print(describe(summary), file=sys.stderr)
     if skipped:
         print(f"skipped {skipped.count} unreadable files (--skip-bad)", file=sys.stderr)
     write_json(out / "pretrain_metrics.json", summary)

@@ -1,0 +1,99 @@
+"""How well a colorization run colorizes held-out images, against the trivial answer: the gray input.
+
+    python pretrain/evaluate.py RUN
+
+Rebuilds the run's held-out images (the same seeded draw `colorize.py` made) and its generator, and writes
+RUN/pretrain_metrics.json. Two views, both in [-1, 1] units at the generator's stride-4 resolution:
+- RGB L1, |G(g) − x| vs |g − x|: the generator must also reproduce the luminance it was given;
+- chroma L1 (YCbCr Cb and Cr), where the gray input has none: the colour alone.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models.runtime import quiet_tensorflow
+
+quiet_tensorflow()
+
+import tensorflow as tf  # noqa: E402
+
+import datasets  # noqa: E402
+from models.training import read_json, write_json  # noqa: E402
+from models.transfer import load_generator  # noqa: E402
+
+# ITU-R BT.601 chroma rows: gray pixels (R = G = B) have Cb = Cr = 0.
+CHROMA = tf.constant([[-0.168736, 0.5], [-0.331264, -0.418688], [0.5, -0.081312]], tf.float32)
+
+
+def split_holdout(sources, n, seed):
+    """A seeded handful of images never trained on, for samples and the colorization score."""
+    order = np.random.default_rng(seed).permutation(len(sources))
+    n = min(n, len(sources) // 10)
+    held = {int(i) for i in order[:n]}
+    return [s for i, s in enumerate(sources) if i not in held], [sources[i] for i in sorted(held)]
+
+
+def holdout_batch(sources, crop, seed):
+    """Fixed held-out crops (no flips) for sample grids and the final score."""
+    if not sources:
+        return None
+    ds = datasets.colorization_dataset(sources, crop=crop, batch=len(sources), seed=seed, flip=False)
+    return next(iter(ds))
+
+
+def colorization_scores(generator, batch, chunk=4):
+    """RGB and chroma L1 of the colorization and of the gray input to the real image."""
+    n = int(batch["gray"].shape[0])
+    fake = tf.concat([generator(batch["gray"][i:i + chunk], training=False) for i in range(0, n, chunk)], 0)
+    real, gray = batch["rgb_small"], batch["gray_small"]
+    l1 = lambda a, b: float(tf.reduce_mean(tf.abs(a - b)))
+    chroma = lambda x: tf.tensordot(tf.cast(x, tf.float32), CHROMA, axes=[[-1], [0]])
+    return {"l1_colorized": l1(fake, real), "l1_gray": l1(gray, real),
+            "chroma_l1_colorized": l1(chroma(fake), chroma(real)), "chroma_l1_gray": l1(chroma(gray), chroma(real)),
+            "n_images": n}
+
+
+def run_holdout(config):
+    """The held-out sources of a run, from its saved configuration."""
+    data = config.get("data") or [str(datasets.ensure_synthetic())]
+    sources = datasets.list_unlabeled(data, video_every=config["video_every"], seed=config["split_seed"])
+    return split_holdout(sources, config["holdout"], config["seed"])[1]
+
+
+def evaluate_run(run_dir):
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / "config.json")
+    if config is None:
+        raise ValueError(f"{run_dir}: no config.json (not a colorization run directory)")
+    batch = holdout_batch(run_holdout(config), config["crop"], config["seed"])
+    if batch is None:
+        raise ValueError(f"{run_dir}: no held-out images (--holdout 0 or a tiny dataset)")
+    scores = colorization_scores(load_generator(run_dir), batch)
+    summary = {**read_json(run_dir / "pretrain_metrics.json", {}), **scores}
+    write_json(run_dir / "pretrain_metrics.json", summary)
+    return summary
+
+
+def describe(scores):
+    return (f"held-out L1 to the real image: colorized {scores['l1_colorized']:.4f} vs gray {scores['l1_gray']:.4f}; "
+            f"chroma L1: colorized {scores['chroma_l1_colorized']:.4f} vs gray {scores['chroma_l1_gray']:.4f} "
+            f"({scores['n_images']} images)")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path, help="colorization run directory")
+    args = p.parse_args(argv)
+    try:
+        print(describe(evaluate_run(args.run)))
+    except (ValueError, OSError, datasets.DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
