@@ -94,9 +94,15 @@ class Evaluator:
         return segmentation_metrics(matrix, self.ds.class_names, self.groups), shown
 
 
+def network_only(model):
+    """A view of a compiled model's layers without its optimizer, whose state Keras would otherwise save
+    alongside the weights (three times their size with Adam); loading through it updates `model`."""
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
 def save_weights_atomic(model, path):
     tmp = path.with_name(f".tmp.{path.name}")
-    model.save_weights(tmp)
+    network_only(model).save_weights(tmp)
     tmp.replace(path)
 
 
@@ -166,7 +172,7 @@ def main(args):
                writer=writer, hooks=[(args.eval_every, evaluate)], xla=args.xla, desc=f"segment {args.init}")
     if not chief:
         return 0
-    model.load_weights(out / BEST_WEIGHTS)
+    network_only(model).load_weights(out / BEST_WEIGHTS)
     metrics, shown = Evaluator(model, ds, splits["test"], groups)(limit_images=4)
     best = read_json(best_file, {})
     metrics.update(n_test_images=len(splits["test"]), n_train_images=len(train), init=args.init, frac=args.frac,
