@@ -65,10 +65,15 @@ class Predictor:
 
     def labels(self, image_uint8):
         """Class ids (H, W): argmax, or sigmoid > 0.5 for a one-output (binary) model."""
-        logits = self.logits(image_uint8)
-        if logits.shape[-1] == 1:
-            return (logits[..., 0] > 0).astype(np.uint8)
-        return logits.argmax(-1).astype(np.uint8)
+        return labels_from_logits(self.logits(image_uint8))
+
+
+def labels_from_logits(logits):
+    """Class ids (..., H, W) from logits (..., H, W, C): argmax, or logit > 0 (sigmoid > 0.5) when C is 1."""
+    logits = np.asarray(logits)
+    if logits.shape[-1] == 1:
+        return (logits[..., 0] > 0).astype(np.uint8)
+    return logits.argmax(-1).astype(np.uint8)
 
 
 def _starts(length, tile, stride):

@@ -1,0 +1,253 @@
+"""Exports a trained run's best checkpoint to a CPU inference format and checks it against Keras.
+
+    python finetune/export.py RUN --format savedmodel|tflite|onnx [--out PATH] [--size N]
+
+Every format maps float32 RGB images in [-1, 1], NHWC, to logits at input resolution: one channel per class
+(label = argmax), or one channel for a --loss bce run (label = logit > 0). SavedModel (endpoint `serve`) and
+ONNX take any batch and image size; padding sides to a multiple of 16 with 1.0, as finetune/inference.py
+does, reproduces the run's own evaluation. TFLite needs static shapes, so its input is fixed at
+1 x SIZE x SIZE x 3 (--size, default the run's --crop). ONNX needs the optional packages tf2onnx and
+onnxruntime.
+
+After exporting, the artifact is loaded back and run beside the Keras model on --samples images (--images,
+else the run's test split, else synthetic scenes) resized to SIZE x SIZE. The predicted labels must agree
+on at least 99.9 % of pixels, or the script exits 1. It prints median CPU latency per image (batch 1) for
+both and writes the numbers to OUT.json.
+"""
+
+import importlib.util
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.runtime import quiet_tensorflow
+
+quiet_tensorflow()
+
+import tensorflow as tf  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from datasets import read_image  # noqa: E402
+from datasets.labeled import list_files_by_stem  # noqa: E402
+from datasets.synthetic import default_synthetic_root, make_scene  # noqa: E402
+from finetune.inference import labels_from_logits, to_network_input  # noqa: E402
+from finetune.runs import list_images, load_run  # noqa: E402
+from models.cli import parser, run  # noqa: E402
+from models.training import write_json  # noqa: E402
+
+MIN_AGREEMENT = 0.999
+DEFAULT_OUT = {"savedmodel": "export/saved_model", "tflite": "export/model.tflite", "onnx": "export/model.onnx"}
+ONNX_PACKAGES = ("tf2onnx", "onnxruntime")
+
+
+def parse_args(argv=None):
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("run", type=Path, help="a finetune/segment.py run directory (config.json and best.weights.h5)")
+    p.add_argument("--format", required=True, choices=tuple(DEFAULT_OUT), help="export format")
+    p.add_argument("--out", type=Path, default=None,
+                   help="exported model: a folder for savedmodel, a file otherwise; None: RUN/" +
+                        ", RUN/".join(DEFAULT_OUT.values()))
+    p.add_argument("--size", type=int, default=None,
+                   help="side of the square check images, and TFLite's fixed input size; None: the run's --crop")
+    p.add_argument("--images", nargs="+", type=Path, default=None,
+                   help="check images: files and/or folders; None: the run's test split, else synthetic scenes")
+    p.add_argument("--samples", type=int, default=4, help="number of check images")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per check image (the median is reported)")
+    args = p.parse_args(argv)
+    for name in ("size", "samples", "repeats"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name} must be positive, got {getattr(args, name)}")
+    return args
+
+
+def replace_atomically(write, out):
+    """Writes with `write(tmp)` next to `out`, then swaps it in, so a failed export leaves no half artifact."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp.{out.name}")  # same suffix: exporters may check it
+    remove(tmp)
+    write(tmp)
+    remove(out)
+    os.replace(tmp, out)
+
+
+def remove(path):
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def keras_export(model, out, keras_format, shape):
+    """Keras 3's own exporter (`Model.export`): SavedModel, LiteRT (TFLite) and ONNX (through tf2onnx)."""
+    signature = [tf.TensorSpec(shape, tf.float32, name="images")]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)  # Keras' tf2onnx shim
+        replace_atomically(lambda tmp: model.export(tmp, format=keras_format, input_signature=signature,
+                                                    verbose=False), out)
+
+
+def export_savedmodel(model, out, size):
+    keras_export(model, out, "tf_saved_model", (None, None, None, 3))
+
+
+def export_tflite(model, out, size):
+    keras_export(model, out, "litert", (1, size, size, 3))
+
+
+def export_onnx(model, out, size):
+    keras_export(model, out, "onnx", (None, None, None, 3))
+
+
+def keras_runner(model):
+    """The reference: the Keras model in a tf.function, as finetune/inference.py runs it."""
+
+    @tf.function(autograph=False)
+    def forward(x):
+        return model(x, training=False)
+
+    return lambda x: forward(tf.constant(x)).numpy()
+
+
+def load_savedmodel(path):
+    loaded = tf.saved_model.load(str(path))
+    return lambda x: loaded.serve(tf.constant(x)).numpy()
+
+
+def load_tflite(path):
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # TensorFlow's successor runtime, when installed
+    except ImportError:
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice: it still ships with TF 2.21
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+
+    def forward(x):
+        interpreter.set_tensor(source, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(target)
+
+    return forward
+
+
+def load_onnx(path):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+FORMATS = {"savedmodel": (export_savedmodel, load_savedmodel), "tflite": (export_tflite, load_tflite),
+           "onnx": (export_onnx, load_onnx)}
+
+
+def check_onnx_available():
+    missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"--format onnx needs {' and '.join(missing)}: pip install {' '.join(ONNX_PACKAGES)}")
+
+
+def sample_images(trained, args, size):
+    """(source description, list of uint8 RGB images resized to size x size)."""
+    if args.images:
+        paths, source = list(list_images(args.images).values()), "--images"
+    else:
+        paths, source = test_split_images(trained), "the run's test split"
+    if paths:
+        images = [read_image(path) for path in paths[: args.samples]]
+    else:
+        rng = np.random.default_rng(0)
+        images, source = [make_scene(rng, size)[0] for _ in range(args.samples)], "synthetic scenes"
+    resized = [cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR) for image in images]
+    return f"{len(resized)} images from {source}", resized
+
+
+def test_split_images(trained):
+    """Paths of the run's test images when its dataset is still where config.json says, else []."""
+    data = trained.config.get("data")
+    root = Path(data[0]) if data else default_synthetic_root()
+    split = trained.path / "splits" / "test.txt"
+    if not split.is_file() or not (root / "images").is_dir():
+        return []
+    files = list_files_by_stem(root / "images")
+    return [files[stem] for stem in split.read_text().split() if stem in files]
+
+
+def median_latency(forward, inputs, repeats):
+    """Median seconds per image over `repeats` timed calls per input, after one untimed warm-up call."""
+    forward(inputs[0])
+    times = []
+    for x in inputs:
+        for _ in range(repeats):
+            tick = time.perf_counter()
+            forward(x)
+            times.append(time.perf_counter() - tick)
+    return statistics.median(times)
+
+
+def compare(reference, exported, inputs, desc):
+    """(fraction of pixels whose predicted label agrees, largest absolute logit difference) over `inputs`."""
+    agree, total, max_diff = 0, 0, 0.0
+    for x in tqdm(inputs, desc=desc, unit="image", dynamic_ncols=True):
+        expected, actual = reference(x), np.asarray(exported(x))
+        if actual.shape != expected.shape:
+            raise ValueError(f"the exported model's output shape {actual.shape} differs from Keras' {expected.shape}")
+        agree += int((labels_from_logits(expected) == labels_from_logits(actual)).sum())
+        total += expected.shape[0] * expected.shape[1] * expected.shape[2]
+        max_diff = max(max_diff, float(np.abs(expected - actual).max()))
+    return agree / total, max_diff
+
+
+def print_table(report):
+    size, fmt = report["size"], report["format"]
+    print(f"{'model':<12}{'input':>16}{'labels agree':>15}{'max |dlogit|':>14}{'CPU ms/image':>14}")
+    for name, seconds in report["latency_s_per_image"].items():
+        agree, diff = ("reference", "-") if name == "keras" else \
+            (f"{100 * report['label_agreement']:.3f} %", f"{report['max_abs_logit_diff']:.1e}")
+        print(f"{name:<12}{f'1x{size}x{size}x3':>16}{agree:>15}{diff:>14}{1000 * seconds:>14.1f}")
+    print(f"{report['check_images']}; exported to {report['out']}, numbers in {report['out']}.json"
+          + ("" if fmt == "tflite" else f"; the {fmt} model takes any N x H x W x 3"))
+
+
+def main(args):
+    if args.format == "onnx":
+        check_onnx_available()
+    trained = load_run(args.run)
+    size = args.size or trained.crop
+    out = args.out or trained.path / DEFAULT_OUT[args.format]
+    export, load = FORMATS[args.format]
+    description, images = sample_images(trained, args, size)
+    print(f"exporting {trained.path} to {args.format}, checking on {description} at {size}x{size}", file=sys.stderr)
+    export(trained.model, out, size)
+
+    runners = {"keras": keras_runner(trained.model), args.format: load(out)}
+    inputs = [to_network_input(image)[None] for image in images]
+    agreement, max_diff = compare(runners["keras"], runners[args.format], inputs, f"check {args.format}")
+    latency = {name: median_latency(forward, inputs, args.repeats) for name, forward in runners.items()}
+    report = {"run": str(trained.path), "format": args.format, "out": str(out), "size": size,
+              "check_images": description, "label_agreement": agreement, "max_abs_logit_diff": max_diff,
+              "min_agreement": MIN_AGREEMENT, "latency_s_per_image": latency, "batch": 1,
+              "width": trained.config["width"], "num_outputs": int(trained.model.output_shape[-1]),
+              "threads": os.cpu_count(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+              "tensorflow": tf.__version__, "command": " ".join([Path(sys.executable).name] + sys.argv)}
+    write_json(Path(f"{out}.json"), report)
+    print_table(report)
+    if agreement < MIN_AGREEMENT:
+        raise ValueError(f"{out}: labels agree with Keras on {100 * agreement:.3f} % of pixels, "
+                         f"below the required {100 * MIN_AGREEMENT:.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, parse_args()))
