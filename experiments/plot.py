@@ -39,7 +39,7 @@ def summarize(rows, metric):
 
 def plot(rows, path_stem, title=""):
     """Writes the two-panel figure as PNG and SVG; returns the PNG path."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (metric, label) in zip(axes, PANELS):
         for init, points in summarize(rows, metric).items():
             colour, marker = STYLE.get(init, ("black", "x"))
@@ -55,7 +55,7 @@ def plot(rows, path_stem, title=""):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Dice (test split)")
     if axes[0].get_legend_handles_labels()[0]:  # every cell may have failed (e.g. ImageNet offline)
-        axes[0].legend(loc="lower right")
+        axes[0].legend(loc="best")
     if title:
         figure.suptitle(title)
     figure.tight_layout()
