@@ -74,8 +74,11 @@ def seed_everything(seed, deterministic=False):
 
 
 def configure(args):
-    """Applies the accelerator flags of `args` and returns the strategy to build models under."""
+    """Applies the accelerator flags of `args` and returns the strategy to build models under.
+
+    The strategy comes first: a multi-worker strategy must configure TensorFlow's runtime before any op runs.
+    """
+    strategy = make_strategy(getattr(args, "distribute", "none"))
     seed_everything(args.seed, getattr(args, "deterministic", False))
     precision = set_precision(getattr(args, "mixed_precision", False))
-    strategy = make_strategy(getattr(args, "distribute", "none"))
     return strategy, precision

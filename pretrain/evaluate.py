@@ -25,7 +25,9 @@ from models.training import read_json, write_json  # noqa: E402
 from models.transfer import load_generator  # noqa: E402
 
 # ITU-R BT.601 chroma rows: gray pixels (R = G = B) have Cb = Cr = 0.
-CHROMA = tf.constant([[-0.168736, 0.5], [-0.331264, -0.418688], [0.5, -0.081312]], tf.float32)
+# (A NumPy constant: a TensorFlow one at import time would start TensorFlow's runtime before a multi-worker
+# strategy can configure it.)
+CHROMA = np.array([[-0.168736, 0.5], [-0.331264, -0.418688], [0.5, -0.081312]], np.float32)
 
 
 def split_holdout(sources, n, seed):
