@@ -85,7 +85,8 @@ def cmd_train_step(args):
     return {"benchmark": "train-step", "task": args.task, "size": args.size, "batch": args.batch,
             "width": args.width, "precision": precision, "xla": args.xla, "seconds_per_step": seconds,
             "images_per_second": args.batch / seconds, "repeats_seconds_per_step": times,
-            "parameters": int(model.count_params()), **peak_memory_mb(), **machine()}
+            "parameters": sum(int(np.prod(v.shape)) for v in model.trainable_variables), **peak_memory_mb(),
+            **machine()}
 
 
 def cmd_data(args):

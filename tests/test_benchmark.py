@@ -1,0 +1,34 @@
+"""experiments/benchmark.py runs at tiny sizes and reports sane fields (no speed assertions)."""
+
+import json
+
+import pytest
+
+from experiments.benchmark import main
+
+
+def run(capsys, *argv):
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("task", ["segment", "colorize"])
+def test_train_step_reports_throughput_and_memory(capsys, task):
+    result = run(capsys, "train-step", "--task", task, "--size", "64", "--batch", "2", "--width", "0.125",
+                 "--warmup", "1", "--repeats", "2", "--steps", "1")
+    assert result["task"] == task and result["batch"] == 2 and result["precision"] == "float32"
+    assert result["seconds_per_step"] > 0 and len(result["repeats_seconds_per_step"]) == 2
+    assert result["images_per_second"] == pytest.approx(2 / result["seconds_per_step"])
+    assert result["parameters"] > 100_000 and result["peak_rss_mb"] > 100
+
+
+def test_data_pipeline_reports_images_per_second(capsys, synthetic_root):
+    result = run(capsys, "data", "--data", str(synthetic_root), "--crop", "65", "--batch", "2", "--warmup", "1",
+                 "--repeats", "2", "--steps", "1")
+    assert result["images_per_second"] > 0 and result["crop"] == 65
+
+
+def test_predict_reports_latency(capsys):
+    result = run(capsys, "predict", "--size", "65", "--width", "0.125", "--warmup", "1", "--repeats", "1",
+                 "--steps", "1")
+    assert result["seconds_per_image"] > 0
