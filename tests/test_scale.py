@@ -87,7 +87,12 @@ def run_two_workers(command):
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3"}
         processes.append(subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True))
-    outputs = [p.communicate(timeout=900) for p in processes]
+    try:
+        outputs = [p.communicate(timeout=600) for p in processes]
+    except subprocess.TimeoutExpired:
+        for p in processes:
+            p.kill()
+        pytest.fail("a worker of the localhost cluster hung for 10 minutes (collective op waiting on its peer)")
     for p, (_, err) in zip(processes, outputs):
         assert p.returncode == 0, err[-3000:]
     return outputs
