@@ -7,6 +7,7 @@ may override a default, never retype a definition.
 import argparse
 import json
 import os
+import shlex
 import sys
 import traceback
 from datetime import datetime, timezone
@@ -89,7 +90,7 @@ def save_config(args, out, **extra):
     out = Path(out)
     path, config = out / "config.json", check_resume(args, out)
     config.update(extra)
-    config["command"] = " ".join([Path(sys.executable).name] + sys.argv)
+    config["command"] = shlex.join(["python"] + sys.argv)
     config["saved_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if is_chief():
         write_json(path, config)
