@@ -48,15 +48,15 @@ def peak_memory_mb():
 
 def build_step(task, size, batch, width, xla):
     """A compiled training step on random data, as the scripts run it (same models, losses, optimizers)."""
-    import keras
     import tensorflow as tf
 
     from models import ColorizationGAN, build_deeplabv3plus, build_discriminator, build_generator
     from models.deeplab import stride4_size
+    from models.optimizers import FusedAdam
     from models.runtime import wrap_optimizer
     from finetune.losses import make_loss
 
-    adam = lambda lr: wrap_optimizer(keras.optimizers.Adam(lr, beta_1=0.5, beta_2=0.999))
+    adam = lambda lr: wrap_optimizer(FusedAdam(lr, beta_1=0.5, beta_2=0.999))  # as the scripts build it
     if task == "segment":
         model = build_deeplabv3plus(9, width=width)
         model.compile(optimizer=adam(1e-4), loss=make_loss("ce", 9))
@@ -188,32 +188,48 @@ def make_image_folder(folder, count, size=48):
 
 def cmd_scale(args):
     """Streams a huge unlabeled folder through colorization training: time to first step and flat memory."""
-    import keras
     import tensorflow as tf
 
     import datasets
     from models import ColorizationGAN, build_discriminator, build_generator
+    from models.optimizers import FusedAdam
 
     folder = make_image_folder(args.folder or f"~/.cache/surrogate-supervision/scale_{args.files}", args.files)
     launch = seconds_since_launch()
     tick = time.perf_counter()
     sources = datasets.list_unlabeled([folder])
     listing = time.perf_counter() - tick
+    phases, tick = {}, time.perf_counter()
+
+    def phase(name):  # seconds spent since the previous phase ended
+        nonlocal tick
+        phases[name], tick = time.perf_counter() - tick, time.perf_counter()
+
     generator, discriminator = build_generator(width=args.width), build_discriminator()
     gan = ColorizationGAN(generator, discriminator)
-    gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5))
-    step = tf.function(gan.train_step)
+    gan.compile(FusedAdam(2e-4, beta_1=0.5), FusedAdam(2e-4, beta_1=0.5))
+    gan.g_optimizer.build(generator.trainable_variables)  # as pretrain/colorize.py does, before tracing
+    gan.d_optimizer.build(discriminator.trainable_variables)
+    phase("build_models")
     iterator = iter(datasets.colorization_dataset(sources, crop=args.size, batch=args.batch))
+    batch = next(iterator)
+    phase("first_batch")
+    step = tf.function(gan.train_step)
+    step.get_concrete_function(batch)
+    phase("trace_step")
+    step(batch)
+    first_step = seconds_since_launch()
+    phase("first_step_run")
     memory = {}
-    for i in range(1, args.steps + 1):
+    for i in range(2, args.steps + 1):
         step(next(iterator))
-        if i == 1:
-            first_step = seconds_since_launch()
+        if i == 2:
+            phase("second_step_run")
         if i in (10, 100, args.steps):
             memory[i] = rss_mb()
     return {"benchmark": "scale", "files": len(sources), "listing_seconds": listing,
             "seconds_launch_to_listing": launch, "seconds_launch_to_first_step": first_step,
-            "rss_mb_at_step": memory, "rss_growth_mb_10_to_last": memory[args.steps] - memory[10],
+            "phase_seconds": phases, "rss_mb_at_step": memory, "rss_growth_mb_10_to_last": memory[args.steps] - memory[10],
             "steps": args.steps, "size": args.size, "batch": args.batch, "width": args.width, **machine()}
 
 

@@ -25,7 +25,8 @@ from models import INITS, build_deeplabv3plus, transfer_weights  # noqa: E402
 from models.cli import (add_flags, architecture_kwargs, check_resume, check_writable, parser, run,  # noqa: E402
                         save_config)
 from models.resnet import is_backbone_layer  # noqa: E402
-from models.runtime import configure, is_chief  # noqa: E402
+from models.optimizers import make_adam  # noqa: E402
+from models.runtime import configure, is_chief, wait_for_workers  # noqa: E402
 from models.training import Checkpoints, read_json, train_loop, write_atomic, write_json  # noqa: E402
 from models.visualize import overlay, tile, write_png  # noqa: E402
 
@@ -34,8 +35,8 @@ BEST_WEIGHTS = "best.weights.h5"
 
 def parse_args(argv=None):
     p = parser(__doc__.splitlines()[0])
-    add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "seed", "split_seed", "backbone", "width",
-              "output_stride", "regular_conv", "init", "imagenet_weights", "surrogate", "frac", "loss",
+    add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "beta1", "beta2", "seed", "split_seed", "backbone",
+              "width", "output_stride", "regular_conv", "init", "imagenet_weights", "surrogate", "frac", "loss",
               "freeze_encoder", "group", "mixed_precision", "xla", "distribute", "checkpoint_every",
               "eval_every", "skip_bad", "deterministic", steps=300_000, lr=1e-4)
     p.add_argument("--val-images", type=int, default=None, help="validate on at most this many images (all by default)")
@@ -134,7 +135,7 @@ def main(args):
 
     with strategy.scope():
         model = build_model(args, ds.num_classes)
-        model.compile(optimizer=keras.optimizers.Adam(args.lr, beta_1=0.5, beta_2=0.999),
+        model.compile(optimizer=make_adam(args),
                       loss=make_loss(args.loss, ds.num_classes))
         model.optimizer.build(model.trainable_variables)
     checkpoints = Checkpoints(out, model=model, optimizer=model.optimizer)
@@ -170,8 +171,16 @@ def main(args):
     train_loop(model.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
                global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=model.metrics,
                writer=writer, hooks=[(args.eval_every, evaluate)], xla=args.xla, desc=f"segment {args.init}")
-    if not chief:
-        return 0
+    if chief:
+        evaluate_on_test(model, ds, splits, groups, train, args)
+    wait_for_workers(strategy)
+    return 0
+
+
+def evaluate_on_test(model, ds, splits, groups, train, args):
+    """The chief's last step: the best validation checkpoint on the test split, metrics.json and a grid."""
+    out = args.out
+    best_file = out / "best.json"
     network_only(model).load_weights(out / BEST_WEIGHTS)
     metrics, shown = Evaluator(model, ds, splits["test"], groups)(limit_images=4)
     best = read_json(best_file, {})
@@ -183,7 +192,6 @@ def main(args):
     write_json(out / "metrics.json", metrics)
     print(f"test: dice_mean {metrics['dice_mean']:.4f}, dice_grouped {metrics['dice_grouped']:.4f}, "
           f"mIoU {metrics['miou']:.4f} ({len(splits['test'])} images; best val step {best.get('step')})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ class BatchNormalization(layers.BatchNormalization):
                 x4, gamma, beta, epsilon=self.epsilon, is_training=True)
             count = tf.cast(tf.reduce_prod(tf.shape(x4)[:-1]), tf.float32)
             variance = variance * (count - 1.0) / tf.maximum(count, 2.0)  # kernel returns Bessel-corrected
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                # TensorFlow ops on the value: Keras-variable arithmetic costs ~10× more Python while tracing
+                moving.assign(tf.convert_to_tensor(moving) * self.momentum + batch * (1.0 - self.momentum))
         else:
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(
                 x4, gamma, beta, mean=tf.convert_to_tensor(self.moving_mean),

@@ -22,7 +22,9 @@ FLAGS = {
     "steps": dict(type=int, help="training steps"),
     "batch": dict(type=int, default=4, help="global batch size (split across replicas)"),
     "crop": dict(type=int, default=513, help="square crop size"),
-    "lr": dict(type=float, help="learning rate (Adam, beta1 0.5, beta2 0.999)"),
+    "lr": dict(type=float, help="Adam learning rate"),
+    "beta1": dict(type=float, default=0.5, help="Adam beta1 (pix2pix's 0.5)"),
+    "beta2": dict(type=float, default=0.999, help="Adam beta2"),
     "seed": dict(type=int, default=0, help="seed for label fractions, data order and weights"),
     "split_seed": dict(type=int, default=0, help="seed of the train/val/test draw when a dataset has no splits/ (shared by pretraining, so its test images stay unseen)"),
     "backbone": dict(choices=("resnet50", "resnet50_beta"), default="resnet50", help="ResNet50 with the 7x7 stem (ImageNet-compatible) or DeepLab's three-3x3 beta stem"),
@@ -47,7 +49,7 @@ FLAGS = {
 }
 # Flags that fix what a run computes: a resumed run must not change them.
 RESUME_FIXED = ("crop", "batch", "seed", "split_seed", "backbone", "width", "output_stride", "regular_conv", "init", "frac",
-                "loss", "gan_loss", "l1_weight", "lr")
+                "loss", "gan_loss", "l1_weight", "predict", "lr", "beta1", "beta2")
 
 
 def add_flags(parser, *names, **defaults):

@@ -30,6 +30,25 @@ class ResizeLike(layers.Layer):
         return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
 
 
+@keras.saving.register_keras_serializable(package="surrogate")
+class LumaChromaToRGB(layers.Layer):
+    """RGB in [-1, 1] from predicted chroma (Cb, Cr) and the luma of the gray input, resized to the chroma's
+    grid with aligned corners (every 4th pixel for 513 → 129). ITU-R 601 YCbCr, linear, so it works in [-1, 1].
+    """
+
+    def call(self, chroma, image):
+        chroma = tf.cast(chroma, "float32")
+        size = tf.shape(chroma)[1:3]
+        gray = tf.reduce_mean(tf.cast(image, "float32"), axis=-1, keepdims=True)
+        y = tf.raw_ops.ResizeBilinear(images=gray, size=size, align_corners=True)
+        cb, cr = chroma[..., :1], chroma[..., 1:]
+        rgb = tf.concat([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+        return tf.clip_by_value(rgb, -1.0, 1.0)
+
+    def compute_output_shape(self, chroma_shape, image_shape):
+        return chroma_shape[:3] + (3,)
+
+
 def _bn_relu(x, name):
     x = batch_norm(f"{name}_bn", BN_EPSILON)(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
@@ -120,20 +139,31 @@ def build_deeplabv3plus(num_outputs, *, input_shape=(None, None, 3), **arch_kwar
     return _build(num_outputs, architecture(**arch_kwargs), input_shape, "deeplabv3plus", head)
 
 
-def build_generator(*, input_shape=(None, None, 3), **arch_kwargs):
+GENERATOR_OUTPUTS = ("rgb", "chroma")
+
+
+def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs):
     """Colorization generator: grayscale (3 channels, [-1, 1]) → RGB in [-1, 1] at stride 4.
 
-    The same network as `build_deeplabv3plus` with 3 outputs and tanh, left at the decoder's stride-4
-    resolution (129×129 for a 513 input), where the discriminator looks.
+    The same network as `build_deeplabv3plus`, left at the decoder's stride-4 resolution (129×129 for a 513
+    input), where the discriminator looks. `output="rgb"` (the reference) paints all three channels through
+    tanh; `output="chroma"` predicts only Cb and Cr and keeps the input's own luma, as Lab-space colorization
+    networks do, so the network spends itself on which colour things are rather than on copying brightness.
 
     Example:
         >>> build_generator(width=0.25)(np.zeros((1, 513, 513, 3))).shape
         TensorShape([1, 129, 129, 3])
     """
-    def head(x, inputs):
-        return layers.Activation("tanh", dtype="float32", name="colorized")(x)
+    if output not in GENERATOR_OUTPUTS:
+        raise ValueError(f"Wrong generator output {output!r}, supported: {', '.join(GENERATOR_OUTPUTS)}")
 
-    return _build(3, architecture(**arch_kwargs), input_shape, "generator", head)
+    def head(x, inputs):
+        x = layers.Activation("tanh", dtype="float32", name="colorized" if output == "rgb" else "chroma")(x)
+        return x if output == "rgb" else LumaChromaToRGB(name="colorized", dtype="float32")(x, inputs)
+
+    model = _build(3 if output == "rgb" else 2, architecture(**arch_kwargs), input_shape, "generator", head)
+    model.architecture["output"] = output
+    return model
 
 
 def stride4_size(size):

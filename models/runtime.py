@@ -47,6 +47,20 @@ def worker_id():
     return f"{task.get('type', 'worker')}{task.get('index', 0)}"
 
 
+def wait_for_workers(strategy):
+    """Holds every worker of a multi-worker run here until all arrive; a no-op otherwise.
+
+    Called at the end of a run, so that no worker exits while the chief still writes its outputs: to
+    TensorFlow's coordination service a worker that is gone early looks crashed, and the chief can then
+    hang at shutdown.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    all_arrived = tf.function(lambda: strategy.run(
+        lambda: tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.constant(1.0))))
+    all_arrived()
+
+
 def set_precision(mixed_precision):
     """`--mixed-precision`: float16 with loss scaling on GPU, bfloat16 on CPU (no scaling needed)."""
     if not mixed_precision:

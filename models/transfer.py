@@ -127,11 +127,16 @@ def load_imagenet(model, weights_path=None):
     return TransferReport("imagenet", source, backbone, skipped)
 
 
+def _network_arch(model):
+    """The layout a segmenter and a generator must share: everything but the head's own settings."""
+    return {k: v for k, v in getattr(model, "architecture", {}).items() if k not in ("num_outputs", "output")}
+
+
 def save_generator(generator, path):
     """Writes generator weights and, beside them, the architecture needed to rebuild it."""
     path = Path(path)
     generator.save_weights(path)
-    arch = {k: v for k, v in generator.architecture.items() if k != "num_outputs"}
+    arch = {k: v for k, v in generator.architecture.items() if k != "num_outputs"}  # keeps "output"
     (path.parent / ARCHITECTURE_FILE).write_text(json.dumps(arch, indent=2))
 
 
@@ -166,10 +171,10 @@ def load_surrogate(model, surrogate_path, init="surrogate"):
     """Copies every generator layer except its head into `model`; refuses architectures that differ."""
     if surrogate_path is None:
         raise TransferError(f"--init {init} needs --surrogate PATH (a colorization run or its weights file)")
-    arch = {k: v for k, v in getattr(model, "architecture", {}).items() if k != "num_outputs"}
+    arch = _network_arch(model)
     generator = load_generator(surrogate_path, arch or None)
     source = str(resolve_surrogate(surrogate_path))
-    gen_arch = {k: v for k, v in generator.architecture.items() if k != "num_outputs"}
+    gen_arch = _network_arch(generator)
     if arch and gen_arch != arch:
         raise TransferError(f"--surrogate {source}: generator architecture {gen_arch} differs from the network's {arch}")
     source_layers = _weighted_layers(generator)

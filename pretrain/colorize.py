@@ -7,22 +7,21 @@ segmentation from it. With no --data the built-in synthetic set is used. Re-runn
 """
 
 import sys
-from pathlib import Path
-
 
 from models.runtime import quiet_tensorflow
 
 quiet_tensorflow()
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import datasets  # noqa: E402
 from models import ColorizationGAN, build_discriminator, build_generator, transfer_weights  # noqa: E402
 from models.cli import (add_flags, architecture_kwargs, check_resume, check_writable, parser, run,  # noqa: E402
                         save_config)
+from models.deeplab import GENERATOR_OUTPUTS  # noqa: E402
 from models.gan import GAN_LOSSES  # noqa: E402
-from models.runtime import configure, is_chief, wrap_optimizer  # noqa: E402
+from models.optimizers import make_adam  # noqa: E402
+from models.runtime import configure, is_chief, wait_for_workers  # noqa: E402
 from models.training import Checkpoints, train_loop, write_json  # noqa: E402
 from models.transfer import GENERATOR_FILE, save_generator  # noqa: E402
 from models.visualize import tile, to_uint8, write_png  # noqa: E402
@@ -31,11 +30,14 @@ from pretrain.evaluate import colorization_scores, describe, holdout_batch, spli
 
 def parse_args(argv=None):
     p = parser(__doc__.splitlines()[0])
-    add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "seed", "split_seed", "backbone", "width", "output_stride",
-              "regular_conv", "init", "imagenet_weights", "mixed_precision", "xla", "distribute",
+    add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "beta1", "beta2", "seed", "split_seed", "backbone",
+              "width", "output_stride", "regular_conv", "init", "imagenet_weights", "mixed_precision", "xla", "distribute",
               "checkpoint_every", "sample_every", "skip_bad", "deterministic", steps=76_000, lr=2e-4)
     p.add_argument("--l1-weight", type=float, default=1.0, help="weight λ of the L1 reconstruction term")
     p.add_argument("--gan-loss", choices=GAN_LOSSES, default="lsgan", help="least-squares or vanilla GAN loss")
+    p.add_argument("--predict", choices=GENERATOR_OUTPUTS, default="rgb",
+                   help="rgb: the generator paints all three channels (the reference); chroma: it predicts Cb/Cr "
+                        "and keeps the input's luma, as Lab-space colorization does")
     p.add_argument("--video-every", type=int, default=30, help="use every Nth frame of video files")
     p.add_argument("--holdout", type=int, default=32, help="images kept out of training to measure colorization")
     args = p.parse_args(argv)
@@ -74,11 +76,10 @@ def main(args):
           f"{strategy.num_replicas_in_sync} replica(s)", file=sys.stderr)
 
     with strategy.scope():
-        generator = build_generator(**architecture_kwargs(args))
+        generator = build_generator(output=args.predict, **architecture_kwargs(args))
         discriminator = build_discriminator()
         gan = ColorizationGAN(generator, discriminator)
-        adam = dict(learning_rate=args.lr, beta_1=0.5, beta_2=0.999)
-        gan.compile(wrap_optimizer(keras.optimizers.Adam(**adam)), wrap_optimizer(keras.optimizers.Adam(**adam)),
+        gan.compile(make_adam(args), make_adam(args),
                     l1_weight=args.l1_weight, gan_loss=args.gan_loss)
         gan.g_optimizer.build(generator.trainable_variables)
         gan.d_optimizer.build(discriminator.trainable_variables)
@@ -104,8 +105,14 @@ def main(args):
     train_loop(gan.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
                global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=gan.metrics,
                writer=writer, hooks=hooks, xla=args.xla, desc="colorize")
-    if not chief:
-        return 0
+    if chief:
+        write_outputs(generator, fixed, skipped, checkpoints, out)
+    wait_for_workers(strategy)
+    return 0
+
+
+def write_outputs(generator, fixed, skipped, checkpoints, out):
+    """The chief's last writes: the generator's weights and its held-out colorization scores."""
     save_generator(generator, out / GENERATOR_FILE)
     summary = {"steps": int(checkpoints.step.numpy()), "skipped_files": skipped.count if skipped else 0}
     if fixed is not None:
@@ -115,7 +122,6 @@ def main(args):
         print(f"skipped {skipped.count} unreadable files (--skip-bad)", file=sys.stderr)
     write_json(out / "pretrain_metrics.json", summary)
     print(f"wrote {out / GENERATOR_FILE}")
-    return 0
 
 
 if __name__ == "__main__":

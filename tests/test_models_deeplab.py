@@ -105,3 +105,19 @@ def test_decoder_joins_stride4_projection(segmenter):
     probe = keras.Model(segmenter.input, segmenter.get_layer("decoder_concat").output)
     # ASPP features (256 × 0.125 channels) upsampled to stride 4, beside the 48 × 0.125 → 8-channel projection.
     assert tuple(probe(_image(1, 65, 65, 3)).shape) == (1, 17, 17, 32 + 8)
+
+
+def test_chroma_generator_keeps_the_input_luma_and_predicts_two_channels():
+    generator = build_generator(width=WIDTH, output="chroma")
+    gray = np.repeat(_image(2, 65, 65, 1, seed=3), 3, axis=-1)
+    rgb = keras.ops.convert_to_numpy(generator(gray, training=False))
+    assert rgb.shape == (2, 17, 17, 3) and rgb.dtype == "float32"
+    assert generator.get_layer(HEAD_LAYER).filters == 2 and generator.architecture["output"] == "chroma"
+    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    unclipped = np.abs(rgb).max(-1) < 0.999
+    np.testing.assert_allclose(luma[unclipped], gray[:, ::4, ::4, 0][unclipped], atol=2e-3)
+
+
+def test_unknown_generator_output_is_refused():
+    with pytest.raises(ValueError, match="'lab'.*rgb, chroma"):
+        build_generator(width=WIDTH, output="lab")

@@ -150,3 +150,16 @@ def test_non_keras_h5_is_refused(tmp_path, segmenter):
         f.create_dataset("x", data=np.zeros(3))
     with pytest.raises(TransferError, match="layer_names"):
         transfer_weights(segmenter, "imagenet", imagenet_weights=path)
+
+
+def test_surrogate_from_a_chroma_generator(tmp_path):
+    segmenter = build_segmenter()
+    generator = build_generator(width=WIDTH, output="chroma")
+    randomize(generator, seed=2)
+    save_generator(generator, tmp_path / GENERATOR_FILE)
+    assert json.loads((tmp_path / ARCHITECTURE_FILE).read_text())["output"] == "chroma"
+    report = transfer_weights(segmenter, "surrogate", surrogate=tmp_path)
+    assert report.skipped == ["logits"]
+    expected = layer_weights(generator)
+    assert_same(segmenter.get_layer("decoder_conv2_pointwise").get_weights(), expected["decoder_conv2_pointwise"],
+                "decoder_conv2_pointwise")

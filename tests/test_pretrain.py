@@ -185,6 +185,21 @@ def test_script_exits_1_with_one_line_on_changed_width(resumed_run, synthetic_ro
     assert "Traceback" not in result.stderr
 
 
+def test_chroma_run_exports_a_luma_preserving_generator(synthetic_root, tmp_path):
+    out = tmp_path / "chroma"
+    assert colorize.main(colorize_args(synthetic_root, out, "--steps", "2", "--predict", "chroma")) == 0
+    assert json.loads((out / ARCHITECTURE_FILE).read_text())["output"] == "chroma"
+    generator = load_generator(out)
+    gray = np.repeat(np.random.default_rng(0).uniform(-0.5, 0.5, (1, CROP, CROP, 1)).astype("float32"), 3, -1)
+    rgb = generator(gray, training=False).numpy()
+    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(luma, gray[:, ::4, ::4, 0], atol=2e-3)
+
+    args = colorize_args(synthetic_root, out, "--steps", "4")  # the default --predict rgb
+    with pytest.raises(ValueError, match="--predict rgb differs"):
+        colorize.main(args)
+
+
 @pytest.mark.parametrize("init", ["surrogate", "imagenet+surrogate"])
 def test_parser_rejects_surrogate_init(init, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -1,0 +1,47 @@
+"""Adam on TensorFlow's fused kernel, and the optimizer both scripts build from their flags."""
+
+import keras
+import tensorflow as tf
+
+from models.runtime import wrap_optimizer
+
+
+@keras.saving.register_keras_serializable(package="surrogate")
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam whose per-variable update is TensorFlow's fused `ResourceApplyAdam` kernel.
+
+    The same formula and the same slot variables as `keras.optimizers.Adam` (checkpoints are interchangeable),
+    but one kernel per variable instead of about a dozen element-wise ops: a 27M-parameter update reads and
+    writes memory once, and tracing a training step builds far fewer ops (time to the first step).
+    """
+
+    def apply(self, grads, trainable_variables=None):
+        # Step constants per dtype, built once per step rather than per variable; a plain attribute
+        # (object.__setattr__), so checkpoint tracking never sees the tensors.
+        object.__setattr__(self, "_step_scalars", {})
+        try:
+            return super().apply(grads, trainable_variables)
+        finally:
+            object.__setattr__(self, "_step_scalars", {})
+
+    def _scalars(self, dtype, learning_rate):
+        if dtype not in self._step_scalars:
+            step = tf.cast(self.iterations + 1, dtype)
+            beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+            self._step_scalars[dtype] = dict(
+                beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
+                beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype))
+        return self._step_scalars[dtype]
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad or not isinstance(variable, tf.Variable):
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=self._momentums[index].handle,
+                                     v=self._velocities[index].handle, grad=tf.cast(gradient, variable.dtype),
+                                     **self._scalars(variable.dtype, learning_rate))
+
+
+def make_adam(args, learning_rate=None):
+    """Adam from the `--lr`, `--beta1`, `--beta2` flags, with loss scaling when float16 needs it."""
+    return wrap_optimizer(FusedAdam(learning_rate=learning_rate or args.lr, beta_1=args.beta1, beta_2=args.beta2))
