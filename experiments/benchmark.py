@@ -6,6 +6,7 @@
     python experiments/benchmark.py peer --size 256 --batch 4      # needs the `bench` extra (torch, smp)
     python experiments/benchmark.py predict --size 513
     python experiments/benchmark.py scale --files 330000          # streaming: first step and memory
+    python experiments/benchmark.py profile --task segment --size 256 --batch 4   # where a step's time goes
 
 JSON on stdout, a readable table on stderr. Timings are the median of several timed repeats after warm-up.
 """
@@ -233,6 +234,60 @@ def cmd_scale(args):
             "steps": args.steps, "size": args.size, "batch": args.batch, "width": args.width, **machine()}
 
 
+# Network parts by layer name, for the profile; gradient ops carry the forward layer's name in their scope.
+PARTS = (("optimizer", ("ResourceApplyAdam", "Adam")), ("aspp", ("aspp_",)), ("decoder", ("decoder_",)),
+         ("head+loss", ("logits", "upsample_logits", "colorized", "chroma", "sparse_categorical", "loss")),
+         ("discriminator", ("discriminator",)), ("backbone", ("conv1_", "conv2_", "conv3_", "conv4_", "conv5_", "pool1")))
+
+
+def op_times(trace_dir):
+    """Op type → milliseconds and network part → milliseconds, summed over the TensorFlow ops of a trace."""
+    import glob
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    path = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True))[-1]
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    by_type, by_part = {}, {}
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                meta = plane.event_metadata[event.metadata_id]
+                if ":" not in meta.name or not meta.display_name:
+                    continue
+                ms = event.duration_ps / 1e9
+                by_type[meta.display_name] = by_type.get(meta.display_name, 0.0) + ms
+                part = next((p for p, keys in PARTS if any(k in meta.name for k in keys)), "other")
+                by_part[part] = by_part.get(part, 0.0) + ms
+    return by_type, by_part
+
+
+def cmd_profile(args):
+    """Profiles training steps with TensorFlow's profiler: time by op type and by network part."""
+    import tempfile
+
+    import tensorflow as tf
+
+    run_once, _ = build_step(args.task, args.size, args.batch, args.width, args.xla)
+    seconds, _ = timed(run_once, warmup=args.warmup, repeats=1, steps=args.steps)
+    trace_dir = tempfile.mkdtemp(prefix="profile_")
+    tf.profiler.experimental.start(trace_dir)
+    for _ in range(args.steps):
+        run_once()
+    tf.profiler.experimental.stop()
+    by_type, by_part = op_times(trace_dir)
+    total = sum(by_type.values())
+    share = lambda d, n=None: {k: round(100 * v / total, 1) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]}
+    return {"benchmark": "profile", "task": args.task, "size": args.size, "batch": args.batch, "width": args.width,
+            "seconds_per_step": seconds, "op_seconds_per_step": total / 1000 / args.steps,
+            "percent_by_op_type": share(by_type, 15), "percent_by_part": share(by_part), "trace_dir": trace_dir,
+            **machine()}
+
+
 def machine():
     import platform
 
@@ -251,7 +306,8 @@ def parse_args(argv=None):
     common.add_argument("--repeats", type=int, default=3)
     common.add_argument("--steps", type=int, default=3, help="steps per timed repeat")
     for name, help_text in (("train-step", "images/s of a full training step"), ("peer", "the same step in smp"),
-                            ("predict", "inference latency"), ("data", "input pipeline images/s")):
+                            ("predict", "inference latency"), ("data", "input pipeline images/s"),
+                            ("profile", "time by op type and network part")):
         s = sub.add_parser(name, parents=[common], help=help_text)
         s.add_argument("--size", type=int, default=256)
         s.add_argument("--batch", type=int, default=4)
@@ -273,16 +329,17 @@ def parse_args(argv=None):
 
 
 COMMANDS = {"train-step": cmd_train_step, "data": cmd_data, "peer": cmd_peer, "predict": cmd_predict,
-            "scale": cmd_scale}
+            "scale": cmd_scale, "profile": cmd_profile}
 
 
 def main(argv=None):
     args = parse_args(argv)
     result = COMMANDS[args.command](args)
     print(json.dumps(result, indent=2))
-    for key, value in result.items():
-        if not isinstance(value, (list, dict)):
-            print(f"{key:>28}  {value:.4g}" if isinstance(value, float) else f"{key:>28}  {value}", file=sys.stderr)
+    rows = [(f"{key}.{sub}", v) for key, value in result.items() if isinstance(value, dict) for sub, v in value.items()]
+    rows = [(k, v) for k, v in result.items() if not isinstance(v, (list, dict))] + rows
+    for key, value in rows:
+        print(f"{key:>40}  {value:.4g}" if isinstance(value, float) else f"{key:>40}  {value}", file=sys.stderr)
     return 0
 
 

@@ -32,3 +32,13 @@ def test_predict_reports_latency(capsys):
     result = run(capsys, "predict", "--size", "65", "--width", "0.125", "--warmup", "1", "--repeats", "1",
                  "--steps", "1")
     assert result["seconds_per_image"] > 0
+
+
+def test_profile_splits_step_time_by_op_type_and_network_part(capsys):
+    result = run(capsys, "profile", "--task", "segment", "--size", "65", "--batch", "2", "--width", "0.125",
+                 "--warmup", "1", "--steps", "1")
+    assert result["op_seconds_per_step"] > 0
+    assert sum(result["percent_by_part"].values()) == pytest.approx(100, abs=0.5)
+    assert {"backbone", "aspp", "decoder", "optimizer"} <= set(result["percent_by_part"])
+    assert any("Conv2D" in op for op in result["percent_by_op_type"])
+    assert result["percent_by_op_type"].get("ResourceApplyAdam", 0) > 0  # the fused Adam kernel runs
