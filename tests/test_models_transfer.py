@@ -52,7 +52,7 @@ def test_save_generator_writes_architecture(surrogate_run):
     assert (run / GENERATOR_FILE).is_file()
     arch = json.loads((run / ARCHITECTURE_FILE).read_text())
     assert arch == {"backbone": "resnet50", "output_stride": 16, "width": WIDTH, "separable": True,
-                    "atrous_rates": [6, 12, 18]}
+                    "atrous_rates": [6, 12, 18], "output": "rgb"}
 
 
 @pytest.mark.parametrize("init, as_file", [("surrogate", False), ("surrogate", True), ("imagenet+surrogate", False)],
