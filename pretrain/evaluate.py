@@ -6,6 +6,8 @@ Rebuilds the run's held-out images (the same seeded draw `colorize.py` made) and
 RUN/pretrain_metrics.json. Two views, both in [-1, 1] units at the generator's stride-4 resolution:
 - RGB L1, |G(g) − x| vs |g − x|: the generator must also reproduce the luminance it was given;
 - chroma L1 (YCbCr Cb and Cr), where the gray input has none: the colour alone.
+Each is given twice: with BatchNorm's moving averages (inference mode), and with the statistics of each batch
+of 4 held-out crops, as pix2pix evaluates its generators (`*_batch_stats`; dropout off, weights untouched).
 """
 
 import argparse
@@ -18,6 +20,7 @@ from models.runtime import quiet_tensorflow
 
 quiet_tensorflow()
 
+import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import datasets  # noqa: E402
@@ -47,15 +50,37 @@ def holdout_batch(sources, crop, seed):
 
 
 def colorization_scores(generator, batch, chunk=4):
-    """RGB and chroma L1 of the colorization and of the gray input to the real image."""
-    n = int(batch["gray"].shape[0])
-    fake = tf.concat([generator(batch["gray"][i:i + chunk], training=False) for i in range(0, n, chunk)], 0)
+    """RGB and chroma L1 of the colorization (moving-average and batch BatchNorm statistics) and of the gray
+    input, to the real image."""
     real, gray = batch["rgb_small"], batch["gray_small"]
     l1 = lambda a, b: float(tf.reduce_mean(tf.abs(a - b)))
     chroma = lambda x: tf.tensordot(tf.cast(x, tf.float32), CHROMA, axes=[[-1], [0]])
-    return {"l1_colorized": l1(fake, real), "l1_gray": l1(gray, real),
-            "chroma_l1_colorized": l1(chroma(fake), chroma(real)), "chroma_l1_gray": l1(chroma(gray), chroma(real)),
-            "n_images": n}
+    scores = {"l1_gray": l1(gray, real), "chroma_l1_gray": l1(chroma(gray), chroma(real)),
+              "n_images": int(gray.shape[0])}
+    for suffix, fake in (("", colorize(generator, batch["gray"], chunk, batch_stats=False)),
+                         ("_batch_stats", colorize(generator, batch["gray"], chunk, batch_stats=True))):
+        scores[f"l1_colorized{suffix}"] = l1(fake, real)
+        scores[f"chroma_l1_colorized{suffix}"] = l1(chroma(fake), chroma(real))
+    return scores
+
+
+def colorize(generator, gray, chunk, batch_stats):
+    """The generator's output in chunks; `batch_stats` normalises with each chunk's own statistics, with
+    dropout off and the moving averages (which training mode would update) restored afterwards."""
+    if not batch_stats:
+        return tf.concat([generator(gray[i:i + chunk], training=False) for i in range(0, len(gray), chunk)], 0)
+    saved = [v.numpy() for v in generator.non_trainable_variables]
+    dropouts = [layer for layer in generator.layers if isinstance(layer, keras.layers.Dropout)]
+    rates = [layer.rate for layer in dropouts]
+    for layer in dropouts:
+        layer.rate = 0.0
+    try:
+        return tf.concat([generator(gray[i:i + chunk], training=True) for i in range(0, len(gray), chunk)], 0)
+    finally:
+        for layer, rate in zip(dropouts, rates):
+            layer.rate = rate
+        for variable, value in zip(generator.non_trainable_variables, saved):
+            variable.assign(value)
 
 
 def run_holdout(config):
@@ -80,9 +105,13 @@ def evaluate_run(run_dir):
 
 
 def describe(scores):
-    return (f"held-out L1 to the real image: colorized {scores['l1_colorized']:.4f} vs gray {scores['l1_gray']:.4f}; "
+    text = (f"held-out L1 to the real image: colorized {scores['l1_colorized']:.4f} vs gray {scores['l1_gray']:.4f}; "
             f"chroma L1: colorized {scores['chroma_l1_colorized']:.4f} vs gray {scores['chroma_l1_gray']:.4f} "
             f"({scores['n_images']} images)")
+    if "l1_colorized_batch_stats" in scores:
+        text += (f"; with batch statistics: {scores['l1_colorized_batch_stats']:.4f}, "
+                 f"chroma {scores['chroma_l1_colorized_batch_stats']:.4f}")
+    return text
 
 
 def main(argv=None):

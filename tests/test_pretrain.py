@@ -107,6 +107,22 @@ def test_evaluate_rebuilds_the_holdout_and_scores_rgb_and_chroma(first_run, caps
     assert 0 < after["chroma_l1_gray"] < 1 and math.isfinite(after["chroma_l1_colorized"])
 
 
+def test_batch_statistics_scoring_leaves_the_generator_as_it_was(first_run):
+    from pretrain.evaluate import colorization_scores, holdout_batch, run_holdout
+
+    config = json.loads((first_run / "config.json").read_text())
+    batch = holdout_batch(run_holdout(config), config["crop"], config["seed"])
+    generator = load_generator(first_run)
+    before = [v.numpy() for v in generator.variables]
+    first, second = colorization_scores(generator, batch), colorization_scores(generator, batch)
+    assert first == second  # deterministic: dropout is off while scoring with batch statistics
+    assert first["l1_colorized_batch_stats"] != first["l1_colorized"]
+    assert 0 < first["chroma_l1_colorized_batch_stats"] < 2
+    for value, variable in zip(before, generator.variables):  # moving averages restored
+        np.testing.assert_array_equal(value, variable.numpy())
+    assert generator.get_layer("aspp_dropout").rate == pytest.approx(0.1)
+
+
 def test_evaluate_names_a_directory_that_is_not_a_run(tmp_path, capsys):
     from pretrain.evaluate import main as evaluate
 
