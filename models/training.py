@@ -132,6 +132,17 @@ def make_distributed_step(step_fn, strategy, xla=False):
     return tf.function(distributed_step, jit_compile=xla or None, reduce_retracing=True)
 
 
+def _to_host(pending, checkpoints):
+    """Copies the pending steps' logs to the host; a NaN or Inf stops the run naming the first bad step."""
+    for step, logs in pending:
+        logs = {k: float(v) for k, v in logs.items()}
+        bad = [k for k, v in logs.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLoss(f"non-finite {', '.join(bad)} at step {step}; the last good checkpoint "
+                                f"(step {int(checkpoints.step.numpy())}) is kept in {checkpoints.directory}")
+    return logs
+
+
 def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_batch, checkpoint_every,
                metrics=(), writer=None, hooks=(), log_every=10, xla=False, desc="train"):
     """Runs `step_fn` from the last checkpoint up to `steps`; returns the step it started from.
@@ -151,15 +162,19 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
     chief = is_chief()
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", dynamic_ncols=True, disable=not chief)
     step, tick, tick_step = start, time.perf_counter(), start
+    pending = []  # logs still on the device: copying them every step would stall an accelerator's queue
     with bar, _InterruptFlag() as interrupt:  # the bar closes however the loop ends: errors get their own line
         while step < steps:
-            logs = {k: float(v) for k, v in step_once(next(iterator)).items()}
             step += 1
-            bad = [k for k, v in logs.items() if not math.isfinite(v)]
-            if bad:
-                raise NonFiniteLoss(f"non-finite {', '.join(bad)} at step {step}; the last good checkpoint "
-                                    f"(step {int(checkpoints.step.numpy())}) is kept in {checkpoints.directory}")
-            if step % log_every == 0 or step == steps:
+            pending.append((step, step_once(next(iterator))))
+            bar.update(1)
+            log_due = step % log_every == 0 or step == steps
+            hooks_due = [hook for every, hook in hooks if chief and (step % every == 0 or step == steps)]
+            save_due = step % checkpoint_every == 0 or step == steps or interrupt.raised
+            if not (log_due or hooks_due or save_due):
+                continue
+            logs, pending = _to_host(pending, checkpoints), []
+            if log_due:
                 rate = global_batch * (step - tick_step) / max(time.perf_counter() - tick, 1e-9)
                 tick, tick_step = time.perf_counter(), step
                 bar.set_postfix({**{k: f"{v:.3f}" for k, v in logs.items()}, "img/s": f"{rate:.1f}"})
@@ -170,12 +185,9 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
                         tf.summary.scalar("train/images_per_second", rate)
                 for metric in metrics:
                     metric.reset_state()
-            bar.update(1)
-            if chief:
-                for every, hook in hooks:
-                    if step % every == 0 or step == steps:
-                        hook(step, logs)
-            if step % checkpoint_every == 0 or step == steps or interrupt.raised:
+            for hook in hooks_due:
+                hook(step, logs)
+            if save_due:
                 checkpoints.save(step)
             if interrupt.raised:
                 raise Interrupted(step)
