@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras import layers
 
 from models.batchnorm import batch_norm
+from models.colour_bins import NUM_BINS, AnnealedMeanChroma
 from models.resnet import apply_resnet50, scaled
 
 HEAD_LAYER = "logits"  # the only layer surrogate init does not copy
@@ -139,7 +140,8 @@ def build_deeplabv3plus(num_outputs, *, input_shape=(None, None, 3), **arch_kwar
     return _build(num_outputs, architecture(**arch_kwargs), input_shape, "deeplabv3plus", head)
 
 
-GENERATOR_OUTPUTS = ("rgb", "chroma")
+GENERATOR_OUTPUTS = ("rgb", "chroma", "classify")
+GENERATOR_CHANNELS = {"rgb": 3, "chroma": 2, "classify": NUM_BINS}
 
 
 def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs):
@@ -149,6 +151,8 @@ def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs)
     input), where the discriminator looks. `output="rgb"` (the reference) paints all three channels through
     tanh; `output="chroma"` predicts only Cb and Cr and keeps the input's own luma, as Lab-space colorization
     networks do, so the network spends itself on which colour things are rather than on copying brightness.
+    `output="classify"` predicts a distribution over quantised chroma bins (`models/colour_bins.py`, Zhang
+    et al. 2016), decoded to Cb/Cr by the annealed mean and joined to the input's luma.
 
     Example:
         >>> build_generator(width=0.25)(np.zeros((1, 513, 513, 3))).shape
@@ -158,10 +162,13 @@ def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs)
         raise ValueError(f"Wrong generator output {output!r}, supported: {', '.join(GENERATOR_OUTPUTS)}")
 
     def head(x, inputs):
-        x = layers.Activation("tanh", dtype="float32", name="colorized" if output == "rgb" else "chroma")(x)
+        if output == "classify":
+            x = AnnealedMeanChroma(name="chroma", dtype="float32")(x)
+        else:
+            x = layers.Activation("tanh", dtype="float32", name="colorized" if output == "rgb" else "chroma")(x)
         return x if output == "rgb" else LumaChromaToRGB(name="colorized", dtype="float32")(x, inputs)
 
-    model = _build(3 if output == "rgb" else 2, architecture(**arch_kwargs), input_shape, "generator", head)
+    model = _build(GENERATOR_CHANNELS[output], architecture(**arch_kwargs), input_shape, "generator", head)
     model.architecture["output"] = output
     return model
 

@@ -4,6 +4,8 @@ Losses (Mao et al., "Least Squares GANs", ICCV 2017; Isola et al., pix2pix, CVPR
 x = real RGB, G(g) the colorization and D(·, g) the mean patch score:
     least squares  D: ½[(D(x,g) − 1)² + D(G(g),g)²]      G: (D(G(g),g) − 1)² + λ·|G(g) − x|₁
     vanilla        D: BCE(D(x,g), 1) + BCE(D(G(g),g), 0)  G: BCE(D(G(g),g), 1) + λ·|G(g) − x|₁
+The generator's adversarial term is multiplied by μ (`gan_weight`, 1 in the recipe; 0 trains colour alone);
+subclasses may replace the colour term λ·|G(g) − x|₁ through `generate` (see `models/colour_classify.py`).
 """
 
 import keras
@@ -51,7 +53,7 @@ class ColorizationGAN(keras.Model):
         self.g_adv_tracker = keras.metrics.Mean(name="g_adv")
         self.g_l1_tracker = keras.metrics.Mean(name="g_l1")
 
-    def compile(self, g_optimizer, d_optimizer, *, l1_weight=1.0, gan_loss="lsgan", **kwargs):
+    def compile(self, g_optimizer, d_optimizer, *, l1_weight=1.0, gan_loss="lsgan", gan_weight=1.0, **kwargs):
         if gan_loss not in GAN_LOSSES:
             raise ValueError(f"Wrong --gan-loss {gan_loss!r}, supported: {', '.join(GAN_LOSSES)}")
         super().compile(**kwargs)
@@ -59,6 +61,7 @@ class ColorizationGAN(keras.Model):
         self.d_optimizer = d_optimizer
         self.l1_weight = l1_weight
         self.gan_loss = gan_loss
+        self.gan_weight = gan_weight
 
     @property
     def metrics(self):
@@ -66,6 +69,11 @@ class ColorizationGAN(keras.Model):
 
     def call(self, gray, training=False):
         return self.generator(gray, training=training)
+
+    def generate(self, batch):
+        """The colorization G(g) and its per-image colour term, λ·|G(g) − x|₁."""
+        fake = self.generator(batch["gray"], training=True)
+        return fake, self.l1_weight * tf.reduce_mean(tf.abs(fake - batch["rgb_small"]), axis=[1, 2, 3])
 
     def _replica_mean(self, per_example):
         """Mean over the global batch, so that summed replica gradients equal a single-device step."""
@@ -76,7 +84,7 @@ class ColorizationGAN(keras.Model):
         gray, gray_small, real = batch["gray"], batch["gray_small"], batch["rgb_small"]
         with tf.GradientTape() as g_tape:
             # 1. One generator forward pass serves both updates (as in pix2pix).
-            fake = self.generator(gray, training=True)
+            fake, colour = self.generate(batch)
             # 2. Discriminator: real pairs towards 1, colorized pairs towards 0; the generator is held fixed.
             with g_tape.stop_recording(), tf.GradientTape() as d_tape:
                 real_score = patch_score(self.discriminator([real, gray_small], training=True))
@@ -90,7 +98,7 @@ class ColorizationGAN(keras.Model):
             fake_score = patch_score(self.discriminator([fake, gray_small], training=True))
             g_adv = self._replica_mean(generator_adversarial_loss(fake_score, self.gan_loss))
             g_l1 = self._replica_mean(tf.reduce_mean(tf.abs(fake - real), axis=[1, 2, 3]))
-            scaled = self.g_optimizer.scale_loss(g_adv + self.l1_weight * g_l1)
+            scaled = self.g_optimizer.scale_loss(self.gan_weight * g_adv + self._replica_mean(colour))
         g_vars = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(scaled, g_vars), g_vars))
         # 4. Report per-batch means (undo the per-replica division).
