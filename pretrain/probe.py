@@ -39,7 +39,7 @@ class ProbeSettings:
     steps: int = 200
     lr: float = 0.01
     seed: int = 0
-    chunk: int = 8
+    chunk: int = 16
 
 
 def read_rows(path):
@@ -108,13 +108,16 @@ class Probe:
         self.groups = parse_groups(None, ds.class_names)
         self.baseline = tf.summary.create_file_writer(str(self.out / "logs" / "probe_baseline")) if writer else None
         self.session = []  # this process's probes: (step, seconds)
+        self._body = None
         self.setup_seconds = time.perf_counter() - tick
 
     def features(self, generator, images):
         """The frozen body's stride-4 decoder features (the head's input), in inference mode."""
-        body = keras.Model(generator.input, generator.get_layer(HEAD_LAYER).input)
+        if self._body is None or self._body[0] is not generator:  # one traced function per generator
+            body = keras.Model(generator.input, generator.get_layer(HEAD_LAYER).input)
+            self._body = generator, tf.function(lambda x: body(x, training=False), reduce_retracing=True)
         chunk = self.settings.chunk
-        return np.concatenate([body(images[i:i + chunk], training=False).numpy().astype(np.float32)
+        return np.concatenate([self._body[1](tf.constant(images[i:i + chunk])).numpy().astype(np.float32)
                                for i in range(0, len(images), chunk)])
 
     def score(self, generator):
