@@ -24,19 +24,21 @@ from experiments.results import Cell, collect_results, read_runner_state, write_
 
 REPO = Path(__file__).resolve().parent.parent
 INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate")
-# Every value is a flag of this script; an explicit flag beats the preset.
+# Every value is a flag of this script; an explicit flag beats the preset. The pretext (colorize.py's colour loss,
+# output, L1 weight λ and GAN weight μ) is the reference recipe unless a preset says otherwise.
+REFERENCE_PRETEXT = dict(colour_loss="l1", predict="rgb", l1_weight=1.0, gan_weight=1.0)
 PRESETS = {
     "paper": dict(crop=513, width=1.0, batch=4, pretrain_steps=76_000, finetune_steps=300_000, lr=1e-4,
-                  pretrain_lr=2e-4, eval_every=5000, checkpoint_every=5000, sample_every=5000),
+                  pretrain_lr=2e-4, eval_every=5000, checkpoint_every=5000, sample_every=5000, **REFERENCE_PRETEXT),
     # Sized for 2 CPU cores: pretraining on ~2,000 images plus the 16 runnable cells (2 seeds) of the
     # default grid on a ~1,000-image dataset take about two hours (see experiments/results/).
     "cpu": dict(crop=193, width=0.25, batch=4, pretrain_steps=3000, finetune_steps=1000, lr=5e-4, pretrain_lr=2e-4,
-                eval_every=250, checkpoint_every=250, sample_every=500),
+                eval_every=250, checkpoint_every=250, sample_every=500, **REFERENCE_PRETEXT),
     # The cpu grid scaled to the 128-px synthetic set: the README's main command, minutes on 2 cores.
     "demo": dict(crop=129, width=0.25, batch=4, pretrain_steps=600, finetune_steps=200, lr=2e-4,
-                 pretrain_lr=2e-4, eval_every=100, checkpoint_every=100, sample_every=200),
+                 pretrain_lr=2e-4, eval_every=100, checkpoint_every=100, sample_every=200, **REFERENCE_PRETEXT),
     "smoke": dict(crop=65, width=0.125, batch=2, pretrain_steps=4, finetune_steps=4, lr=1e-4, pretrain_lr=2e-4,
-                  eval_every=2, checkpoint_every=2, sample_every=2),
+                  eval_every=2, checkpoint_every=2, sample_every=2, **REFERENCE_PRETEXT),
 }
 
 
@@ -55,7 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--backbone", choices=("resnet50", "resnet50_beta"), default="resnet50")
     p.add_argument("--loss", default="ce")
     for name in PRESETS["cpu"]:
-        kind = float if name in ("width", "lr", "pretrain_lr") else int
+        kind = float if name in ("width", "lr", "pretrain_lr", "l1_weight", "gan_weight") else int
+        kind = str if name in ("colour_loss", "predict") else kind
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help="overrides the preset")
     for flag in ("mixed-precision", "xla", "skip-bad", "deterministic"):
         p.add_argument("--" + flag, action="store_true", help="passed to every run")
@@ -77,7 +80,10 @@ def shared_flags(args):
 def pretrain_command(args, start):
     data = ([args.data] if args.data else []) + list(args.unlabeled)
     command = ["pretrain/colorize.py", "--out", args.out / "pretrain" / start, "--init", start,
-               "--steps", args.pretrain_steps, "--lr", args.pretrain_lr, "--sample-every", args.sample_every]
+               "--steps", args.pretrain_steps, "--lr", args.pretrain_lr, "--sample-every", args.sample_every,
+               "--colour-loss", args.colour_loss, "--gan-weight", args.gan_weight]
+    if args.colour_loss != "classify":
+        command += ["--predict", args.predict, "--l1-weight", args.l1_weight]
     command += (["--data", *data] if data else []) + shared_flags(args)
     if start == "imagenet" and args.imagenet_weights:
         command += ["--imagenet-weights", args.imagenet_weights]

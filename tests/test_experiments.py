@@ -116,6 +116,20 @@ def test_finetune_command_points_each_init_at_its_pretraining(tmp_path):
     assert _flag(pretrain_command(args, "scratch"), "--imagenet-weights") is None
 
 
+def test_preset_pretext_reaches_the_pretraining_command():
+    reference = pretrain_command(parse_args(["--out", "x", "--preset", "paper"]), "scratch")
+    assert [_flag(reference, f) for f in ("--colour-loss", "--predict", "--l1-weight", "--gan-weight")] == \
+        ["l1", "rgb", "1.0", "1.0"]  # the paper preset is the reference recipe
+    for preset in ("cpu", "demo"):
+        args = parse_args(["--out", "x", "--preset", preset])
+        command = pretrain_command(args, "scratch")
+        assert _flag(command, "--colour-loss") == PRESETS[preset]["colour_loss"]
+        assert _flag(command, "--gan-weight") == str(PRESETS[preset]["gan_weight"])
+    classify = pretrain_command(parse_args(["--out", "x", "--colour-loss", "classify", "--gan-weight", "0"]), "s")
+    assert (_flag(classify, "--colour-loss"), _flag(classify, "--gan-weight")) == ("classify", "0.0")
+    assert _flag(classify, "--predict") is None and _flag(classify, "--l1-weight") is None
+
+
 def _fake_grid(exp, cells, dice):
     """Writes metrics.json for the cells in `dice` (cell → Dice), marks the others failed; returns the state."""
     state = {}
