@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.colour_bins import (CENTRES, TEMPERATURE, count_bins, estimate_prior, rebalanced_cross_entropy,
-                                rebalancing_weights, rgb_to_chroma, soft_encode)
+from models.colour_bins import (CENTRES, TEMPERATURE, count_bins, estimate_prior, masked_logits,
+                                rebalanced_cross_entropy, rebalancing_weights, rgb_to_chroma, soft_encode)
 from models.deeplab import HEAD_LAYER
 from models.gan import ColorizationGAN
 
@@ -84,3 +84,20 @@ def load_colour_bins(path):
 def set_used_bins(generator, used):
     """Restricts a classify generator's softmax to the bins that occur in the training images."""
     generator.get_layer(DECODER_LAYER).used.assign(np.asarray(used, np.float32))
+
+
+def bin_cross_entropies(generator, gray, rgb_small, prior, chunk=4):
+    """Held-out mean cross-entropy (nats per pixel, unweighted) of soft-encoded real colours under the generator's
+    bin distribution and under the training prior p̃, the best guess that ignores the image: the classification
+    counterpart of comparing the colorization's L1 with the gray input's."""
+    logits_of = keras.Model(generator.input, generator.get_layer(HEAD_LAYER).output)
+    used = generator.get_layer(DECODER_LAYER).used
+    log_prior = tf.math.log(tf.maximum(tf.constant(np.asarray(prior, np.float32)), 1e-30))
+    model, baseline = [], []
+    for i in range(0, len(gray), chunk):
+        targets = soft_encode(rgb_to_chroma(rgb_small[i:i + chunk]), used)
+        log_p = tf.nn.log_softmax(masked_logits(logits_of(gray[i:i + chunk], training=False), used), axis=-1)
+        model.append(-tf.reduce_sum(targets * log_p, axis=-1))
+        baseline.append(-tf.reduce_sum(targets * log_prior, axis=-1))
+    return {"bin_ce_colorized": float(tf.reduce_mean(tf.concat(model, 0))),
+            "bin_ce_prior": float(tf.reduce_mean(tf.concat(baseline, 0)))}

@@ -146,7 +146,7 @@ def main(args):
                global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=gan.metrics,
                writer=writer, hooks=hooks, xla=args.xla, desc="colorize")
     if chief:
-        write_outputs(generator, fixed, skipped, checkpoints, out,
+        write_outputs(generator, fixed, skipped, checkpoints, out, bins=bins,
                       probe_cost=probe.cost(time.perf_counter() - tick) if probe and probe.session else None)
     wait_for_workers(strategy)
     return 0
@@ -167,14 +167,14 @@ def colour_bins(args, train):
     return bins
 
 
-def write_outputs(generator, fixed, skipped, checkpoints, out, probe_cost=None):
+def write_outputs(generator, fixed, skipped, checkpoints, out, bins=None, probe_cost=None):
     """The chief's last writes: the generator's weights and its held-out colorization scores."""
     save_generator(generator, out / GENERATOR_FILE)
     summary = {"steps": int(checkpoints.step.numpy()), "skipped_files": skipped.count if skipped else 0}
     if probe_cost:
         summary["probe_cost"] = probe_cost
     if fixed is not None:
-        summary.update(colorization_scores(generator, fixed))
+        summary.update(colorization_scores(generator, fixed, bins=bins))
         print(describe(summary), file=sys.stderr)
     if skipped:
         print(f"skipped {skipped.count} unreadable files (--skip-bad)", file=sys.stderr)

@@ -190,3 +190,28 @@ def test_classify_gan_step_trains_cross_entropy_and_gan_weight_scales_the_advers
         np.testing.assert_allclose(actual, expected, atol=1e-5)
     else:
         assert np.abs(actual - expected).max() > 1e-6
+
+
+def test_bin_cross_entropies_score_the_generator_and_the_prior_like_the_reference():
+    from models.colour_classify import bin_cross_entropies
+
+    rng = np.random.default_rng(3)
+    generator = build_generator(output="classify", width=0.125)
+    used = rng.uniform(size=NUM_BINS) < 0.6
+    set_used_bins(generator, used)
+    prior = np.where(used, rng.uniform(0.1, 1, NUM_BINS), 0)
+    prior /= prior.sum()
+    rgb = rng.uniform(-0.5, 0.5, (3, 65, 65, 3)).astype(np.float32)
+    gray = np.repeat((rgb @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, -1)
+    small = rgb[:, ::4, ::4]
+
+    scores = bin_cross_entropies(generator, gray, small, prior, chunk=2)
+
+    logits = tf.keras.Model(generator.input, generator.get_layer("logits").output)(gray, training=False).numpy()
+    targets = soft_encode_reference((small @ CHROMA).reshape(-1, 2), used)
+    masked = np.where(used, logits.reshape(-1, NUM_BINS), -np.inf)
+    log_p = masked - masked.max(-1, keepdims=True)
+    log_p = np.where(used, log_p - np.log(np.exp(log_p).sum(-1, keepdims=True)), 0)
+    assert scores["bin_ce_colorized"] == pytest.approx(-(targets * log_p).sum(-1).mean(), rel=1e-4)
+    log_prior = np.where(used, np.log(np.where(used, prior, 1)), 0)
+    assert scores["bin_ce_prior"] == pytest.approx(-(targets * log_prior).sum(-1).mean(), rel=1e-4)

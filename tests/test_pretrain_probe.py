@@ -47,6 +47,8 @@ def test_classify_run_records_its_recipe_and_bins(classify_run):
     assert np.sum(np.array(bins["prior"]) * np.array(bins["weights"])) == pytest.approx(1)
     generator = load_generator(classify_run)  # the mask of used bins travels with the weights
     np.testing.assert_array_equal(generator.get_layer("chroma").used.numpy() > 0, used)
+    metrics = json.loads((classify_run / "pretrain_metrics.json").read_text())
+    assert metrics["bin_ce_colorized"] > 0 and metrics["bin_ce_prior"] > 0  # the classification view of colour
     tags = event_values(classify_run / "logs")
     assert {"train/g_ce", "train/g_l1", "train/g_adv", "probe/dice_mean"} <= set(tags)
 
