@@ -73,7 +73,8 @@ def parse_args(argv=None):
 def shared_flags(args):
     flags = ["--crop", args.crop, "--width", args.width, "--batch", args.batch, "--backbone", args.backbone,
              "--checkpoint-every", args.checkpoint_every]
-    flags += [f"--{f}" for f in ("mixed-precision", "xla", "skip-bad", "deterministic") if getattr(args, f.replace("-", "_"))]
+    flags += [f"--{f}" for f in ("mixed-precision", "xla", "skip-bad", "deterministic")
+              if getattr(args, f.replace("-", "_"))]
     return flags
 
 

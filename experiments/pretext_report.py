@@ -23,7 +23,8 @@ from pretrain.probe import PROBE_FILE, read_rows  # noqa: E402
 def recipe(config):
     """A run's pretext in words, from its config.json."""
     loss = config.get("colour_loss", "l1")
-    colour = "classify" if loss == "classify" else f"{config.get('predict', 'rgb')} L1 λ={config.get('l1_weight', 1):g}"
+    colour = "classify" if loss == "classify" else \
+        f"{config.get('predict', 'rgb')} L1 λ={config.get('l1_weight', 1):g}"
     return f"{colour}, GAN μ={config.get('gan_weight', 1):g}"
 
 
@@ -31,14 +32,21 @@ def table_row(run):
     config, metrics = read_json(run / "config.json", {}), read_json(run / "pretrain_metrics.json", {})
     rows = read_rows(run / PROBE_FILE)
     later = [r for r in rows if r["step"] > 0]
-    done = metrics.get("steps")
-    fmt = lambda key: f"{metrics[key]:.4f}" if key in metrics else "–"
-    ratio = lambda a, b: f"{metrics[a] / metrics[b] - 1:+.0%}" if a in metrics and b in metrics else "–"
-    return (f"| `{run.name}` | {recipe(config)} | {done if done else 'partial: ' + str(max((r['step'] for r in rows), default=0))} "
-            f"| {fmt('l1_colorized')} / {fmt('l1_gray')} ({ratio('l1_colorized', 'l1_gray')}) "
-            f"| {fmt('chroma_l1_colorized')} / {fmt('chroma_l1_gray')} ({ratio('chroma_l1_colorized', 'chroma_l1_gray')}) "
+    if not later:
+        return f"| `{run.name}` | {recipe(config)} | no probe yet |"
+    steps = metrics.get("steps") or f"partial: {later[-1]['step']}"
+    if metrics.get("steps") and later[-1]["step"] > metrics["steps"]:  # being extended: its probe is ahead
+        steps = f"{metrics['steps']} (probed to {later[-1]['step']}, partial)"
+
+    def versus(key):
+        colorized, gray = metrics.get(f"{key}_colorized"), metrics.get(f"{key}_gray")
+        if colorized is None or gray is None:
+            return "–"
+        return f"{colorized:.4f} / {gray:.4f} ({colorized / gray - 1:+.0%})"
+
+    return (f"| `{run.name}` | {recipe(config)} | {steps} | {versus('l1')} | {versus('chroma_l1')} "
             f"| {rows[0]['dice_mean']:.3f} | {later[-1]['dice_mean']:.3f} @ {later[-1]['step']} "
-            f"| {max(r['dice_mean'] for r in later):.3f} |" if later else f"| `{run.name}` | {recipe(config)} | no probe yet |")
+            f"| {max(r['dice_mean'] for r in later):.3f} |")
 
 
 def plot_probes(runs, path):
@@ -69,9 +77,10 @@ def main(argv=None):
     print("| run | pretext | steps | RGB L1 colorized / gray | chroma L1 colorized / gray | probe Dice step 0 "
           "| probe Dice last | probe Dice best |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for run in args.runs:
+    runs = [run for run in args.runs if run.is_dir()]
+    for run in runs:
         print(table_row(run))
-    plot_probes(args.runs, args.out.with_suffix(".png"))
+    plot_probes(runs, args.out.with_suffix(".png"))
     return 0
 
 

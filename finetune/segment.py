@@ -37,8 +37,8 @@ BEST_WEIGHTS = "best.weights.h5"
 def parse_args(argv=None):
     p = parser(__doc__.splitlines()[0])
     add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "beta1", "beta2", "seed", "split_seed", "backbone",
-              "width", "output_stride", "regular_conv", "init", "imagenet_weights", "surrogate", "surrogate_checkpoint", "frac", "loss",
-              "freeze_encoder", "group", "mixed_precision", "xla", "distribute", "checkpoint_every",
+              "width", "output_stride", "regular_conv", "init", "imagenet_weights", "surrogate", "surrogate_checkpoint",
+              "frac", "loss", "freeze_encoder", "group", "mixed_precision", "xla", "distribute", "checkpoint_every",
               "eval_every", "skip_bad", "deterministic", steps=300_000, lr=1e-4)
     p.add_argument("--val-images", type=int, default=None, help="validate on at most this many images (all by default)")
     args = p.parse_args(argv)

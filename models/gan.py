@@ -81,7 +81,7 @@ class ColorizationGAN(keras.Model):
         return tf.reduce_mean(per_example) / replicas
 
     def train_step(self, batch):
-        gray, gray_small, real = batch["gray"], batch["gray_small"], batch["rgb_small"]
+        gray_small, real = batch["gray_small"], batch["rgb_small"]
         with tf.GradientTape() as g_tape:
             # 1. One generator forward pass serves both updates (as in pix2pix).
             fake, colour = self.generate(batch)

@@ -15,7 +15,8 @@ SURROGATE_CHECKPOINTS = {"final": GENERATOR_FILE, "best-probe": BEST_PROBE_FILE}
 def choose_surrogate(surrogate, checkpoint="final"):
     """The weights file `--surrogate RUN` means under `--surrogate-checkpoint` (a file is taken as given)."""
     if checkpoint not in SURROGATE_CHECKPOINTS:
-        raise TransferError(f"Wrong --surrogate-checkpoint {checkpoint!r}, supported: {', '.join(SURROGATE_CHECKPOINTS)}")
+        raise TransferError(f"Wrong --surrogate-checkpoint {checkpoint!r}, "
+                            f"supported: {', '.join(SURROGATE_CHECKPOINTS)}")
     if surrogate is None or not Path(surrogate).is_dir():
         if checkpoint != "final" and surrogate is not None:
             raise TransferError(f"--surrogate-checkpoint {checkpoint} needs --surrogate to be a run directory, "
