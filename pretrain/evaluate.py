@@ -115,7 +115,8 @@ def describe(scores):
             f"({scores['n_images']} images)")
     if "bin_ce_colorized" in scores:
         text += (f"; colour-bin cross-entropy: generator {scores['bin_ce_colorized']:.3f} vs training prior "
-                 f"{scores['bin_ce_prior']:.3f} nats/pixel")
+                 f"{scores['bin_ce_prior']:.3f} nats/pixel, chroma L1 of its plain mean (T = 1) "
+                 f"{scores['chroma_l1_mean_decode']:.4f}")
     if "l1_colorized_batch_stats" in scores:
         text += (f"; with batch statistics: {scores['l1_colorized_batch_stats']:.4f}, "
                  f"chroma {scores['chroma_l1_colorized_batch_stats']:.4f}")

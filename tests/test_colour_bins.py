@@ -215,3 +215,6 @@ def test_bin_cross_entropies_score_the_generator_and_the_prior_like_the_referenc
     assert scores["bin_ce_colorized"] == pytest.approx(-(targets * log_p).sum(-1).mean(), rel=1e-4)
     log_prior = np.where(used, np.log(np.where(used, prior, 1)), 0)
     assert scores["bin_ce_prior"] == pytest.approx(-(targets * log_prior).sum(-1).mean(), rel=1e-4)
+    p = np.exp(log_p) * used  # T = 1: the plain mean of the distribution
+    assert scores["chroma_l1_mean_decode"] == pytest.approx(np.abs(p @ CENTRES - (small @ CHROMA).reshape(-1, 2)).mean(),
+                                                            rel=1e-4)
