@@ -52,6 +52,7 @@ def build_step(task, size, batch, width, xla):
     import tensorflow as tf
 
     from models import ColorizationGAN, build_deeplabv3plus, build_discriminator, build_generator
+    from models.resnet import scaled
     from models.deeplab import stride4_size
     from models.optimizers import FusedAdam
     from models.runtime import wrap_optimizer
@@ -64,7 +65,7 @@ def build_step(task, size, batch, width, xla):
         data = (tf.random.uniform((batch, size, size, 3), -1, 1), tf.random.uniform((batch, size, size), 0, 9, tf.int32))
         model.optimizer.build(model.trainable_variables)
     else:
-        generator, discriminator = build_generator(width=width), build_discriminator()
+        generator, discriminator = build_generator(width=width), build_discriminator(filters=scaled(64, width))
         model = ColorizationGAN(generator, discriminator)
         model.compile(adam(2e-4), adam(2e-4))
         model.g_optimizer.build(generator.trainable_variables)
@@ -193,6 +194,7 @@ def cmd_scale(args):
 
     import datasets
     from models import ColorizationGAN, build_discriminator, build_generator
+    from models.resnet import scaled
     from models.optimizers import FusedAdam
 
     folder = make_image_folder(args.folder or f"~/.cache/surrogate-supervision/scale_{args.files}", args.files)
@@ -206,7 +208,7 @@ def cmd_scale(args):
         nonlocal tick
         phases[name], tick = time.perf_counter() - tick, time.perf_counter()
 
-    generator, discriminator = build_generator(width=args.width), build_discriminator()
+    generator, discriminator = build_generator(width=args.width), build_discriminator(filters=scaled(64, args.width))
     gan = ColorizationGAN(generator, discriminator)
     gan.compile(FusedAdam(2e-4, beta_1=0.5), FusedAdam(2e-4, beta_1=0.5))
     gan.g_optimizer.build(generator.trainable_variables)  # as pretrain/colorize.py does, before tracing

@@ -16,6 +16,7 @@ import tensorflow as tf  # noqa: E402
 
 import datasets  # noqa: E402
 from models import ColorizationGAN, build_discriminator, build_generator, transfer_weights  # noqa: E402
+from models.resnet import scaled  # noqa: E402
 from models.cli import (add_flags, architecture_kwargs, check_resume, check_writable, parser, run,  # noqa: E402
                         save_config)
 from models.deeplab import GENERATOR_OUTPUTS  # noqa: E402
@@ -77,7 +78,7 @@ def main(args):
 
     with strategy.scope():
         generator = build_generator(output=args.predict, **architecture_kwargs(args))
-        discriminator = build_discriminator()
+        discriminator = build_discriminator(filters=scaled(64, args.width))  # narrow with the generator
         gan = ColorizationGAN(generator, discriminator)
         gan.compile(make_adam(args), make_adam(args),
                     l1_weight=args.l1_weight, gan_loss=args.gan_loss)
