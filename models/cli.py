@@ -48,8 +48,9 @@ FLAGS = {
     "deterministic": dict(action="store_true", help="deterministic ops and data order"),
 }
 # Flags that fix what a run computes: a resumed run must not change them.
-RESUME_FIXED = ("crop", "batch", "seed", "split_seed", "backbone", "width", "output_stride", "regular_conv", "init", "frac",
-                "loss", "gan_loss", "l1_weight", "predict", "lr", "beta1", "beta2")
+RESUME_FIXED = ("data", "holdout", "video_every", "crop", "batch", "seed", "split_seed", "backbone", "width",
+                "output_stride", "regular_conv", "init", "frac", "loss", "freeze_encoder", "val_images", "gan_loss",
+                "l1_weight", "predict", "lr", "beta1", "beta2")
 
 
 def add_flags(parser, *names, **defaults):
@@ -74,6 +75,13 @@ def _config(args):
     return config
 
 
+def _comparable(key, value):
+    """`--data` names the same files whether given relative or absolute."""
+    if key == "data" and value:
+        return [str(Path(p).resolve()) for p in value]
+    return value
+
+
 def check_resume(args, out):
     """Refuses to resume, or to call finished, a run in `out` whose computation-defining flags changed."""
     out = Path(out)
@@ -81,7 +89,7 @@ def check_resume(args, out):
     if path.is_file() and (out / "checkpoints").is_dir():
         previous = json.loads(path.read_text())
         for key in RESUME_FIXED:
-            if key in previous and key in config and previous[key] != config[key]:
+            if key in previous and key in config and _comparable(key, previous[key]) != _comparable(key, config[key]):
                 raise ValueError(f"--{key.replace('_', '-')} {config[key]} differs from the run being resumed "
                                  f"in {out} ({previous[key]}); use a new --out")
     return config

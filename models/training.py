@@ -58,15 +58,26 @@ def write_json(path, obj):
     write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def random_states(**models):
+    """The state of every layer's random-number generator (Dropout's masks), by model and layer name.
+
+    Keras keeps these out of a model's checkpoint; without them a resumed run would draw the dropout masks
+    of a fresh start, not those the uninterrupted run draws next.
+    """
+    return {f"{model_name}/{layer.name}": layer.seed_generator.state
+            for model_name, model in models.items() if hasattr(model, "layers")
+            for layer in model.layers if getattr(layer, "seed_generator", None) is not None}
+
+
 class Checkpoints:
-    """Model and optimizer states plus the step, every N steps; the last two are kept.
+    """Model and optimizer states, dropout's random state and the step, every N steps; the last two are kept.
 
     In a multi-worker run every worker must take part in saving; only the chief's copy is kept.
     """
 
     def __init__(self, run_dir, max_to_keep=2, **trackables):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
+        self.checkpoint = tf.train.Checkpoint(step=self.step, random_states=random_states(**trackables), **trackables)
         self.chief = is_chief()
         self.shared = Path(run_dir) / "checkpoints"
         directory = self.shared
