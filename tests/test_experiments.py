@@ -1,9 +1,9 @@
 """The label-efficiency grid: planning and bookkeeping in-process, then one smoke grid end to end.
 
-The smoke grid (scratch, imagenet, surrogate × fractions 0.5, 1.0 × seed 1) runs once per module in the
-background; a second one-cell grid, killed mid-cell and re-run, overlaps with it on the two cores. ImageNet
-cells run "offline" (an empty Keras cache and an unreachable proxy), so they must fail fast and say how to
-pass local weights.
+The smoke grid (scratch, imagenet, surrogate, control × fractions 0.5, 1.0 × seed 1) runs once per module in
+the background; a second one-cell grid, killed mid-cell and re-run, overlaps with it on the two cores. It runs
+"offline" (an empty Keras cache and an unreachable proxy); its ImageNet cells, at width 0.125, cannot run by
+construction and must be skipped, saying why, without trying a download.
 """
 
 import csv
@@ -18,12 +18,15 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from experiments.label_efficiency import PRESETS, finetune_command, parse_args, pretrain_command
+from experiments.label_efficiency import (PRESETS, finetune_command, parse_args, plan, pretrain_command,
+                                          pretraining_runs, skip_reason)
 from experiments.plot import main as plot_main
 from experiments.plot import plot, summarize, write_plots_and_report
-from experiments.results import COLUMNS, Cell, collect_results, read_results, read_runner_state
+from experiments.results import COLUMNS, Cell, Pretraining, collect_results, read_results, read_runner_state
+from experiments.stats import PAIRS, STAT_COLUMNS, VIEWS
 from models.training import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,8 +91,50 @@ def test_cell_names_and_pretraining():
     assert Cell("scratch", 0.5, 1).name == "segment/scratch_frac0.5_seed1"
     assert Cell("surrogate", 1.0, 2).name == "segment/surrogate_frac1_seed2"
     assert Cell("imagenet", 0.1, 3).run_dir("EXP") == Path("EXP/segment/imagenet_frac0.1_seed3")
-    assert [Cell(i, 1.0, 1).pretraining() for i in ("scratch", "imagenet", "surrogate", "imagenet+surrogate")] == [
-        None, None, "scratch", "imagenet"]
+    inits = ("scratch", "imagenet", "surrogate", "imagenet+surrogate", "control")
+    assert [Cell(i, 1.0, 1).pretraining() for i in inits] == [
+        None, None, Pretraining("scratch"), Pretraining("imagenet"), Pretraining("control")]
+    assert [Cell(i, 1.0, 1).pretraining().name for i in inits[2:]] == ["scratch", "imagenet", "control"]
+
+
+def test_fine_tuning_seed_i_starts_from_pretraining_run_i_mod_p(tmp_path):
+    args = parse_args(["--out", str(tmp_path), "--preset", "smoke", "--seeds", "1", "2", "3", "--pretrain-seeds", "2",
+                       "--inits", "scratch", "surrogate", "control"])
+    cells = plan(args)
+    runs = pretraining_runs(args, cells)
+    assert [r.name for r in runs] == ["control", "control_seed1", "scratch", "scratch_seed1"]
+    for cell in cells:
+        surrogate = _flag(finetune_command(args, cell), "--surrogate")
+        if cell.init == "scratch":
+            assert surrogate is None
+        else:
+            arm = "scratch" if cell.init == "surrogate" else "control"
+            assert surrogate == str(tmp_path / "pretrain" / (arm + ("_seed1" if cell.seed % 2 else ""))), cell
+    for run in runs:  # each run its own seed; the control differs from the colour arm by --predict gray only
+        command = pretrain_command(args, run)
+        assert (_flag(command, "--seed"), _flag(command, "--init")) == (str(run.index), "scratch")
+        assert _flag(command, "--predict") == ("gray" if run.arm == "control" else "rgb")
+        assert _flag(command, "--out") == str(tmp_path / "pretrain" / run.name)
+        other = pretrain_command(args, Pretraining("scratch" if run.arm == "control" else "control", run.index))
+        differs = [(a, b) for a, b in zip(map(str, command), map(str, other)) if a != b]
+        assert sorted(differs) == sorted([(str(run.run_dir(tmp_path)), str(Pretraining(
+            "scratch" if run.arm == "control" else "control", run.index).run_dir(tmp_path))),
+            (run.predict, "rgb" if run.predict == "gray" else "gray")])
+
+
+def test_imagenet_cells_at_reduced_width_without_weights_are_skipped(tmp_path):
+    weights = tmp_path / "resnet50.h5"
+    demo = parse_args(["--out", str(tmp_path)])
+    assert "imagenet" in demo.inits and "control" in demo.inits
+    for init in ("imagenet", "imagenet+surrogate"):
+        reason = skip_reason(demo, Cell(init, 0.5, 1))
+        assert "--width 1" in reason and "--imagenet-weights" in reason
+        assert skip_reason(parse_args(["--out", "x", "--width", "1"]), Cell(init, 0.5, 1)) is None
+        assert skip_reason(parse_args(["--out", "x", "--imagenet-weights", str(weights)]), Cell(init, 0.5, 1)) is None
+    for init in ("scratch", "surrogate", "control"):
+        assert skip_reason(demo, Cell(init, 0.5, 1)) is None
+    args = parse_args(["--out", str(tmp_path), "--inits", "imagenet+surrogate", "surrogate"])
+    assert [r.name for r in pretraining_runs(args, plan(args))] == ["scratch"]  # no ImageNet pretraining either
 
 
 def _flag(command, name):
@@ -102,7 +147,8 @@ def test_finetune_command_points_each_init_at_its_pretraining(tmp_path):
     args = parse_args(["--data", "root", "--out", str(exp), "--preset", "smoke", "--imagenet-weights", str(weights)])
     expected = {"scratch": (None, None), "imagenet": (None, weights),
                 "surrogate": (exp / "pretrain" / "scratch", None),
-                "imagenet+surrogate": (exp / "pretrain" / "imagenet", weights)}
+                "imagenet+surrogate": (exp / "pretrain" / "imagenet", weights),
+                "control": (exp / "pretrain" / "control", None)}
     for init, (surrogate, imagenet_weights) in expected.items():
         cell = Cell(init, 0.25, 3)
         command = finetune_command(args, cell)
@@ -110,20 +156,26 @@ def test_finetune_command_points_each_init_at_its_pretraining(tmp_path):
         assert (_flag(command, "--init"), _flag(command, "--frac"), _flag(command, "--seed")) == (init, "0.25", "3")
         assert _flag(command, "--out") == str(cell.run_dir(exp))
         assert _flag(command, "--steps") == str(PRESETS["smoke"]["finetune_steps"])
+        assert _flag(command, "--patience") == str(PRESETS["smoke"]["patience"])
         assert _flag(command, "--surrogate") == (surrogate and str(surrogate)), init
         assert _flag(command, "--imagenet-weights") == (imagenet_weights and str(imagenet_weights)), init
-    assert _flag(pretrain_command(args, "imagenet"), "--imagenet-weights") == str(weights)
-    assert _flag(pretrain_command(args, "scratch"), "--imagenet-weights") is None
+    assert _flag(pretrain_command(args, Pretraining("imagenet")), "--imagenet-weights") == str(weights)
+    assert _flag(pretrain_command(args, Pretraining("scratch")), "--imagenet-weights") is None
 
 
-def _fake_grid(exp, cells, dice):
-    """Writes metrics.json for the cells in `dice` (cell → Dice), marks the others failed; returns the state."""
+def _fake_grid(exp, cells, dice, counts=None, stopped_step=2):
+    """Writes metrics.json (and, from `counts`, cell → (N, 2, 2) confusion, test_counts.json) for the cells in
+    `dice` (cell → Dice), marks the others failed; returns the state."""
     state = {}
     for cell in cells:
         if cell in dice:
             write_json(cell.run_dir(exp) / "metrics.json",
-                       dict(n_train_images=7, steps=4, dice_mean=dice[cell], dice_grouped=0.5, miou=0.25,
-                            pixel_accuracy=0.75))
+                       dict(n_train_images=7, steps=4, dice_mean=dice[cell], dice_grouped=0.5, dice_foreground=0.4,
+                            miou=0.25, pixel_accuracy=0.75, best_step=2, stopped_step=stopped_step))
+            if counts:
+                write_json(cell.run_dir(exp) / "test_counts.json", {
+                    "classes": ["background", "thing"], "groups": {"background": [0], "thing": [1]},
+                    "confusion": {f"img{i:03d}": m.tolist() for i, m in enumerate(counts[cell])}})
             state[cell.name] = {"status": "done", "wall_seconds": 12.34, "attempts": 1,
                                 "command": f"python {cell.name}"}
         else:
@@ -141,20 +193,33 @@ def test_collect_results_writes_atomically_and_reads_back(tmp_path):
         assert tuple(csv.DictReader(f).fieldnames) == COLUMNS
     first, second = read_results(tmp_path)
     assert first == dict(init="scratch", frac=0.5, seed=1, n_train=7, dice_mean=0.123457, dice_grouped=0.5,
-                         miou=0.25, pixel_accuracy=0.75, steps=4, wall_seconds=12.3, status="done",
-                         run_dir="segment/scratch_frac0.5_seed1", note="")
+                         dice_foreground=0.4, miou=0.25, pixel_accuracy=0.75, steps=4, best_step=2, stopped_step=2,
+                         wall_seconds=12.3, status="done", run_dir="segment/scratch_frac0.5_seed1", note="")
     assert (second["status"], second["note"], second["n_train"], second["dice_mean"], second["steps"]) == (
         "failed", "error: no weights", None, None, None)
 
 
-def test_summarize_mean_min_max_over_seeds():
+def _counts(rng, rate, images=40):
+    """(images, 2, 2) confusion counts: half background, all found; a fraction ~`rate` of the foreground found."""
+    found = np.clip(rng.normal(rate, 0.05, images), 0, 1) * 100
+    return np.stack([np.array([[100, 0], [100 - f, f]]) for f in found.round()])
+
+
+def test_summarize_mean_over_seeds_with_a_bootstrap_band_only_where_counts_exist():
     def row(frac, seed, dice, status="done"):
         return dict(init="scratch", frac=frac, seed=seed, status=status, dice_mean=dice)
 
     rows = [row(0.5, 1, 0.2), row(0.5, 2, 0.4), row(1.0, 1, 0.5), row(1.0, 2, 0.7), row(1.0, 3, None, "failed")]
     ((frac_a, *a), (frac_b, *b)), = summarize(rows, "dice_mean").values()
     assert (frac_a, frac_b) == (0.5, 1.0)
-    assert a == pytest.approx([0.3, 0.2, 0.4, 2]) and b == pytest.approx([0.6, 0.5, 0.7, 2])
+    assert a == pytest.approx([0.3, None, None, 2]) and b == pytest.approx([0.6, None, None, 2])
+
+    rng = np.random.default_rng(0)
+    cells = {("scratch", 1.0): {1: ([f"i{k}" for k in range(40)], _counts(rng, 0.5)),
+                                2: ([f"i{k}" for k in range(40)], _counts(rng, 0.7))}}
+    half, (frac, mean, low, high, n) = summarize(rows, "dice_mean", cells, [[0], [1]])["scratch"]
+    assert half == pytest.approx((0.5, 0.3, None, None, 2))  # no counts at 0.5: no band
+    assert (frac, mean, n) == (1.0, pytest.approx(0.6), 2) and 0.6 < low < high < 0.95
 
 
 def test_plot_and_report_survive_an_init_without_results(tmp_path):
@@ -172,6 +237,43 @@ def test_plot_and_report_survive_an_init_without_results(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "failed: error: no weights" in report and "python segment/scratch_frac1_seed2" in report
     assert (tmp_path / "dice_vs_fraction.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_report_and_csv_hold_an_interval_per_fraction_and_pair(tmp_path):
+    inits, fracs, seeds = ("scratch", "surrogate", "control"), (0.25, 1.0), (1, 2, 3)
+    cells = [Cell(i, f, s) for i in inits for f in fracs for s in seeds]
+    rng = np.random.default_rng(0)
+    rate = {"scratch": 0.5, "surrogate": 0.8, "control": 0.8}  # colour adds nothing to the warm-up here
+    counts = {c: _counts(rng, rate[c.init] * c.frac ** 0.1) for c in cells}
+    capped = Cell("control", 1.0, 2)
+    state = _fake_grid(tmp_path, cells, {c: 0.5 for c in cells}, counts)
+    write_json(capped.run_dir(tmp_path) / "metrics.json",
+               {**json.loads((capped.run_dir(tmp_path) / "metrics.json").read_text()), "stopped_step": 4})
+    collect_results(tmp_path, cells, state)
+    write_json(tmp_path / "runner_state.json", state)
+    write_plots_and_report(tmp_path)
+
+    with open(tmp_path / "statistics.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        stats = list(reader)
+    assert tuple(reader.fieldnames) == STAT_COLUMNS
+    pairs = [p for p in PAIRS if set(p) <= set(inits)]
+    assert sorted((r["view"], float(r["frac"]), r["arm"], r["baseline"]) for r in stats) == sorted(
+        (v, f, *p) for v in VIEWS for f in fracs for p in pairs)
+    for r in stats:
+        assert float(r["ci_low"]) <= float(r["difference"]) <= float(r["ci_high"]), r
+        assert (r["n_seeds"], r["n_images"]) == ("3", "40")
+        gain = r["baseline"] == "scratch"
+        assert r["verdict"] == ("higher" if gain else "no measurable difference"), r
+        assert r["seeds_positive"] == ("3" if gain else r["seeds_positive"])
+    report = (tmp_path / "report.md").read_text()
+    for r in stats:
+        line = (f"| {100 * float(r['frac']):g} % | {r['arm']} − {r['baseline']} | {float(r['difference']):+.3f} "
+                f"[{float(r['ci_low']):+.3f}, {float(r['ci_high']):+.3f}] | {r['seeds_positive']}/3 | 40 | {r['verdict']} |")
+        assert line in report
+    assert report.count("no measurable difference; colour is not what helps here") == len(fracs)
+    assert "1 of 18 cells hit the --finetune-steps cap" in report and "control 1 seed 2" in report
+    assert "| 2 / 4 / 4 **hit the cap** |" in report and report.count("hit the cap**") == 1
 
 
 def test_plot_cli_without_results_fails_with_one_line(tmp_path, capsys):
