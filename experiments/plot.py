@@ -34,19 +34,23 @@ PANELS = (("dice_mean", "mean Dice, all classes"), ("dice_grouped", "Dice, group
 
 def summarize(rows, metric, cells=None, groups=None):
     """init → sorted [(frac, mean, low, high, n_seeds)] over finished cells: the mean over seeds and its 95 %
-    bootstrap interval from the per-image `cells` counts (None, None where counts are missing for a seed)."""
+    bootstrap interval from the per-image `cells` counts, or the mean of results.csv and (None, None) where a
+    seed has no counts."""
     values = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row["status"] == "done" and row.get(metric) is not None:
             values[row["init"]][row["frac"]].append(row[metric])
-    intervals = {(init, p[0]): p for init, points in arm_intervals(cells or {}, groups, metric).items() for p in points}
+    intervals = {(init, p[0]): p
+                 for init, points in arm_intervals(cells or {}, groups, metric).items() for p in points}
     summary = {}
     for init, by_frac in values.items():
         summary[init] = []
         for frac, v in sorted(by_frac.items()):
             ci = intervals.get((init, frac))
-            low, high = ci[2:4] if ci and ci[4] == len(v) else (None, None)
-            summary[init].append((frac, statistics.fmean(v), low, high, len(v)))
+            if ci and ci[4] == len(v):  # every seed has counts: the mean recomputed from them, and its interval
+                summary[init].append((frac, *ci[1:4], len(v)))
+            else:
+                summary[init].append((frac, statistics.fmean(v), None, None, len(v)))
     return summary
 
 
@@ -106,14 +110,18 @@ def budget_section(rows):
     """Which finished cells stopped on their own (validation plateaued) and which ran into the step cap."""
     done = [r for r in rows if r["status"] == "done"]
     capped = [r for r in done if hit_cap(r)]
+    unknown = [r for r in done if r.get("stopped_step") is None]
     if not done:
         return []
     lines = ["## Fine-tuning budget", ""]
+    if unknown:
+        lines += [f"{len(unknown)} of {len(done)} finished cells record no stopped step (written before "
+                  "--patience existed): whether they hit the cap is unknown.", ""]
     if capped:
         names = ", ".join(f"{r['init']} {r['frac']:g} seed {r['seed']}" for r in capped)
         lines += [f"**{len(capped)} of {len(done)} cells hit the --finetune-steps cap** before validation stopped "
                   f"improving ({names}): they may not have converged; raise --finetune-steps.", ""]
-    else:
+    elif not unknown:
         lines += [f"Every one of the {len(done)} finished cells stopped before the --finetune-steps cap "
                   "(validation mean Dice stopped improving for --patience evaluations).", ""]
     return lines
@@ -137,7 +145,8 @@ def statistics_section(stats):
         rows = [r for r in stats if r["view"] == view]
         if not rows:
             continue
-        lines += [f"### {label}", "", "| labels | arm − baseline | difference [95 % CI] | seeds > 0 | images | verdict |",
+        lines += [f"### {label}", "",
+                  "| labels | arm − baseline | difference [95 % CI] | seeds > 0 | images | verdict |",
                   "| --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {100 * r['frac']:g} % | {r['arm']} − {r['baseline']} | {interval(r)} | "
                   f"{r['seeds_positive']}/{r['n_seeds']} | {r['n_images']} | {r['verdict']} |" for r in rows]

@@ -86,9 +86,10 @@ def test_estimate_is_the_mean_over_seeds_of_the_whole_test_set_difference():
     a, b = two_arms(np.random.default_rng(3), 0.05, seeds=3, images=30)
     estimate, _, _, per_seed = bootstrap(class_counts(a, "dice_mean", None), "dice_mean",
                                          baseline=class_counts(b, "dice_mean", None))
-    by_hand = [segmentation_metrics(a[s].sum(0).round().astype(np.int64), NAMES, parse_groups(None, NAMES))["dice_mean"]
-               - segmentation_metrics(b[s].sum(0).round().astype(np.int64), NAMES, parse_groups(None, NAMES))["dice_mean"]
-               for s in range(3)]
+    def dice(matrices):
+        return segmentation_metrics(matrices.sum(0).round().astype(np.int64), NAMES, parse_groups(None, NAMES))["dice_mean"]
+
+    by_hand = [dice(a[s]) - dice(b[s]) for s in range(3)]
     assert per_seed == pytest.approx(by_hand, abs=1e-3) and estimate == pytest.approx(np.mean(by_hand), abs=1e-3)
 
 
