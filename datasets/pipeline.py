@@ -188,13 +188,17 @@ def segmentation_dataset(image_paths, mask_paths, *, crop=513, batch=4, seed=0, 
 
 
 def colorization_dataset(sources, *, crop=513, batch=4, seed=0, start_index=0, skip_bad=False, flip=True,
-                         counter=None):
+                         counter=None, target="rgb"):
     """Endless batches of dict(gray, rgb, gray_small, rgb_small), float32 in [-1, 1].
 
     gray is the ITU-R 601 luma of the padded crop repeated to 3 channels; rgb the crop itself (padding 1.0);
     the *_small tensors are the same at the generator's stride-4 grid, every 4th pixel ((crop - 1) // 4 + 1
     of them: 129 for 513). Sources are image paths or "video#frame=N" strings.
+    target="gray" is the no-colour control: rgb and rgb_small, what the GAN learns to produce, are the gray
+    views, so the pretext keeps everything (images, crops, order, losses) but the colour.
     """
+    if target not in ("rgb", "gray"):
+        raise ValueError(f"colorization target {target!r}: expected 'rgb' or 'gray'")
     sources = [str(s) for s in sources]
     _check_common(len(sources), crop, batch, start_index)
     read = robust_reader(lambda i: read_image(sources[i]), sources, seed=seed, skip_bad=skip_bad,
@@ -210,7 +214,10 @@ def colorization_dataset(sources, *, crop=513, batch=4, seed=0, start_index=0, s
 
     def add_views(rgb):
         small = stride4_view(rgb)
-        return {"gray": luma(rgb), "rgb": rgb, "gray_small": luma(small), "rgb_small": small}
+        views = {"gray": luma(rgb), "rgb": rgb, "gray_small": luma(small), "rgb_small": small}
+        if target == "gray":
+            views.update(rgb=views["gray"], rgb_small=views["gray_small"])
+        return views
 
     data = element_indices(len(sources), seed=seed, start_index=start_index, training=True)
     data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

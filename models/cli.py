@@ -31,7 +31,7 @@ FLAGS = {
     "width": dict(type=float, default=1.0, help="channel multiplier (1.0 is the real model)"),
     "output_stride": dict(type=int, choices=(8, 16), default=16, help="backbone output stride"),
     "regular_conv": dict(action="store_true", help="regular 3x3 convolutions in ASPP/decoder instead of atrous separable ones"),
-    "init": dict(default="scratch", help="how the network starts: scratch | imagenet | surrogate | imagenet+surrogate"),
+    "init": dict(default="scratch", help="how the network starts: scratch | imagenet | surrogate | imagenet+surrogate | control (a generator pretrained on the no-colour target)"),
     "imagenet_weights": dict(type=Path, default=None, help="local Keras ResNet50 ImageNet weights file (default: Keras' download and cache)"),
     "surrogate": dict(type=Path, default=None, help="colorization run directory or its generator.weights.h5"),
     "frac": dict(type=float, default=1.0, help="fraction of the training split used, nested across fractions for a seed"),

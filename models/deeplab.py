@@ -158,7 +158,7 @@ def build_deeplabv3plus(num_outputs, *, input_shape=(None, None, 3), **arch_kwar
     return _build(num_outputs, architecture(**arch_kwargs), input_shape, "deeplabv3plus", head)
 
 
-GENERATOR_OUTPUTS = ("rgb", "chroma")
+GENERATOR_OUTPUTS = ("rgb", "chroma", "gray")
 
 
 def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs):
@@ -168,6 +168,7 @@ def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs)
     input), where the discriminator looks. `output="rgb"` (the reference) paints all three channels through
     tanh; `output="chroma"` predicts only Cb and Cr and keeps the input's own luma, as Lab-space colorization
     networks do, so the network spends itself on which colour things are rather than on copying brightness.
+    `output="gray"` is the rgb head, for the no-colour control: it is trained to give back its gray input.
 
     Example:
         >>> build_generator(width=0.25)(np.zeros((1, 513, 513, 3))).shape
@@ -177,10 +178,10 @@ def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs)
         raise ValueError(f"Wrong generator output {output!r}, supported: {', '.join(GENERATOR_OUTPUTS)}")
 
     def head(x, inputs):
-        x = layers.Activation("tanh", dtype="float32", name="colorized" if output == "rgb" else "chroma")(x)
-        return x if output == "rgb" else LumaChromaToRGB(name="colorized", dtype="float32")(x, inputs)
+        x = layers.Activation("tanh", dtype="float32", name="chroma" if output == "chroma" else "colorized")(x)
+        return LumaChromaToRGB(name="colorized", dtype="float32")(x, inputs) if output == "chroma" else x
 
-    model = _build(3 if output == "rgb" else 2, architecture(**arch_kwargs), input_shape, "generator", head)
+    model = _build(2 if output == "chroma" else 3, architecture(**arch_kwargs), input_shape, "generator", head)
     model.architecture["output"] = output
     return model
 

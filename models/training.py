@@ -162,7 +162,9 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
         step_fn: per-replica step, batch → dict of scalar logs (e.g. a Keras model's `train_step`).
         make_dataset: start element → a `tf.data.Dataset` of global batches from that element on.
         metrics: Keras metrics behind the logs, reset after each TensorBoard write.
-        hooks: (every, fn(step, logs)) pairs, run on the chief every `every` steps and at the end.
+        hooks: (every, fn(step, logs)) pairs, run on the chief every `every` steps and at the end. A hook
+            that returns True ends the run early (e.g. validation stopped improving): the step is
+            checkpointed and the loop returns. Single-process strategies only: other workers cannot hear it.
     """
     start = checkpoints.restore()
     if start >= steps:
@@ -196,10 +198,13 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
                         tf.summary.scalar("train/images_per_second", rate)
                 for metric in metrics:
                     metric.reset_state()
+            stop = False
             for hook in hooks_due:
-                hook(step, logs)
-            if save_due:
+                stop = bool(hook(step, logs)) or stop
+            if save_due or stop:
                 checkpoints.save(step)
             if interrupt.raised:
                 raise Interrupted(step)
+            if stop:
+                break
     return start

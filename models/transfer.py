@@ -15,7 +15,7 @@ import numpy as np
 from models.deeplab import HEAD_LAYER, build_generator
 from models.resnet import is_backbone_layer
 
-INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate")
+INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate", "control")  # control: a --predict gray generator
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
 IMAGENET_HASH = "4d473c1dd8becc155b73f8504c6f6626"

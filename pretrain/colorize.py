@@ -38,7 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--gan-loss", choices=GAN_LOSSES, default="lsgan", help="least-squares or vanilla GAN loss")
     p.add_argument("--predict", choices=GENERATOR_OUTPUTS, default="rgb",
                    help="rgb: the generator paints all three channels (the reference); chroma: it predicts Cb/Cr "
-                        "and keeps the input's luma, as Lab-space colorization does")
+                        "and keeps the input's luma, as Lab-space colorization does; gray: the no-colour control, "
+                        "the rgb network trained to give back its gray input (same data, steps, GAN and L1 terms)")
     p.add_argument("--video-every", type=int, default=30, help="use every Nth frame of video files")
     p.add_argument("--holdout", type=int, default=32, help="images kept out of training to measure colorization")
     args = p.parse_args(argv)
@@ -101,7 +102,8 @@ def main(args):
 
     def make_dataset(start):
         return datasets.colorization_dataset(train, crop=args.crop, batch=args.batch, seed=args.seed,
-                                             start_index=start, skip_bad=args.skip_bad, counter=skipped)
+                                             start_index=start, skip_bad=args.skip_bad, counter=skipped,
+                                             target="gray" if args.predict == "gray" else "rgb")
 
     train_loop(gan.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
                global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=gan.metrics,
