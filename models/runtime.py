@@ -85,14 +85,24 @@ def onednn_isa_cap():
     return "" if cap.upper() in ("ALL", "DEFAULT") else cap.upper()
 
 
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN kernels (off by default on CPUs without AVX512_VNNI/BF16 or AMX)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
+
+
 def slow_low_precision_reason():
     """Why bfloat16 would be slower than float32 on this CPU, or None when it has native bfloat16 math.
 
     On a CPU without AVX512_BF16 or AMX, TensorFlow's bfloat16 convolutions fall back to reference code:
     measured 9× slower than float32 on an AVX2 EPYC. GPUs are not checked here (float16 is used there).
     """
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") == "0":
-        return "oneDNN is off (TF_ENABLE_ONEDNN_OPTS=0)"
+    if not onednn_enabled():
+        return "TensorFlow's oneDNN kernels are off (TF_ENABLE_ONEDNN_OPTS=0)"
     flags = cpu_flags()
     if not flags & set(CPU_BF16_FLAGS):
         return "this CPU has no native bfloat16 (no avx512_bf16 or amx_bf16)"
