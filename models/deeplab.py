@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from models.atrous import DepthwiseConv2D
 from models.batchnorm import batch_norm
 from models.resnet import apply_resnet50, scaled
 
@@ -59,7 +60,8 @@ def apply_conv3x3(x, filters, name, *, rate=1, separable=True):
     if not separable:
         x = layers.Conv2D(filters, 3, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_conv")(x)
         return _bn_relu(x, name)
-    x = layers.DepthwiseConv2D(3, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_depthwise")(x)
+    # Keras' DepthwiseConv2D (same weights and results) without the taps that can only read padding.
+    x = DepthwiseConv2D(3, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_depthwise")(x)
     x = _bn_relu(x, f"{name}_depthwise")
     x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pointwise")(x)
     return _bn_relu(x, f"{name}_pointwise")
