@@ -7,13 +7,17 @@ import tensorflow as tf
 
 import models.deeplab as deeplab
 from models import build_deeplabv3plus
-from models.atrous import DepthwiseConv2D, reachable_taps
+from models.atrous import Conv2D, DepthwiseConv2D, reachable_taps
+
+KINDS = {"depthwise": (keras.layers.DepthwiseConv2D, DepthwiseConv2D, {}),
+         "regular": (keras.layers.Conv2D, Conv2D, {"filters": 5})}
 
 
-def _pair(rate, channels, seed=0):
+def _pair(rate, channels, seed=0, kind="depthwise"):
     """Keras' layer and ours, built with the same random kernel."""
-    ref = keras.layers.DepthwiseConv2D(3, padding="same", dilation_rate=rate, use_bias=False)
-    new = DepthwiseConv2D(3, padding="same", dilation_rate=rate, use_bias=False)
+    keras_class, our_class, kwargs = KINDS[kind]
+    ref = keras_class(kernel_size=3, padding="same", dilation_rate=rate, use_bias=False, **kwargs)
+    new = our_class(kernel_size=3, padding="same", dilation_rate=rate, use_bias=False, **kwargs)
     ref.build((None, None, None, channels))
     new.build((None, None, None, channels))
     ref.kernel.assign(np.random.default_rng(seed).normal(size=ref.kernel.shape).astype("float32"))
@@ -28,13 +32,14 @@ def _output_and_gradients(layer, x, upstream):
     return [layer(x), *tape.gradient(loss, [x, layer.kernel])]
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("rate", [6, 12, 18, 24, 36])
 @pytest.mark.parametrize("shape", [(16, 16), (17, 17), (33, 33), (9, 9), (16, 40), (5, 33)])
-def test_equal_to_keras_depthwise_with_the_same_weights(rate, shape):
-    ref, new = _pair(rate, channels=6)
+def test_equal_to_keras_layer_with_the_same_weights(kind, rate, shape):
+    ref, new = _pair(rate, channels=6, kind=kind)
     rng = np.random.default_rng(1)
     x = tf.constant(rng.normal(size=(2, *shape, 6)).astype("float32"))
-    upstream = tf.constant(rng.normal(size=(2, *shape, 6)).astype("float32"))
+    upstream = tf.constant(rng.normal(size=(2, *shape, ref.compute_output_shape(x.shape)[-1])).astype("float32"))
     for a, b in zip(_output_and_gradients(ref, x, upstream), _output_and_gradients(new, x, upstream)):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-4)  # sums in another order
 
@@ -70,14 +75,17 @@ def test_serializes_and_keeps_keras_weight_layout():
     assert [(w.path, tuple(w.shape)) for w in layer.weights] == [("aspp_r12_depthwise/kernel", (3, 3, 8, 1))]
 
 
-def test_weight_files_from_keras_depthwise_layers_load_both_ways(tmp_path, monkeypatch):
-    """A network saved before this layer existed (Keras' DepthwiseConv2D) loads into today's, and back."""
+@pytest.mark.parametrize("separable", [True, False])
+def test_weight_files_from_keras_layers_load_both_ways(tmp_path, monkeypatch, separable):
+    """A network saved before these layers existed (Keras' own) loads into today's, and back."""
     with monkeypatch.context() as m:
         m.setattr(deeplab, "DepthwiseConv2D", keras.layers.DepthwiseConv2D)
-        old = build_deeplabv3plus(3, width=0.125)
-    new = build_deeplabv3plus(3, width=0.125)
-    assert any(type(layer) is keras.layers.DepthwiseConv2D for layer in old.layers)
-    assert any(type(layer) is DepthwiseConv2D for layer in new.layers)
+        m.setattr(deeplab, "Conv2D", keras.layers.Conv2D)
+        old = build_deeplabv3plus(3, width=0.125, separable=separable)
+    new = build_deeplabv3plus(3, width=0.125, separable=separable)
+    ours = DepthwiseConv2D if separable else Conv2D
+    assert not any(type(layer) in (DepthwiseConv2D, Conv2D) for layer in old.layers)
+    assert type(new.get_layer("aspp_r18_depthwise" if separable else "aspp_r18_conv")) is ours
     rng = np.random.default_rng(3)
     for variable in old.weights:
         variable.assign(rng.normal(0, 0.1, variable.shape).astype(variable.dtype))
