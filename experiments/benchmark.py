@@ -84,7 +84,8 @@ def cmd_train_step(args):
     run_once, model = build_step(args.task, args.size, args.batch, args.width, args.xla)
     seconds, times = timed(run_once, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
     return {"benchmark": "train-step", "task": args.task, "size": args.size, "batch": args.batch,
-            "width": args.width, "precision": precision, "xla": args.xla, "seconds_per_step": seconds,
+            "width": args.width, "mixed_precision_flag": args.mixed_precision, "precision": precision,
+            "xla": args.xla, "seconds_per_step": seconds,
             "images_per_second": args.batch / seconds, "repeats_seconds_per_step": times,
             "parameters": sum(int(np.prod(v.shape)) for v in model.trainable_variables), **peak_memory_mb(),
             **machine()}
