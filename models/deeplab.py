@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from models.atrous import Conv2D, DepthwiseConv2D
 from models.batchnorm import batch_norm
 from models.resnet import apply_resnet50, scaled
 
@@ -74,10 +75,11 @@ def _bn_relu(x, name):
 
 def apply_conv3x3(x, filters, name, *, rate=1, separable=True):
     """3×3 convolution + BN + ReLU; atrous depthwise-separable (DeepLab's default) or regular."""
+    # Keras' Conv2D / DepthwiseConv2D (same weights and results) without the taps that can only read padding.
     if not separable:
-        x = layers.Conv2D(filters, 3, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_conv")(x)
+        x = Conv2D(filters, 3, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_conv")(x)
         return _bn_relu(x, name)
-    x = layers.DepthwiseConv2D(3, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_depthwise")(x)
+    x = DepthwiseConv2D(3, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_depthwise")(x)
     x = _bn_relu(x, f"{name}_depthwise")
     x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pointwise")(x)
     return _bn_relu(x, f"{name}_pointwise")
