@@ -2,7 +2,7 @@
 
 from datasets.checks import Problem, check_labeled, drop_bad, summarize_labeled
 from datasets.errors import DatasetError
-from datasets.evaluation import eval_examples, pad_to_multiple
+from datasets.evaluation import eval_examples, pad_to_grid
 from datasets.images import read_image
 from datasets.labeled import LabeledDataset, load_labeled
 from datasets.masks import load_palette, read_mask
@@ -35,6 +35,6 @@ __all__ = [
     "DatasetError", "LabeledDataset", "Problem", "SkipCounter", "Source", "check_labeled",
     "colorization_dataset", "default_synthetic_root", "drop_bad", "ensure_synthetic", "eval_examples",
     "list_unlabeled", "load_labeled", "load_or_make_splits", "load_palette", "make_synthetic",
-    "pad_to_multiple", "read_image", "read_mask", "read_rle_csv", "rle_decode", "rle_encode",
+    "pad_to_grid", "read_image", "read_mask", "read_rle_csv", "rle_decode", "rle_encode",
     "segmentation_dataset", "select_fraction", "summarize_labeled", "unwrap_dataset_error", "write_rle_csv",
 ]

@@ -16,7 +16,6 @@ import tensorflow as tf
 from datasets.errors import DatasetError
 from datasets.images import read_image
 from datasets.masks import IGNORE_ID, read_pair
-from models.deeplab import stride4_size  # the generator fixes the size its targets must have
 
 _ALG = "philox"  # pinned, so streams do not depend on the device that auto_select would pick
 _PERMUTATION, _AUGMENT = 1, 2  # seed tags, so epoch shuffles and element augmentations never share a seed
@@ -138,11 +137,10 @@ def luma(rgb):
     return tf.repeat(gray[..., None], 3, axis=-1)
 
 
-def resize_align_corners(images, size: int):
-    """Bilinear resize with aligned corners: output pixel i samples input i * (crop - 1) / (size - 1), so for
-    513 -> 129 it is exactly every 4th pixel, matching the stride-4 decoder's sampling grid."""
-    return tf.raw_ops.ResizeBilinear(images=images, size=[size, size], align_corners=True,
-                                     half_pixel_centers=False)
+def stride4_view(images):
+    """Every 4th pixel, from the first: where the generator's stride-4 outputs sit (feature j on pixel 4j), at
+    any crop size; for 513 → 129 it equals a corner-aligned resize."""
+    return images[:, ::4, ::4]
 
 
 def _check_common(n, crop, batch, start_index):
@@ -190,13 +188,17 @@ def segmentation_dataset(image_paths, mask_paths, *, crop=513, batch=4, seed=0, 
 
 
 def colorization_dataset(sources, *, crop=513, batch=4, seed=0, start_index=0, skip_bad=False, flip=True,
-                         counter=None):
+                         counter=None, target="rgb"):
     """Endless batches of dict(gray, rgb, gray_small, rgb_small), float32 in [-1, 1].
 
     gray is the ITU-R 601 luma of the padded crop repeated to 3 channels; rgb the crop itself (padding 1.0);
-    the *_small tensors are the same at the generator's stride-4 size (crop - 1) // 4 + 1 (129 for 513),
-    resized bilinearly with aligned corners. Sources are image paths or "video#frame=N" strings.
+    the *_small tensors are the same at the generator's stride-4 grid, every 4th pixel ((crop - 1) // 4 + 1
+    of them: 129 for 513). Sources are image paths or "video#frame=N" strings.
+    target="gray" is the no-colour control: rgb and rgb_small, what the GAN learns to produce, are the gray
+    views, so the pretext keeps everything (images, crops, order, losses) but the colour.
     """
+    if target not in ("rgb", "gray"):
+        raise ValueError(f"colorization target {target!r}: expected 'rgb' or 'gray'")
     sources = [str(s) for s in sources]
     _check_common(len(sources), crop, batch, start_index)
     read = robust_reader(lambda i: read_image(sources[i]), sources, seed=seed, skip_bad=skip_bad,
@@ -211,8 +213,11 @@ def colorization_dataset(sources, *, crop=513, batch=4, seed=0, start_index=0, s
         return to_unit_range(image)
 
     def add_views(rgb):
-        small = resize_align_corners(rgb, stride4_size(crop))
-        return {"gray": luma(rgb), "rgb": rgb, "gray_small": luma(small), "rgb_small": small}
+        small = stride4_view(rgb)
+        views = {"gray": luma(rgb), "rgb": rgb, "gray_small": luma(small), "rgb_small": small}
+        if target == "gray":
+            views.update(rgb=views["gray"], rgb_small=views["gray_small"])
+        return views
 
     data = element_indices(len(sources), seed=seed, start_index=start_index, training=True)
     data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

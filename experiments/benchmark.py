@@ -52,6 +52,7 @@ def build_step(task, size, batch, width, xla):
     import tensorflow as tf
 
     from models import ColorizationGAN, build_deeplabv3plus, build_discriminator, build_generator
+    from models.resnet import scaled
     from models.deeplab import stride4_size
     from models.optimizers import FusedAdam
     from models.runtime import wrap_optimizer
@@ -64,7 +65,7 @@ def build_step(task, size, batch, width, xla):
         data = (tf.random.uniform((batch, size, size, 3), -1, 1), tf.random.uniform((batch, size, size), 0, 9, tf.int32))
         model.optimizer.build(model.trainable_variables)
     else:
-        generator, discriminator = build_generator(width=width), build_discriminator()
+        generator, discriminator = build_generator(width=width), build_discriminator(filters=scaled(64, width))
         model = ColorizationGAN(generator, discriminator)
         model.compile(adam(2e-4), adam(2e-4))
         model.g_optimizer.build(generator.trainable_variables)
@@ -84,13 +85,15 @@ def cmd_train_step(args):
     run_once, model = build_step(args.task, args.size, args.batch, args.width, args.xla)
     seconds, times = timed(run_once, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
     return {"benchmark": "train-step", "task": args.task, "size": args.size, "batch": args.batch,
-            "width": args.width, "precision": precision, "xla": args.xla, "seconds_per_step": seconds,
+            "width": args.width, "mixed_precision_flag": args.mixed_precision, "precision": precision,
+            "xla": args.xla, "seconds_per_step": seconds,
             "images_per_second": args.batch / seconds, "repeats_seconds_per_step": times,
             "parameters": sum(int(np.prod(v.shape)) for v in model.trainable_variables), **peak_memory_mb(),
             **machine()}
 
 
 def cmd_data(args):
+    import models  # noqa: F401  (before datasets imports TensorFlow: oneDNN on, as in training)
     import datasets
 
     ds = datasets.load_labeled(args.data)
@@ -105,10 +108,33 @@ def cmd_data(args):
             "seconds_per_batch": seconds, "images_per_second": args.batch / seconds, **peak_memory_mb(), **machine()}
 
 
+def _allow_cpu_torchvision(torch):
+    """Lets PyPI's torchvision (built for CUDA torch) import beside a CPU-only torch.
+
+    Its C extension cannot load there, and its import then stops at registering fake kernels for two ops
+    that extension would have defined. smp needs only torchvision's Python ResNet, so defining those two
+    schemas (never run) is enough.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or hasattr(torch.ops, "torchvision") and hasattr(torch.ops.torchvision, "nms"):
+        return
+    try:
+        torch.ops.load_library(os.path.join(os.path.dirname(spec.origin), "_C.so"))
+    except (OSError, RuntimeError):
+        global _TORCHVISION_SHIM
+        _TORCHVISION_SHIM = torch.library.Library("torchvision", "DEF")
+        for op in ("nms", "qnms"):
+            _TORCHVISION_SHIM.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+
 def cmd_peer(args):
     try:
-        import segmentation_models_pytorch as smp
         import torch
+
+        _allow_cpu_torchvision(torch)
+        import segmentation_models_pytorch as smp
     except ImportError:
         raise SystemExit("error: peer needs torch and segmentation-models-pytorch: pip install -e '.[bench]'")
     torch.manual_seed(0)
@@ -126,14 +152,29 @@ def cmd_peer(args):
         loss.backward()
         optimizer.step()
 
-    seconds, times = timed(run_once, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
-    peer = {"benchmark": "peer", "framework": f"torch {torch.__version__}, smp {smp.__version__}",
-            "size": args.size, "batch": args.batch, "threads": torch.get_num_threads(), "seconds_per_step": seconds,
-            "images_per_second": args.batch / seconds, "parameters": sum(p.numel() for p in model.parameters())}
-    ours = cmd_train_step(argparse.Namespace(**{**vars(args), "task": "segment", "width": 1.0}))
-    peer["ours_images_per_second"] = ours["images_per_second"]
-    peer["ratio_ours_to_peer"] = ours["images_per_second"] / peer["images_per_second"]
-    return {**peer, **machine()}
+    from models.runtime import set_precision
+
+    precision = set_precision(args.mixed_precision)
+    ours_once, ours_model = build_step("segment", args.size, args.batch, 1.0, args.xla)
+    # Alternating rounds (peer, ours, ours, peer, ...), so that a load that comes and goes hits both alike.
+    for _ in range(args.warmup):
+        run_once(), ours_once()
+    times = {"peer": [], "ours": []}
+    for round_ in range(args.repeats):
+        order = (("peer", run_once), ("ours", ours_once))
+        for name, once in order if round_ % 2 == 0 else order[::-1]:
+            times[name] += timed(once, warmup=0, repeats=1, steps=args.steps)[1]
+    peer_s, ours_s = statistics.median(times["peer"]), statistics.median(times["ours"])
+    return {"benchmark": "peer", "framework": f"torch {torch.__version__}, smp {smp.__version__}",
+            "size": args.size, "batch": args.batch, "threads": torch.get_num_threads(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "seconds_per_step": peer_s,
+            "images_per_second": args.batch / peer_s, "repeats_seconds_per_step": times["peer"],
+            "parameters": sum(p.numel() for p in model.parameters()), "ours_precision": precision,
+            "ours_seconds_per_step": ours_s, "ours_images_per_second": args.batch / ours_s,
+            "ours_repeats_seconds_per_step": times["ours"],
+            "ours_parameters": sum(int(np.prod(v.shape)) for v in ours_model.trainable_variables),
+            "ratio_ours_to_peer": peer_s / ours_s,
+            "ratio_per_round": [p / o for p, o in zip(times["peer"], times["ours"])], **peak_memory_mb(), **machine()}
 
 
 def cmd_predict(args):
@@ -193,6 +234,7 @@ def cmd_scale(args):
 
     import datasets
     from models import ColorizationGAN, build_discriminator, build_generator
+    from models.resnet import scaled
     from models.optimizers import FusedAdam
 
     folder = make_image_folder(args.folder or f"~/.cache/surrogate-supervision/scale_{args.files}", args.files)
@@ -206,7 +248,7 @@ def cmd_scale(args):
         nonlocal tick
         phases[name], tick = time.perf_counter() - tick, time.perf_counter()
 
-    generator, discriminator = build_generator(width=args.width), build_discriminator()
+    generator, discriminator = build_generator(width=args.width), build_discriminator(filters=scaled(64, args.width))
     gan = ColorizationGAN(generator, discriminator)
     gan.compile(FusedAdam(2e-4, beta_1=0.5), FusedAdam(2e-4, beta_1=0.5))
     gan.g_optimizer.build(generator.trainable_variables)  # as pretrain/colorize.py does, before tracing
@@ -288,14 +330,33 @@ def cmd_profile(args):
             **machine()}
 
 
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_model():
+    for line in open("/proc/cpuinfo") if os.path.exists("/proc/cpuinfo") else ():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def machine():
+    """Where a figure was taken: CPU model, its vector ISA flags and any oneDNN / ATen instruction-set cap."""
     import platform
 
     import tensorflow as tf
 
+    from models.runtime import cpu_flags, onednn_enabled, onednn_isa_cap
+
     gpus = tf.config.list_physical_devices("GPU")
+    flags = cpu_flags()
     return {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs" + (f", {len(gpus)} GPU(s)" if gpus else ""),
-            "tensorflow": tf.__version__}
+            "cpu_model": cpu_model(), "cpu_isa": [f for f in ISA_FLAGS if f in flags],
+            "tensorflow_onednn": onednn_enabled(), "onednn_max_cpu_isa": onednn_isa_cap() or "native",
+            "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", "native"),
+            "load_average_1min": os.getloadavg()[0], "tensorflow": tf.__version__}
 
 
 def parse_args(argv=None):

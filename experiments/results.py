@@ -11,9 +11,33 @@ from pathlib import Path
 
 from models.training import read_json, write_atomic, write_json
 
-COLUMNS = ("init", "frac", "seed", "n_train", "dice_mean", "dice_grouped", "miou", "pixel_accuracy", "steps",
-           "wall_seconds", "status", "run_dir", "note")
+COLUMNS = ("init", "frac", "seed", "n_train", "dice_mean", "dice_grouped", "dice_foreground", "miou", "pixel_accuracy",
+           "steps", "best_step", "stopped_step", "wall_seconds", "status", "run_dir", "note")
+SCORES = ("dice_mean", "dice_grouped", "dice_foreground", "miou", "pixel_accuracy")
 STATE_FILE = "runner_state.json"
+# Each pretext arm: the init fine-tuning starts from it, and where colorize.py starts (--init). `control` trains on
+# the gray target, the others on colour.
+PRETEXTS = {"scratch": ("surrogate", "scratch"), "imagenet": ("imagenet+surrogate", "imagenet"),
+            "control": ("control", "scratch")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Pretraining:
+    """Pretraining run `index` (its --seed) of a pretext arm: `scratch` and `imagenet` colorize, `control`
+    gives back the gray input. Run 0 keeps the arm's bare name, so a one-run grid reads as before."""
+    arm: str
+    index: int = 0
+
+    @property
+    def name(self):
+        return self.arm + (f"_seed{self.index}" if self.index else "")
+
+    @property
+    def start(self):
+        return PRETEXTS[self.arm][1]
+
+    def run_dir(self, experiment):
+        return Path(experiment) / "pretrain" / self.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,13 +53,10 @@ class Cell:
     def run_dir(self, experiment):
         return Path(experiment) / self.name
 
-    def pretraining(self):
-        """The colorization start this cell needs, or None."""
-        if self.init == "surrogate":
-            return "scratch"
-        if self.init == "imagenet+surrogate":
-            return "imagenet"
-        return None
+    def pretraining(self, pretrain_seeds=1):
+        """The pretraining run this cell starts from (fine-tuning seed i from run i mod P), or None."""
+        arms = [arm for arm, (init, _) in PRETEXTS.items() if init == self.init]
+        return Pretraining(arms[0], self.seed % pretrain_seeds) if arms else None
 
 
 def read_runner_state(experiment):
@@ -54,7 +75,8 @@ def cell_row(experiment, cell, state):
            "wall_seconds": round(entry.get("wall_seconds", 0.0), 1)}
     if metrics:
         row.update(n_train=metrics["n_train_images"], steps=metrics["steps"], status="done", note="",
-                   **{k: round(metrics[k], 6) for k in ("dice_mean", "dice_grouped", "miou", "pixel_accuracy")})
+                   best_step=metrics.get("best_step"), stopped_step=metrics.get("stopped_step"),
+                   **{k: round(metrics[k], 6) for k in SCORES if metrics.get(k) is not None})
     else:
         row.update(status=entry.get("status", "pending"), note=entry.get("error", ""))
     return row
@@ -76,8 +98,8 @@ def read_results(experiment):
     with open(Path(experiment) / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
-        for key in ("frac", "dice_mean", "dice_grouped", "miou", "pixel_accuracy", "wall_seconds"):
+        for key in ("frac", "wall_seconds") + SCORES:
             row[key] = float(row[key]) if row.get(key) not in (None, "") else None
-        for key in ("seed", "n_train", "steps"):
+        for key in ("seed", "n_train", "steps", "best_step", "stopped_step"):
             row[key] = int(row[key]) if row.get(key) not in (None, "") else None
     return rows

@@ -4,8 +4,8 @@
 
 Every format maps float32 RGB images in [-1, 1], NHWC, to logits at input resolution: one channel per class
 (label = argmax), or one channel for a --loss bce run (label = logit > 0). SavedModel (endpoint `serve`) and
-ONNX take any batch and image size; padding sides to a multiple of 16 with 1.0, as finetune/inference.py
-does, reproduces the run's own evaluation. TFLite needs static shapes, so its input is fixed at
+ONNX take any batch and image size; padding sides to 16k + 1 with 1.0, as finetune/inference.py does,
+reproduces the run's own evaluation. TFLite needs static shapes, so its input is fixed at
 1 x SIZE x SIZE x 3 (--size, default the run's --crop). ONNX needs the optional packages tf2onnx and
 onnxruntime.
 
@@ -45,6 +45,7 @@ from models.training import write_json  # noqa: E402
 
 MIN_AGREEMENT = 0.999
 DEFAULT_OUT = {"savedmodel": "export/saved_model", "tflite": "export/model.tflite", "onnx": "export/model.onnx"}
+FILE_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}  # the exporters refuse other names
 ONNX_PACKAGES = ("tf2onnx", "onnxruntime")
 
 
@@ -62,6 +63,10 @@ def parse_args(argv=None):
     p.add_argument("--samples", type=int, default=4, help="number of check images")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per check image (the median is reported)")
     args = p.parse_args(argv)
+    suffix = FILE_SUFFIX.get(args.format)
+    if args.out is not None and suffix and args.out.suffix != suffix:
+        p.error(f"--out {args.out}: a {args.format} export is one file ending in {suffix}, "
+                f"e.g. --out {args.out / ('model' + suffix)}")
     for name in ("size", "samples", "repeats"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be positive, got {getattr(args, name)}")

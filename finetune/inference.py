@@ -1,4 +1,4 @@
-"""Whole-image prediction: pad to the network's stride, or cut overlapping tiles when an image is too big.
+"""Whole-image prediction: pad to the network's training grid, or cut overlapping tiles when an image is too big.
 
 Tiles overlap and their logits are blended with a weight that falls towards each tile's border, so seams
 do not show and memory stays bounded by the tile size whatever the image size.
@@ -7,7 +7,7 @@ do not show and memory stays bounded by the tile size whatever the image size.
 import numpy as np
 import tensorflow as tf
 
-from datasets import pad_to_multiple
+from datasets import pad_to_grid
 
 
 def to_network_input(image_uint8):
@@ -20,14 +20,15 @@ class Predictor:
 
     Args:
         model: images in [-1, 1] → logits at input resolution.
-        multiple: pad sides to a multiple of this (the output stride), with the training padding value.
+        stride: pad sides to stride·k + 1 (513, 193 ... as training crops are), with the training padding
+            value, so every feature of the output-stride map sees image on both sides as in training.
         max_side: images with a longer side are predicted by tiles of `tile` pixels.
         overlap: fraction of a tile shared with its neighbour.
     """
 
-    def __init__(self, model, *, multiple=16, max_side=1025, tile=513, overlap=0.25):
+    def __init__(self, model, *, stride=16, max_side=1025, tile=513, overlap=0.25):
         self.model = model
-        self.multiple = multiple
+        self.stride = stride
         self.max_side = max_side
         self.tile = tile
         self.overlap = overlap
@@ -37,7 +38,7 @@ class Predictor:
         return self.model(x, training=False)
 
     def _whole(self, image):
-        padded, (h, w) = pad_to_multiple(image, self.multiple)
+        padded, (h, w) = pad_to_grid(image, self.stride)
         return self._forward(padded[None]).numpy()[0, :h, :w]
 
     def _tiled(self, image):

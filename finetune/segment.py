@@ -3,9 +3,12 @@
     python finetune/segment.py --data ROOT --init surrogate --surrogate runs/colorize --frac 0.25 --out RUN
 
 Trains on a nested fraction of the training split, selects the best checkpoint by validation mean Dice,
-and reports test-split metrics in RUN/metrics.json. With no --data the built-in synthetic set is used.
+and reports test-split metrics in RUN/metrics.json and each test image's confusion counts in
+RUN/test_counts.json. `--patience N` stops once validation stopped improving. With no --data the built-in
+synthetic set is used.
 """
 
+import json
 import sys
 
 import numpy as np
@@ -29,9 +32,14 @@ from models.surrogate_checkpoints import choose_surrogate  # noqa: E402
 from models.optimizers import make_adam  # noqa: E402
 from models.runtime import configure, is_chief, wait_for_workers  # noqa: E402
 from models.training import Checkpoints, read_json, train_loop, write_atomic, write_json  # noqa: E402
+from models.transfer import ARCHITECTURE_FILE, TransferError, resolve_surrogate  # noqa: E402
 from models.visualize import overlay, tile, write_png  # noqa: E402
 
 BEST_WEIGHTS = "best.weights.h5"
+TEST_COUNTS = "test_counts.json"
+# The pretext each generator-based init expects: `control` must start from the no-colour (gray) target, the
+# colour arms from a colour one, or the grid would compare an arm with itself.
+PRETEXT_INITS = ("surrogate", "imagenet+surrogate", "control")
 
 
 def parse_args(argv=None):
@@ -41,7 +49,15 @@ def parse_args(argv=None):
               "frac", "loss", "freeze_encoder", "group", "mixed_precision", "xla", "distribute", "checkpoint_every",
               "eval_every", "skip_bad", "deterministic", steps=300_000, lr=1e-4)
     p.add_argument("--val-images", type=int, default=None, help="validate on at most this many images (all by default)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop when validation mean Dice has not improved for this many evaluations (--steps stays "
+                        "the cap; default: train to --steps)")
     args = p.parse_args(argv)
+    if args.patience is not None and args.patience < 1:
+        p.error(f"--patience must be at least 1, got {args.patience}")
+    if args.patience and args.distribute == "multiworker":
+        p.error("--patience: not with --distribute multiworker (validation runs on the chief only, so the other "
+                "workers could not stop with it)")
     if args.init not in INITS:
         p.error(f"Wrong --init {args.init!r}, supported: {', '.join(INITS)}")
     if not 0 < args.frac <= 1:
@@ -64,6 +80,20 @@ def load_checked_dataset(args):
     return ds, len(problems)
 
 
+def check_pretext(init, surrogate):
+    """Refuses a generator trained for the other pretext: `control` needs a `--predict gray` run, the colour
+    arms a colour one (rgb or chroma)."""
+    if init not in PRETEXT_INITS or surrogate is None:
+        return
+    arch_file = resolve_surrogate(surrogate).parent / ARCHITECTURE_FILE
+    output = json.loads(arch_file.read_text()).get("output", "rgb") if arch_file.is_file() else "rgb"
+    if (init == "control") != (output == "gray"):
+        wanted = "a --predict gray (no-colour) run" if init == "control" else \
+            "a colour run (--predict rgb or chroma, or --colour-loss classify)"
+        raise TransferError(f"--surrogate {surrogate}: its generator was trained with --predict {output}; "
+                            f"--init {init} needs {wanted}")
+
+
 def build_model(args, num_classes):
     num_outputs = 1 if args.loss == "bce" else num_classes
     if args.loss == "bce" and num_classes != 2:
@@ -77,11 +107,13 @@ def build_model(args, num_classes):
 
 
 class Evaluator:
-    """Scores a split on whole images (tiles when too big) and writes prediction overlays."""
+    """Scores a split on whole images (tiles when too big) and writes prediction overlays; keeps each
+    image's confusion matrix in `per_image` (stem → counts) for scores recomputed later."""
 
     def __init__(self, model, ds, stems, groups):
         self.predictor = Predictor(model)
         self.ds, self.stems, self.groups = ds, stems, groups
+        self.per_image = {}
 
     def __call__(self, limit_images=0):
         k = self.ds.num_classes
@@ -90,7 +122,8 @@ class Evaluator:
         for stem in self.stems:
             image, mask = self.ds.read_pair(stem)
             prediction = self.predictor.labels(image)
-            matrix += confusion_matrix(mask, prediction, k)
+            self.per_image[stem] = confusion_matrix(mask, prediction, k)
+            matrix += self.per_image[stem]
             if len(shown) < limit_images:
                 shown.append([image, overlay(image, mask, k), overlay(image, prediction, k)])
         return segmentation_metrics(matrix, self.ds.class_names, self.groups), shown
@@ -141,8 +174,9 @@ def main(args):
         model.optimizer.build(model.trainable_variables)
     checkpoints = Checkpoints(out, model=model, optimizer=model.optimizer)
     if tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
-        surrogate = choose_surrogate(args.surrogate, args.surrogate_checkpoint) if args.init.endswith("surrogate") \
+        surrogate = choose_surrogate(args.surrogate, args.surrogate_checkpoint) if args.init in PRETEXT_INITS \
             else args.surrogate
+        check_pretext(args.init, surrogate)
         report = transfer_weights(model, args.init, imagenet_weights=args.imagenet_weights, surrogate=surrogate)
         print(report.summary(), file=sys.stderr)
         write_json(out / "init.json", vars(report))
@@ -158,10 +192,12 @@ def main(args):
         with writer.as_default(step=step):
             for key in ("dice_mean", "dice_grouped", "miou", "pixel_accuracy"):
                 tf.summary.scalar(f"val/{key}", metrics[key])
-        best = read_json(best_file, {}).get("val_dice_mean", -1.0)
-        if metrics["dice_mean"] > best:
+        best = read_json(best_file, {})
+        if metrics["dice_mean"] > best.get("val_dice_mean", -1.0):
             save_weights_atomic(model, out / BEST_WEIGHTS)
-            write_json(best_file, {"step": step, "val_dice_mean": metrics["dice_mean"]})
+            best = {"step": step, "val_dice_mean": metrics["dice_mean"]}
+            write_json(best_file, best)
+        return is_plateau(best["step"], step, args)
 
     counter = datasets.SkipCounter() if args.skip_bad else None
 
@@ -171,30 +207,47 @@ def main(args):
             seed=args.seed, start_index=start, skip_bad=args.skip_bad, num_classes=ds.num_classes,
             palette=ds.palette, counter=counter)
 
-    train_loop(model.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
-               global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=model.metrics,
-               writer=writer, hooks=[(args.eval_every, evaluate)], xla=args.xla, desc=f"segment {args.init}")
+    last = tf.train.latest_checkpoint(str(checkpoints.shared))
+    stopped_step = int(last.rsplit("-", 1)[1]) if last else 0
+    if not is_plateau(read_json(best_file, {}).get("step"), stopped_step, args):  # resumed after stopping early
+        train_loop(model.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
+                   global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=model.metrics,
+                   writer=writer, hooks=[(args.eval_every, evaluate)], xla=args.xla, desc=f"segment {args.init}")
+        stopped_step = int(checkpoints.step.numpy())
     if chief:
-        evaluate_on_test(model, ds, splits, groups, train, args)
+        evaluate_on_test(model, ds, splits, groups, train, args, stopped_step)
     wait_for_workers(strategy)
     return 0
 
 
-def evaluate_on_test(model, ds, splits, groups, train, args):
-    """The chief's last step: the best validation checkpoint on the test split, metrics.json and a grid."""
+def is_plateau(best_step, step, args):
+    """True once `--patience` evaluations in a row (one every --eval-every steps) have not beaten the best
+    validation mean Dice. Decided from steps alone, so a resumed run stops where an uninterrupted one would."""
+    return bool(args.patience) and best_step is not None and step - best_step >= args.patience * args.eval_every
+
+
+def evaluate_on_test(model, ds, splits, groups, train, args, stopped_step):
+    """The chief's last step: the best validation checkpoint on the test split, metrics.json, each test image's
+    confusion counts (every statistic can be recomputed from them without the weights) and a grid."""
     out = args.out
     best_file = out / "best.json"
     network_only(model).load_weights(out / BEST_WEIGHTS)
-    metrics, shown = Evaluator(model, ds, splits["test"], groups)(limit_images=4)
+    evaluator = Evaluator(model, ds, splits["test"], groups)
+    metrics, shown = evaluator(limit_images=4)
     best = read_json(best_file, {})
     metrics.update(n_test_images=len(splits["test"]), n_train_images=len(train), init=args.init, frac=args.frac,
-                   seed=args.seed, steps=args.steps, best_step=best.get("step"),
-                   val_dice_mean=best.get("val_dice_mean"), classes=ds.class_names)
+                   seed=args.seed, steps=args.steps, best_step=best.get("step"), stopped_step=stopped_step,
+                   patience=args.patience, val_dice_mean=best.get("val_dice_mean"), classes=ds.class_names)
+    write_json(out / TEST_COUNTS, {"classes": ds.class_names, "groups": metrics["groups"],
+                                   "rows": "truth", "columns": "prediction",
+                                   "confusion": {stem: m.tolist() for stem, m in evaluator.per_image.items()}})
     if shown:
         write_prediction_grid(shown, out / "predictions.png")
     write_json(out / "metrics.json", metrics)
+    cap = " (hit the --steps cap)" if stopped_step >= args.steps else ""
     print(f"test: dice_mean {metrics['dice_mean']:.4f}, dice_grouped {metrics['dice_grouped']:.4f}, "
-          f"mIoU {metrics['miou']:.4f} ({len(splits['test'])} images; best val step {best.get('step')})")
+          f"mIoU {metrics['miou']:.4f} ({len(splits['test'])} images; best val step {best.get('step')}, "
+          f"stopped at step {stopped_step}{cap})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Networks and weight transfer: DeepLabV3+ ResNet50 (segmenter and colorization generator), the conditional
 PatchGAN discriminator, the colorization GAN, and `--init` transfers."""
 
+from models import cpu  # noqa: F401  (first: settings TensorFlow reads when it loads)
 from models.deeplab import build_deeplabv3plus, build_generator
 from models.discriminator import build_discriminator
 from models.gan import ColorizationGAN

@@ -31,7 +31,7 @@ FLAGS = {
     "width": dict(type=float, default=1.0, help="channel multiplier (1.0 is the real model)"),
     "output_stride": dict(type=int, choices=(8, 16), default=16, help="backbone output stride"),
     "regular_conv": dict(action="store_true", help="regular 3x3 convolutions in ASPP/decoder instead of atrous separable ones"),
-    "init": dict(default="scratch", help="how the network starts: scratch | imagenet | surrogate | imagenet+surrogate"),
+    "init": dict(default="scratch", help="how the network starts: scratch | imagenet | surrogate | imagenet+surrogate | control (a generator pretrained on the no-colour target)"),
     "imagenet_weights": dict(type=Path, default=None, help="local Keras ResNet50 ImageNet weights file (default: Keras' download and cache)"),
     "surrogate": dict(type=Path, default=None, help="colorization run directory or its generator.weights.h5"),
     "surrogate_checkpoint": dict(choices=("final", "best-probe"), default="final", help="with --surrogate RUN: its last generator, or the one its downstream probe scored best (colorize.py --probe-data)"),
@@ -49,8 +49,9 @@ FLAGS = {
     "deterministic": dict(action="store_true", help="deterministic ops and data order"),
 }
 # Flags that fix what a run computes: a resumed run must not change them.
-RESUME_FIXED = ("crop", "batch", "seed", "split_seed", "backbone", "width", "output_stride", "regular_conv", "init", "frac",
-                "loss", "gan_loss", "l1_weight", "predict", "lr", "beta1", "beta2", "colour_loss", "gan_weight", "surrogate_checkpoint")
+RESUME_FIXED = ("data", "holdout", "video_every", "crop", "batch", "seed", "split_seed", "backbone", "width",
+                "output_stride", "regular_conv", "init", "frac", "loss", "freeze_encoder", "val_images", "gan_loss",
+                "l1_weight", "predict", "lr", "beta1", "beta2", "colour_loss", "gan_weight", "surrogate_checkpoint")
 
 
 def add_flags(parser, *names, **defaults):
@@ -75,6 +76,13 @@ def _config(args):
     return config
 
 
+def _comparable(key, value):
+    """`--data` names the same files whether given relative or absolute."""
+    if key == "data" and value:
+        return [str(Path(p).resolve()) for p in value]
+    return value
+
+
 def check_resume(args, out):
     """Refuses to resume, or to call finished, a run in `out` whose computation-defining flags changed."""
     out = Path(out)
@@ -82,7 +90,7 @@ def check_resume(args, out):
     if path.is_file() and (out / "checkpoints").is_dir():
         previous = json.loads(path.read_text())
         for key in RESUME_FIXED:
-            if key in previous and key in config and previous[key] != config[key]:
+            if key in previous and key in config and _comparable(key, previous[key]) != _comparable(key, config[key]):
                 raise ValueError(f"--{key.replace('_', '-')} {config[key]} differs from the run being resumed "
                                  f"in {out} ({previous[key]}); use a new --out")
     return config

@@ -10,15 +10,17 @@ from keras import layers
 from models.batchnorm import batch_norm
 
 
-def build_discriminator(*, input_size=None, filters=64):
-    """Conditional PatchGAN: [rgb (B,h,w,3), gray (B,h,w,3)] → patch logits (B,h/4,w/4,1), float32.
+def build_discriminator(*, input_size=None, filters=64, layers_count=3):
+    """Conditional PatchGAN: [rgb (B,h,w,3), gray (B,h,w,3)] → patch logits, float32.
 
-    4×4 strided convolutions 64 → 128 (with BatchNorm) and LeakyReLU 0.2, then a 4×4 convolution to one
-    logit per patch. The per-image score is the mean over the map (see `models.gan`).
+    pix2pix's 70×70 PatchGAN (`layers_count=3`): 4×4 convolutions C64–C128–C256 at stride 2 and C512 at
+    stride 1, BatchNorm on all but the first, LeakyReLU 0.2, then a 4×4 convolution to one logit per patch.
+    Each logit sees 70×70 pixels of the stride-4 images (a quarter of a 513 crop); the loss is taken per
+    patch (see `models.gan`). `layers_count=1` is the shallower C64–C128 (22×22 patches) of earlier versions.
 
     Example:
         >>> build_discriminator()([np.zeros((1, 129, 129, 3))] * 2).shape
-        TensorShape([1, 33, 33, 1])
+        TensorShape([1, 17, 17, 1])
     """
     shape = (input_size, input_size, 3)
     rgb = keras.Input(shape, name="rgb")
@@ -26,8 +28,12 @@ def build_discriminator(*, input_size=None, filters=64):
     x = layers.Concatenate(name="disc_concat")([rgb, gray])
     x = layers.Conv2D(filters, 4, strides=2, padding="same", name="disc_conv1")(x)
     x = layers.LeakyReLU(0.2, name="disc_lrelu1")(x)
-    x = layers.Conv2D(2 * filters, 4, strides=2, padding="same", use_bias=False, name="disc_conv2")(x)
-    x = batch_norm("disc_conv2_bn", 1e-5)(x)
-    x = layers.LeakyReLU(0.2, name="disc_lrelu2")(x)
+    for n in range(1, layers_count + 1):
+        last = n == layers_count and n > 1
+        channels = filters * min(2 ** n, 8)
+        x = layers.Conv2D(channels, 4, strides=1 if last else 2, padding="same", use_bias=False,
+                          name=f"disc_conv{n + 1}")(x)
+        x = batch_norm(f"disc_conv{n + 1}_bn", 1e-5)(x)
+        x = layers.LeakyReLU(0.2, name=f"disc_lrelu{n + 1}")(x)
     logits = layers.Conv2D(1, 4, padding="same", dtype="float32", name="disc_logits")(x)
     return keras.Model([rgb, gray], logits, name="discriminator")

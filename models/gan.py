@@ -1,9 +1,11 @@
 """The colorization GAN: a DeepLabV3+ generator against a conditional PatchGAN, pix2pix-style.
 
 Losses (Mao et al., "Least Squares GANs", ICCV 2017; Isola et al., pix2pix, CVPR 2017), with g = gray input,
-x = real RGB, G(g) the colorization and D(·, g) the mean patch score:
-    least squares  D: ½[(D(x,g) − 1)² + D(G(g),g)²]      G: (D(G(g),g) − 1)² + λ·|G(g) − x|₁
-    vanilla        D: BCE(D(x,g), 1) + BCE(D(G(g),g), 0)  G: BCE(D(G(g),g), 1) + λ·|G(g) − x|₁
+x = real RGB, G(g) the colorization and D_p(·, g) the logit of patch p, each averaged over the patches:
+    least squares  D: ½[(D_p(x,g) − 1)² + D_p(G(g),g)²]      G: (D_p(G(g),g) − 1)² + λ·|G(g) − x|₁
+    vanilla        D: BCE(D_p(x,g), 1) + BCE(D_p(G(g),g), 0)  G: BCE(D_p(G(g),g), 1) + λ·|G(g) − x|₁
+The loss is taken per patch, then averaged, as pix2pix does: the loss of the mean logit would score a map
+half at +1 and half at −1 as a perfect real, and lose the per-patch feedback that makes a PatchGAN local.
 The generator's adversarial term is multiplied by μ (`gan_weight`, 1 in the recipe; 0 trains colour alone);
 subclasses may replace the colour term λ·|G(g) − x|₁ through `generate` (see `models/colour_classify.py`).
 """
@@ -14,24 +16,25 @@ import tensorflow as tf
 GAN_LOSSES = ("lsgan", "vanilla")
 
 
-def patch_score(logits):
-    """Per-image score: the mean over the patch-logits map."""
-    return tf.reduce_mean(logits, axis=[1, 2, 3])
+def per_image(patch_losses):
+    """Per-image loss: the mean over the patch map (B, h, w, 1) → (B,)."""
+    return tf.reduce_mean(patch_losses, axis=[1, 2, 3])
 
 
-def discriminator_loss(real_score, fake_score, kind):
+def discriminator_loss(real_logits, fake_logits, kind):
+    """Per image, from the patch-logit maps of real and colorized pairs."""
     if kind == "lsgan":
-        return 0.5 * (tf.square(real_score - 1.0) + tf.square(fake_score))
-    bce = tf.nn.sigmoid_cross_entropy_with_logits  # per image, like lsgan (Keras' BCE averages the batch)
-    return bce(labels=tf.ones_like(real_score), logits=real_score) + bce(
-        labels=tf.zeros_like(fake_score), logits=fake_score
-    )
+        return per_image(0.5 * (tf.square(real_logits - 1.0) + tf.square(fake_logits)))
+    bce = tf.nn.sigmoid_cross_entropy_with_logits  # per patch (Keras' BCE would average the batch too)
+    return per_image(bce(labels=tf.ones_like(real_logits), logits=real_logits)
+                     + bce(labels=tf.zeros_like(fake_logits), logits=fake_logits))
 
 
-def generator_adversarial_loss(fake_score, kind):
+def generator_adversarial_loss(fake_logits, kind):
+    """Per image, from the patch-logit map of colorized pairs."""
     if kind == "lsgan":
-        return tf.square(fake_score - 1.0)
-    return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(fake_score), logits=fake_score)
+        return per_image(tf.square(fake_logits - 1.0))
+    return per_image(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(fake_logits), logits=fake_logits))
 
 
 class ColorizationGAN(keras.Model):
@@ -87,16 +90,16 @@ class ColorizationGAN(keras.Model):
             fake, colour = self.generate(batch)
             # 2. Discriminator: real pairs towards 1, colorized pairs towards 0; the generator is held fixed.
             with g_tape.stop_recording(), tf.GradientTape() as d_tape:
-                real_score = patch_score(self.discriminator([real, gray_small], training=True))
-                fake_score = patch_score(self.discriminator([tf.stop_gradient(fake), gray_small], training=True))
-                d_loss = self._replica_mean(discriminator_loss(real_score, fake_score, self.gan_loss))
+                real_logits = self.discriminator([real, gray_small], training=True)
+                fake_logits = self.discriminator([tf.stop_gradient(fake), gray_small], training=True)
+                d_loss = self._replica_mean(discriminator_loss(real_logits, fake_logits, self.gan_loss))
                 scaled = self.d_optimizer.scale_loss(d_loss)
             with g_tape.stop_recording():
                 d_vars = self.discriminator.trainable_variables
                 self.d_optimizer.apply_gradients(zip(d_tape.gradient(scaled, d_vars), d_vars))
             # 3. Generator: fool the updated discriminator and stay close to the real colours (L1).
-            fake_score = patch_score(self.discriminator([fake, gray_small], training=True))
-            g_adv = self._replica_mean(generator_adversarial_loss(fake_score, self.gan_loss))
+            fake_logits = self.discriminator([fake, gray_small], training=True)
+            g_adv = self._replica_mean(generator_adversarial_loss(fake_logits, self.gan_loss))
             g_l1 = self._replica_mean(tf.reduce_mean(tf.abs(fake - real), axis=[1, 2, 3]))
             scaled = self.g_optimizer.scale_loss(self.gan_weight * g_adv + self._replica_mean(colour))
         g_vars = self.generator.trainable_variables

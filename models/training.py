@@ -58,15 +58,26 @@ def write_json(path, obj):
     write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def random_states(**models):
+    """The state of every layer's random-number generator (Dropout's masks), by model and layer name.
+
+    Keras keeps these out of a model's checkpoint; without them a resumed run would draw the dropout masks
+    of a fresh start, not those the uninterrupted run draws next.
+    """
+    return {f"{model_name}/{layer.name}": layer.seed_generator.state
+            for model_name, model in models.items() if hasattr(model, "layers")
+            for layer in model.layers if getattr(layer, "seed_generator", None) is not None}
+
+
 class Checkpoints:
-    """Model and optimizer states plus the step, every N steps; the last two are kept.
+    """Model and optimizer states, dropout's random state and the step, every N steps; the last two are kept.
 
     In a multi-worker run every worker must take part in saving; only the chief's copy is kept.
     """
 
     def __init__(self, run_dir, max_to_keep=2, **trackables):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
+        self.checkpoint = tf.train.Checkpoint(step=self.step, random_states=random_states(**trackables), **trackables)
         self.chief = is_chief()
         self.shared = Path(run_dir) / "checkpoints"
         directory = self.shared
@@ -151,7 +162,9 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
         step_fn: per-replica step, batch → dict of scalar logs (e.g. a Keras model's `train_step`).
         make_dataset: start element → a `tf.data.Dataset` of global batches from that element on.
         metrics: Keras metrics behind the logs, reset after each TensorBoard write.
-        hooks: (every, fn(step, logs)) pairs, run on the chief every `every` steps and at the end.
+        hooks: (every, fn(step, logs)) pairs, run on the chief every `every` steps and at the end. A hook
+            that returns True ends the run early (e.g. validation stopped improving): the step is
+            checkpointed and the loop returns. Single-process strategies only: other workers cannot hear it.
     """
     start = checkpoints.restore()
     if start >= steps:
@@ -185,10 +198,13 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
                         tf.summary.scalar("train/images_per_second", rate)
                 for metric in metrics:
                     metric.reset_state()
+            stop = False
             for hook in hooks_due:
-                hook(step, logs)
-            if save_due:
+                stop = bool(hook(step, logs)) or stop
+            if save_due or stop:
                 checkpoints.save(step)
             if interrupt.raised:
                 raise Interrupted(step)
+            if stop:
+                break
     return start

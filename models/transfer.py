@@ -15,7 +15,7 @@ import numpy as np
 from models.deeplab import HEAD_LAYER, build_generator
 from models.resnet import is_backbone_layer
 
-INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate")
+INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate", "control")  # control: a --predict gray generator
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
 IMAGENET_HASH = "4d473c1dd8becc155b73f8504c6f6626"
@@ -103,8 +103,28 @@ def download_imagenet_weights():
         ) from None
 
 
+# Keras' ResNet50 ImageNet weights expect "caffe" input: BGR, 0-255, minus these channel means (B, G, R).
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
+FIRST_CONV = "conv1_conv"
+
+
+def fold_caffe_preprocessing(kernel, bias):
+    """conv1's (kernel, bias) for RGB input in [-1, 1] from those trained on caffe input.
+
+    caffe_k = 127.5·(x_rgb(k) + 1) − mean_k for BGR channel k, so the kernel's input channels are reversed
+    and scaled by 127.5 and the constant 127.5 − mean_k moves into the bias. Exact wherever the 7×7 window
+    lies inside the image; on the outer 2 output rows and columns the folded bias assumes image where
+    the zero padding is (our padding is pixel 127.5, Keras' is the ImageNet mean colour), a difference
+    of at most 24 grey levels on the few padded taps.
+    """
+    kernel = np.asarray(kernel, np.float64)
+    folded_bias = np.asarray(bias, np.float64) + np.einsum("hwko,k->o", kernel, 127.5 - CAFFE_MEAN_BGR)
+    return [(127.5 * kernel[:, :, ::-1]).astype(np.float32), folded_bias.astype(np.float32)]
+
+
 def load_imagenet(model, weights_path=None):
-    """Copies ImageNet ResNet50 weights into every backbone layer of `model`."""
+    """Copies ImageNet ResNet50 weights into every backbone layer of `model`, with their caffe input
+    convention folded into conv1, so the network keeps its one input contract (RGB in [-1, 1])."""
     arch = getattr(model, "architecture", {})
     if weights_path is None and (arch.get("backbone", "resnet50") != "resnet50" or arch.get("width", 1.0) != 1.0):
         raise TransferError(f"ImageNet weights exist for the standard 'resnet50' at width 1.0 only; this network is "
@@ -119,6 +139,8 @@ def load_imagenet(model, weights_path=None):
             f"{source}: has no weights for backbone layers {missing[:3]}... ImageNet weights exist for the "
             f"standard 'resnet50' backbone only; got {getattr(model, 'architecture', {}).get('backbone')}"
         )
+    weights = dict(weights)
+    weights[FIRST_CONV] = fold_caffe_preprocessing(*weights[FIRST_CONV])
     try:
         _copy_layers(model, weights, backbone, source)
     except TransferError as error:

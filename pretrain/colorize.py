@@ -18,6 +18,7 @@ import tensorflow as tf  # noqa: E402
 
 import datasets  # noqa: E402
 from models import ColorizationGAN, build_discriminator, build_generator, transfer_weights  # noqa: E402
+from models.resnet import scaled  # noqa: E402
 from models.cli import (add_flags, architecture_kwargs, check_resume, check_writable, parser, run,  # noqa: E402
                         save_config)
 from models.deeplab import GENERATOR_OUTPUTS  # noqa: E402
@@ -49,8 +50,9 @@ def parse_args(argv=None):
                         "bins with rare colours up-weighted, decoded by the annealed mean (Zhang et al. 2016)")
     p.add_argument("--predict", choices=[o for o in GENERATOR_OUTPUTS if o != "classify"], default=None,
                    help="rgb: the generator paints all three channels (the reference); chroma: it predicts Cb/Cr "
-                        "and keeps the input's luma, as Lab-space colorization does (default: rgb; chroma bins "
-                        "with --colour-loss classify)")
+                        "and keeps the input's luma, as Lab-space colorization does; gray: the no-colour control, "
+                        "the rgb network trained to give back its gray input (same data, steps, GAN and L1 terms) "
+                        "(default: rgb; chroma bins with --colour-loss classify)")
     p.add_argument("--probe-data", type=Path, default=None,
                    help="labeled root: every --probe-every steps, score a linear segmentation probe on the frozen "
                         "body (probe.csv, generator_best_probe.weights.h5)")
@@ -61,8 +63,8 @@ def parse_args(argv=None):
     if args.init not in ("scratch", "imagenet"):
         p.error(f"--init {args.init}: pretraining starts from scratch or imagenet")
     if args.colour_loss == "classify":
-        if args.predict == "rgb":
-            p.error("--predict rgb: --colour-loss classify predicts chroma bins and keeps the input's luma")
+        if args.predict in ("rgb", "gray"):
+            p.error(f"--predict {args.predict}: --colour-loss classify predicts chroma bins and keeps the input's luma")
         if args.l1_weight != 1.0:
             p.error(f"--l1-weight {args.l1_weight}: weights the L1 of --colour-loss l1; classify trains the "
                     f"rebalanced cross-entropy")
@@ -106,7 +108,7 @@ def main(args):
     bins = colour_bins(args, train) if args.colour_loss == "classify" else None
     with strategy.scope():
         generator = build_generator(output=args.predict, **architecture_kwargs(args))
-        discriminator = build_discriminator()
+        discriminator = build_discriminator(filters=scaled(64, args.width))  # narrow with the generator
         if bins is None:
             gan = ColorizationGAN(generator, discriminator)
         else:
@@ -140,7 +142,8 @@ def main(args):
 
     def make_dataset(start):
         return datasets.colorization_dataset(train, crop=args.crop, batch=args.batch, seed=args.seed,
-                                             start_index=start, skip_bad=args.skip_bad, counter=skipped)
+                                             start_index=start, skip_bad=args.skip_bad, counter=skipped,
+                                             target="gray" if args.predict == "gray" else "rgb")
 
     train_loop(gan.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
                global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=gan.metrics,

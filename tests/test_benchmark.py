@@ -20,6 +20,8 @@ def test_train_step_reports_throughput_and_memory(capsys, task):
     assert result["seconds_per_step"] > 0 and len(result["repeats_seconds_per_step"]) == 2
     assert result["images_per_second"] == pytest.approx(2 / result["seconds_per_step"])
     assert result["parameters"] > 100_000 and result["peak_rss_mb"] > 100
+    assert result["cpu_model"] and isinstance(result["cpu_isa"], list) and result["onednn_max_cpu_isa"]
+    assert isinstance(result["tensorflow_onednn"], bool)
 
 
 def test_data_pipeline_reports_images_per_second(capsys, synthetic_root):

@@ -95,3 +95,12 @@ def test_unknown_format_is_a_usage_error(capsys):
         export.parse_args(["run", "--format", "coreml"])
     assert stop.value.code == 2
     assert "invalid choice: 'coreml'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt, out", [("tflite", "exported"), ("onnx", "model.tflite")])
+def test_a_file_format_with_a_folder_like_out_is_refused_naming_the_flag(capsys, fmt, out):
+    with pytest.raises(SystemExit) as stop:
+        export.parse_args(["run", "--format", fmt, "--out", out])
+    assert stop.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--out {out}: a {fmt} export is one file ending in .{fmt}" in last and ".tmp" not in last

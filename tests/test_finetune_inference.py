@@ -98,3 +98,14 @@ def test_one_output_model_labels_are_sigmoid_above_half():
 
     assert 0 < (logits > 0).mean() < 1  # both labels occur, so the threshold is tested
     np.testing.assert_array_equal(predictor.labels(image), (logits[..., 0] > 0).astype(np.uint8))
+
+
+@pytest.mark.parametrize("side, padded", [(193, 193), (200, 209), (208, 209), (37, 49)])
+def test_whole_images_go_in_on_the_training_grid(deeplab, side, padded):
+    """Sides are padded to 16k + 1, as training crops (513, 193) are, never to a multiple of 16."""
+    predictor = Predictor(deeplab)
+    forward, seen = predictor._forward, []
+    predictor._forward = lambda x: seen.append(tuple(x.shape[1:3])) or forward(x)
+
+    assert predictor.logits(random_image(side, 50)).shape == (side, 50, 3)
+    assert seen == [(padded, 65)]

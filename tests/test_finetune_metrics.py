@@ -119,3 +119,13 @@ def test_grouped_dice_by_hand():
 def test_default_grouping_is_background_versus_foreground():
     metrics = segmentation_metrics(split_matrix(), NAMES3, parse_groups(None, NAMES3))
     assert metrics["dice_per_group"] == pytest.approx({"background": 4 / 6, "foreground": 8 / 10})
+
+
+def test_foreground_dice_merges_every_class_but_background_whatever_the_grouping():
+    # merged foreground: TP 4 (a→a twice, b→b twice; a→b would count too), FP 1 (bg→a), FN 1 (b→bg) -> 8/10,
+    # while the grouped view here keeps b apart and averages in the background.
+    metrics = segmentation_metrics(split_matrix(), NAMES3, parse_groups("bg:0;a:1;b:2", NAMES3))
+    assert metrics["dice_foreground"] == pytest.approx(8 / 10)
+    assert metrics["dice_grouped"] == pytest.approx((4 / 6 + 4 / 5 + 4 / 5) / 3)
+    confused = np.array([[5, 0, 0], [0, 0, 3], [0, 0, 0]])  # every a predicted as b: still foreground
+    assert segmentation_metrics(confused, NAMES3, parse_groups(None, NAMES3))["dice_foreground"] == 1.0

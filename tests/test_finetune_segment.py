@@ -23,17 +23,19 @@ import finetune.segment as segment
 import pretrain.colorize as colorize
 from datasets import load_labeled
 from finetune.losses import make_loss
-from models import build_deeplabv3plus
+from models import build_deeplabv3plus, build_generator
 from models.cli import run
 from models.resnet import is_backbone_layer
-from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator
+from models.training import read_json
+from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator, save_generator
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH = 0.125
 FLAGS = ["--width", str(WIDTH), "--crop", "65", "--batch", "2", "--steps", "1", "--eval-every", "1",
          "--checkpoint-every", "1"]
-METRIC_FIELDS = {"dice_per_class", "dice_mean", "dice_grouped", "iou_per_class", "miou", "pixel_accuracy",
-                 "n_test_images", "n_train_images", "init", "frac", "seed", "steps"}
+METRIC_FIELDS = {"dice_per_class", "dice_mean", "dice_grouped", "dice_foreground", "iou_per_class", "miou",
+                 "pixel_accuracy", "n_test_images", "n_train_images", "init", "frac", "seed", "steps", "best_step",
+                 "stopped_step"}
 RUNS = {"scratch_run": ("scratch", 0.5), "surrogate_run": ("surrogate", 0.25),
         "skip_bad_run": ("imagenet+surrogate", 1.0)}
 
@@ -143,6 +145,7 @@ def test_metrics_are_computed_on_the_test_split(scratch_run, synthetic_root):
     test_pixels = sum(int((ds.read_pair(stem)[1] != 255).sum()) for stem in test_stems)
 
     assert metrics["n_pixels"] == test_pixels
+    assert (metrics["best_step"], metrics["stopped_step"], metrics["patience"]) == (1, 1, None)
     assert metrics["groups"] == {"bg": [0], "people": [1, 2], "things": [3, 4]}
     assert set(metrics["dice_per_group"]) == {"bg", "people", "things"}
     assert metrics["best_step"] == 1
@@ -213,7 +216,9 @@ def test_truncated_image_exits_1_naming_the_file(corrupt_root, tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--init", "bogus"], "Wrong --init 'bogus', supported: scratch, imagenet, surrogate, imagenet+surrogate"),
+    (["--init", "bogus"], "Wrong --init 'bogus', supported: scratch, imagenet, surrogate, imagenet+surrogate, control"),
+    (["--patience", "0"], "--patience must be at least 1, got 0"),
+    (["--patience", "3", "--distribute", "multiworker"], "--patience: not with --distribute multiworker"),
     (["--frac", "0"], "--frac must be in (0, 1], got 0.0"),
     (["--frac", "1.5"], "--frac must be in (0, 1], got 1.5"),
     (["--loss", "focal"], "invalid choice: 'focal'"),
@@ -295,3 +300,83 @@ def test_each_loss_trains_the_model(loss, num_classes, tmp_path):
     assert model.output_shape[-1] == (1 if loss == "bce" else num_classes)
     assert all(math.isfinite(v) and v > 0 for v in losses)
     assert not np.array_equal(model.get_layer("logits").kernel.numpy(), before)
+
+
+def test_test_counts_hold_each_test_image_and_add_up_to_the_metrics(scratch_run):
+    """Per-image confusion matrices: every split-level score can be recomputed without the weights."""
+    from finetune.metrics import parse_groups, segmentation_metrics
+
+    counts = json.loads((scratch_run / "test_counts.json").read_text())
+    metrics = json.loads((scratch_run / "metrics.json").read_text())
+    assert list(counts["confusion"]) == read_lines(scratch_run / "splits" / "test.txt")
+    matrices = np.array(list(counts["confusion"].values()))
+    assert matrices.shape == (metrics["n_test_images"], 5, 5)
+    groups = parse_groups("bg:0;people:1-2;things:3-4", counts["classes"])
+    again = segmentation_metrics(matrices.sum(axis=0), counts["classes"], groups)
+    for key in ("dice_mean", "dice_grouped", "dice_foreground", "miou", "n_pixels"):
+        assert again[key] == pytest.approx(metrics[key]), key
+
+
+class ScriptedValidation(segment.Evaluator):
+    """Validation mean Dice read from a script, one value per evaluation; the test split is scored for real."""
+
+    script = []
+
+    def __call__(self, limit_images=0):
+        metrics, shown = super().__call__(limit_images)
+        if limit_images == 0:  # validation (the test evaluation asks for prediction grids)
+            metrics["dice_mean"] = self.script.pop(0)
+        return metrics, shown
+
+
+@pytest.mark.parametrize("patience, best_step, stopped_step", [(2, 2, 4), (None, 6, 8)])
+def test_patience_stops_a_plateaued_run_and_keeps_the_best_step(patience, best_step, stopped_step, synthetic_root,
+                                                                tmp_path, monkeypatch):
+    monkeypatch.setattr(segment, "Evaluator", ScriptedValidation)
+    monkeypatch.setattr(ScriptedValidation, "script", [0.2, 0.5, 0.4, 0.45, 0.3, 0.9, 0.1, 0.1])
+    out = tmp_path / "run"
+    extra = ["--patience", str(patience)] if patience else []
+    assert segment.main(segment_args(synthetic_root, out, "--steps", "8", "--val-images", "2", *extra)) == 0
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["best_step"], metrics["stopped_step"], metrics["steps"]) == (best_step, stopped_step, 8)
+    assert read_json(out / "best.json")["step"] == best_step
+    assert f"ckpt-{stopped_step}.index" in {p.name for p in (out / "checkpoints").iterdir()}
+    assert not (out / "checkpoints" / f"ckpt-{stopped_step + 1}.index").exists()
+    if patience:  # killed between stopping and the test scores: the re-run trains no further
+        (out / "metrics.json").unlink()
+        monkeypatch.setattr(segment, "train_loop", lambda *a, **k: pytest.fail("trained past the plateau"))
+        assert segment.main(segment_args(synthetic_root, out, "--steps", "8", "--val-images", "2", *extra)) == 0
+        assert json.loads((out / "metrics.json").read_text())["stopped_step"] == stopped_step
+
+
+@pytest.fixture(scope="module")
+def gray_generator(tmp_path_factory):
+    """An untrained --predict gray generator: what a control run exports (the head is all that differs)."""
+    path = tmp_path_factory.mktemp("control") / GENERATOR_FILE
+    save_generator(build_generator(output="gray", width=WIDTH), path)
+    return path.parent
+
+
+def test_control_init_copies_the_gray_generator(synthetic_root, gray_generator, tmp_path):
+    out = tmp_path / "run"
+    assert segment.main(segment_args(synthetic_root, out, "--init", "control", "--surrogate", str(gray_generator))) == 0
+    report = json.loads((out / "init.json").read_text())
+    assert report["init"] == "control" and report["skipped"] == ["logits"] and len(report["copied"]) > 100
+    assert json.loads((out / "metrics.json").read_text())["init"] == "control"
+
+
+@pytest.mark.parametrize("init, generator, wanted", [
+    ("control", "surrogate", "--init control needs a --predict gray (no-colour) run"),
+    ("surrogate", "gray_generator", "--init surrogate needs a colour run"),
+])
+def test_control_and_colour_arms_refuse_each_others_generator(init, generator, wanted, request, synthetic_root,
+                                                              tmp_path, capsys):
+    source = request.getfixturevalue(generator)
+    args = segment_args(synthetic_root, tmp_path / "run", "--init", init, "--surrogate", str(source))
+
+    assert run(segment.main, args) == 1
+
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and errors[0].startswith(f"error: --surrogate {source}") and wanted in errors[0]
+    assert not (tmp_path / "run" / "init.json").exists()

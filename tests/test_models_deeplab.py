@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from models import build_deeplabv3plus, build_generator
-from models.deeplab import HEAD_LAYER, stride4_size
+from models.deeplab import HEAD_LAYER, ResizeLike, stride4_size
 
 WIDTH = 0.125
 NUM_CLASSES = 5
@@ -51,6 +51,56 @@ def test_stride4_size_of_513():
 @pytest.mark.parametrize("side", [64, 65, 100, 128])
 def test_stride4_size_matches_generator(generator, side):
     assert tuple(generator(_image(1, side, side, 3)).shape) == (1, stride4_size(side), stride4_size(side), 3)
+
+
+def centre_tap(model):
+    """Weights that turn the network into a sampler: every convolution passes its centre tap on (to every
+    output channel, averaged over inputs), BatchNorm is the identity, image pooling is off. A single bright
+    pixel then travels along exactly the grid positions each layer maps it to."""
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            kernel = np.zeros(layer.kernel.shape, np.float32)
+            kh, kw = kernel.shape[:2]
+            depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+            kernel[kh // 2, kw // 2] = 1.0 if depthwise else 1.0 / kernel.shape[2]
+            layer.kernel.assign(0 * kernel if layer.name == "aspp_pool_conv" else kernel)
+    return model
+
+
+@pytest.fixture(scope="module", params=[16, 8])
+def sampler(request):
+    return centre_tap(build_deeplabv3plus(1, width=WIDTH, output_stride=request.param))
+
+
+@pytest.mark.parametrize("side", [193, 200, 208, 209])
+def test_a_bright_pixel_comes_out_where_it_went_in_at_every_size(sampler, side):
+    """Feature and input grids line up at any input size: the logits of a single bright pixel at (96, 128)
+    peak on it and fall off symmetrically. Corner-aligned resizing moved the peak at sides other than
+    16k + 1 (to row 97 of 208)."""
+    image = np.zeros((1, side, side, 3), np.float32)
+    image[0, 96, 128] = 1.0
+
+    logits = keras.ops.convert_to_numpy(sampler(image))[0, ..., 0]
+
+    assert np.unravel_index(logits.argmax(), logits.shape) == (96, 128)
+    np.testing.assert_allclose(logits[96 - 15:96, 128], logits[96 + 15:96:-1, 128], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(logits[96, 128 - 15:128], logits[96, 128 + 15:128:-1], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("side", [193, 200, 208, 385, 400])
+@pytest.mark.parametrize("ratio", [2, 4, 16])
+def test_upsampling_puts_sample_j_on_pixel_ratio_times_j(side, ratio):
+    """Bilinear between samples, the last one repeated past the end: the NumPy reference is np.interp."""
+    pixels = np.arange(side, dtype=np.float64)
+    profile = np.sin(pixels / 7.0) + (pixels / side) ** 2
+    samples = profile[::ratio]  # (side - 1) // ratio + 1 of them, as a stride-`ratio` map has
+    grid = np.outer(samples, np.ones(3))[None, ..., None].astype(np.float32)  # (1, m, 3, 1)
+    reference = np.zeros((1, side, 3 * ratio - ratio + 1, 1), np.float32)
+
+    out = keras.ops.convert_to_numpy(ResizeLike(ratio)(grid, reference))[0, :, 0, 0]
+
+    expected = np.interp(pixels, pixels[::ratio], samples)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_generator_and_segmenter_share_every_layer_but_head(segmenter, generator):

@@ -12,6 +12,7 @@ import pytest
 from helpers import layer_weights, randomize
 from models import TransferError, build_deeplabv3plus, transfer_weights
 from models.resnet import is_backbone_layer
+from models.transfer import fold_caffe_preprocessing
 
 NUM_CLASSES = 9
 SMP_PARAMS = 26.68e6  # segmentation_models_pytorch DeepLabV3Plus("resnet50", encoder_output_stride=16, classes=9)
@@ -87,6 +88,7 @@ def test_imagenet_init_copies_the_whole_backbone_only(segmenter, imagenet_files,
     assert sorted(report.copied) == sorted(expected)
     assert sorted(report.skipped) == sorted(set(after) - set(expected))
     assert "logits" in report.skipped and "aspp_proj_conv" in report.skipped and "decoder_proj_conv" in report.skipped
+    expected = {**expected, "conv1_conv": fold_caffe_preprocessing(*expected["conv1_conv"])}
     for name, values in expected.items():
         assert len(after[name]) == len(values)
         for actual, wanted in zip(after[name], values):
@@ -106,3 +108,24 @@ def test_imagenet_file_refuses_other_networks(imagenet_files, arch, message):
     for name, values in layer_weights(model).items():  # refused before anything was copied
         for actual, previous in zip(values, before[name]):
             np.testing.assert_array_equal(actual, previous, err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["legacy", "keras3"])
+def test_imagenet_conv1_on_rgb_in_unit_range_equals_keras_on_caffe_input(segmenter, reference, imagenet_files, kind):
+    """The folded conv1 sees what Keras' ResNet50 sees after `preprocess_input` (BGR, 0-255, minus the
+    ImageNet mean). Compared where the 7×7 window lies inside the image: on the outer 2 rows and columns
+    the zero padding means pixel 127.5 here and the mean colour there, by construction."""
+    path, _ = imagenet_files[kind]
+    transfer_weights(segmenter, "imagenet", imagenet_weights=path)
+    randomize(reference, seed=10 if kind == "legacy" else 11)  # the values written to that file
+    image = np.random.default_rng(0).integers(0, 256, (1, 69, 69, 3)).astype(np.uint8)
+    ours = keras.Model(segmenter.inputs, segmenter.get_layer("conv1_conv").output)
+    theirs = keras.Model(reference.inputs, reference.get_layer("conv1_conv").output)
+
+    got = keras.ops.convert_to_numpy(ours(image.astype(np.float32) / 127.5 - 1.0))
+    want = keras.ops.convert_to_numpy(theirs(keras.applications.resnet50.preprocess_input(image.astype(np.float32))))
+
+    interior = (slice(None), slice(2, -2), slice(2, -2))
+    assert got.shape == want.shape == (1, 35, 35, 64)
+    np.testing.assert_allclose(got[interior], want[interior], rtol=1e-4, atol=1e-3 * np.abs(want).max())
+    assert not np.allclose(got[:, 0], want[:, 0], rtol=1e-4, atol=1e-3 * np.abs(want).max())  # the border

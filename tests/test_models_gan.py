@@ -7,10 +7,11 @@ import tensorflow as tf
 
 from models import ColorizationGAN, build_discriminator, build_generator
 from models.deeplab import stride4_size
-from models.gan import discriminator_loss, generator_adversarial_loss, patch_score
+from models.gan import discriminator_loss, generator_adversarial_loss
 
-REAL = np.array([-2.0, -0.3, 0.0, 0.7, 3.0], "float32")
-FAKE = np.array([1.0, 0.5, -1.0, 2.0, -3.0], "float32")
+RNG = np.random.default_rng(0)
+REAL = RNG.normal(0, 2, (3, 4, 5, 1)).astype("float32")  # patch-logit maps (B, h, w, 1)
+FAKE = RNG.normal(0, 2, (3, 4, 5, 1)).astype("float32")
 
 
 def _softplus(x):
@@ -22,44 +23,57 @@ def test_discriminator_patch_map_for_129(input_size):
     disc = build_discriminator(input_size=input_size, filters=16)
     images = [np.zeros((2, 129, 129, 3), "float32")] * 2
     logits = disc(images)
-    assert tuple(logits.shape) == (2, 33, 33, 1)
+    assert tuple(logits.shape) == (2, 17, 17, 1)
     assert logits.dtype == "float32"
     if input_size:
-        assert tuple(disc.output.shape) == (None, 33, 33, 1)
+        assert tuple(disc.output.shape) == (None, 17, 17, 1)
 
 
-def test_discriminator_default_filters():
+def test_discriminator_is_pix2pix_70x70_patchgan():
     disc = build_discriminator()
-    assert disc.get_layer("disc_conv1").filters == 64 and disc.get_layer("disc_conv2").filters == 128
+    convs = [disc.get_layer(f"disc_conv{i}") for i in range(1, 5)] + [disc.get_layer("disc_logits")]
+    assert [c.filters for c in convs] == [64, 128, 256, 512, 1]
+    assert [c.strides[0] for c in convs] == [2, 2, 2, 1, 1]
+    field = 1
+    for conv in reversed(convs):  # receptive field of one logit, back through the 4×4 convolutions
+        field = (field - 1) * conv.strides[0] + conv.kernel_size[0]
+    assert field == 70
 
 
-def test_patch_score_is_per_image_mean():
-    logits = np.arange(2 * 3 * 3, dtype="float32").reshape(2, 3, 3, 1)
-    np.testing.assert_allclose(patch_score(tf.constant(logits)), logits.mean(axis=(1, 2, 3)))
+def _per_image(patches):
+    return patches.mean(axis=(1, 2, 3))
 
 
-def test_lsgan_losses_match_numpy():
+def test_lsgan_losses_match_numpy_per_patch():
     d = discriminator_loss(tf.constant(REAL), tf.constant(FAKE), "lsgan")
     g = generator_adversarial_loss(tf.constant(FAKE), "lsgan")
-    np.testing.assert_allclose(d, 0.5 * ((REAL - 1.0) ** 2 + FAKE**2), rtol=1e-6)
-    np.testing.assert_allclose(g, (FAKE - 1.0) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(d, _per_image(0.5 * ((REAL - 1.0) ** 2 + FAKE**2)), rtol=1e-6)
+    np.testing.assert_allclose(g, _per_image((FAKE - 1.0) ** 2), rtol=1e-6)
 
 
-def test_vanilla_losses_match_numpy():
+def test_vanilla_losses_match_numpy_per_patch():
     d = discriminator_loss(tf.constant(REAL), tf.constant(FAKE), "vanilla")
     g = generator_adversarial_loss(tf.constant(FAKE), "vanilla")
-    # BCE with logits: −log σ(r) = softplus(−r), −log(1 − σ(f)) = softplus(f), per image.
-    np.testing.assert_allclose(d, _softplus(-REAL) + _softplus(FAKE), rtol=1e-5)
-    np.testing.assert_allclose(g, _softplus(-FAKE), rtol=1e-5)
+    # BCE with logits: −log σ(r) = softplus(−r), −log(1 − σ(f)) = softplus(f), per patch, then per image.
+    np.testing.assert_allclose(d, _per_image(_softplus(-REAL) + _softplus(FAKE)), rtol=1e-5)
+    np.testing.assert_allclose(g, _per_image(_softplus(-FAKE)), rtol=1e-5)
+
+
+def test_a_fake_map_half_at_plus_one_half_at_minus_one_is_not_scored_perfect():
+    """The loss of the mean logit, (mean_p d_p)², would call this fake map perfect (0); pix2pix's per-patch
+    mean_p d_p² is 1 for it."""
+    real = tf.ones((1, 4, 4, 1))
+    fake = tf.constant(np.repeat([[1.0, 1.0, -1.0, -1.0]], 4, axis=0)[None, ..., None], tf.float32)
+    assert float(discriminator_loss(real, fake, "lsgan")[0]) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("kind", ["lsgan", "vanilla"])
 def test_losses_prefer_the_right_scores(kind):
-    confident, fooled = tf.constant([5.0]), tf.constant([-5.0])
+    confident, fooled = tf.fill([1, 2, 2, 1], 5.0), tf.fill([1, 2, 2, 1], -5.0)
     # D is happiest with real scored high and fake low; G with its fakes scored as real
     assert float(discriminator_loss(confident, fooled, kind)[0]) < float(discriminator_loss(fooled, confident, kind)[0])
-    assert float(generator_adversarial_loss(tf.constant([1.0]), kind)[0]) < float(
-        generator_adversarial_loss(tf.constant([-3.0]), kind)[0]
+    assert float(generator_adversarial_loss(tf.fill([1, 2, 2, 1], 1.0), kind)[0]) < float(
+        generator_adversarial_loss(tf.fill([1, 2, 2, 1], -3.0), kind)[0]
     )
 
 

@@ -216,6 +216,46 @@ def test_chroma_run_exports_a_luma_preserving_generator(synthetic_root, tmp_path
         colorize.main(args)
 
 
+def test_gray_target_holds_no_colour_only_the_inputs_luma(synthetic_root):
+    import datasets
+
+    sources = datasets.list_unlabeled([synthetic_root])[:6]
+    colour = next(iter(datasets.colorization_dataset(sources, crop=CROP, batch=3, seed=1)))
+    gray = next(iter(datasets.colorization_dataset(sources, crop=CROP, batch=3, seed=1, target="gray")))
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    for key, size in (("rgb", CROP), ("rgb_small", SMALL)):
+        target, real = gray[key].numpy(), colour[key].numpy()
+        assert target.shape == (3, size, size, 3) and np.ptp(real, axis=-1).max() > 0.1  # the real one has colour
+        np.testing.assert_allclose(np.ptp(target, axis=-1), 0, atol=1e-6)  # R = G = B: no colour at all
+        np.testing.assert_allclose(target[..., 0], real @ weights, atol=1e-5)  # ...and the input's luma
+    for key in ("gray", "gray_small"):  # the generator's input and the condition are unchanged
+        np.testing.assert_array_equal(gray[key].numpy(), colour[key].numpy())
+    np.testing.assert_array_equal(gray["gray_small"].numpy(), gray["rgb_small"].numpy())  # the input given back
+
+
+def test_predict_gray_trains_the_rgb_network_on_the_gray_target(synthetic_root, tmp_path, monkeypatch):
+    import datasets
+    from datasets.pipeline import colorization_dataset
+
+    made = []
+
+    def spy(*args, **kwargs):
+        made.append((kwargs, colorization_dataset(*args, **kwargs)))
+        return made[-1][1]
+
+    monkeypatch.setattr(datasets, "colorization_dataset", spy)
+    out = tmp_path / "control"
+    assert colorize.main(colorize_args(synthetic_root, out, "--steps", "2", "--predict", "gray")) == 0
+
+    assert json.loads((out / ARCHITECTURE_FILE).read_text())["output"] == "gray"
+    assert load_generator(out).get_layer("logits").filters == 3  # the rgb network, not chroma's two channels
+    (kwargs, training), = [(k, d) for k, d in made if "start_index" in k]
+    assert kwargs["target"] == "gray"
+    batch = next(iter(training))
+    np.testing.assert_allclose(batch["rgb_small"].numpy(), batch["gray_small"].numpy(), atol=1e-6)
+    assert all(k.get("target", "rgb") == "rgb" for k, _ in made if "start_index" not in k)  # samples: real colours
+
+
 @pytest.mark.parametrize("init", ["surrogate", "imagenet+surrogate"])
 def test_parser_rejects_surrogate_init(init, capsys):
     with pytest.raises(SystemExit) as stop:

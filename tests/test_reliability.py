@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -121,3 +122,20 @@ def restore_determinism():
 
     yield
     config.disable_op_determinism()
+
+
+def test_a_resumed_run_draws_the_dropout_masks_an_uninterrupted_run_draws(tmp_path):
+    def model():
+        inputs = keras.Input((64,))
+        return keras.Model(inputs, keras.layers.Dropout(0.5, seed=3, name="drop")(inputs))
+
+    x = np.ones((1, 64), np.float32)
+    uninterrupted = model()
+    for _ in range(3):
+        uninterrupted(x, training=True)
+    Checkpoints(tmp_path, model=uninterrupted).save(3)
+    expected_next = uninterrupted(x, training=True).numpy()
+
+    resumed = model()
+    assert Checkpoints(tmp_path, model=resumed).restore() == 3
+    np.testing.assert_array_equal(resumed(x, training=True).numpy(), expected_next)

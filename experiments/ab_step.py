@@ -1,0 +1,77 @@
+"""A/B of the full training step in one process: variants built side by side, their steps alternated.
+
+    python experiments/ab_step.py keras_dw,atrous          # Keras' DepthwiseConv2D against models.atrous
+    ONEDNN_MAX_CPU_ISA=AVX2 python experiments/ab_step.py atrous,nobias,bf16
+
+Variants: atrous (the network as it is), keras_dw (ASPP/decoder on Keras' own Conv2D/DepthwiseConv2D),
+nobias (experiment: backbone convolutions without bias), bf16 (mixed_bfloat16 policy). Prints wall and process
+CPU seconds per step (median over ROUNDS alternated steps); CPU seconds hold up better on a loaded machine.
+"""
+
+import contextlib
+import functools
+import os
+import statistics
+import sys
+import time
+import types
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import models  # noqa: E402, F401  (oneDNN settings before TensorFlow loads)
+import keras  # noqa: E402
+
+import models.deeplab as deeplab  # noqa: E402
+import models.resnet as resnet  # noqa: E402
+from experiments.benchmark import build_step  # noqa: E402
+
+
+@contextlib.contextmanager
+def variant(name):
+    saved = deeplab.DepthwiseConv2D, deeplab.Conv2D, resnet.layers
+    if name == "keras_dw":
+        deeplab.DepthwiseConv2D, deeplab.Conv2D = keras.layers.DepthwiseConv2D, keras.layers.Conv2D
+    elif name == "nobias":
+        namespace = types.SimpleNamespace(**{k: getattr(keras.layers, k) for k in dir(keras.layers) if k[0] != "_"})
+        namespace.Conv2D = functools.partial(keras.layers.Conv2D, use_bias=False)
+        resnet.layers = namespace
+    elif name == "bf16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    elif name != "atrous":
+        raise SystemExit(f"unknown variant {name!r}")
+    try:
+        yield
+    finally:
+        deeplab.DepthwiseConv2D, deeplab.Conv2D, resnet.layers = saved
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def main():
+    names = sys.argv[1].split(",")
+    task, size, rounds = os.environ.get("TASK", "segment"), int(os.environ.get("SIZE", 256)), int(os.environ.get("ROUNDS", 6))
+    steps = {}
+    for name in names:
+        keras.utils.set_random_seed(0)
+        with variant(name):
+            steps[name] = build_step(task, size, 4, 1.0, False)[0]
+        steps[name]()  # trace
+    for name in names:
+        steps[name]()  # warm
+    wall, cpu = {n: [] for n in names}, {n: [] for n in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            tick, tock = time.perf_counter(), time.process_time()
+            steps[name]()
+            wall[name].append(time.perf_counter() - tick)
+            cpu[name].append(time.process_time() - tock)
+    base_wall, base_cpu = statistics.median(wall[names[0]]), statistics.median(cpu[names[0]])
+    for name in names:
+        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        print(f"{name:>9}: {w:.3f} s/step wall (x{base_wall / w:.3f}), {c:.3f} CPU s/step (x{base_cpu / c:.3f}); "
+              f"wall {[round(t, 2) for t in wall[name]]}")
+    print(f"cap {os.environ.get('ONEDNN_MAX_CPU_ISA', 'native')}, load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""CPU settings that must be in place before TensorFlow loads (imported first by the `models` package).
+
+TensorFlow's Linux x86 wheels turn their oneDNN kernels on by default only where the CPU has AVX512_VNNI,
+AVX512_BF16, AVX_VNNI or AMX. On the many machines without them (an AVX2 AMD EPYC, say) every convolution,
+its gradients and BatchNorm run on Eigen's generic kernels instead, and dilated depthwise convolutions go
+through SpaceToBatchND: this network's training step measured 1.6–1.8× slower that way (see
+experiments/results/benchmarks.md). oneDNN picks its AVX2 or AVX-512 code at run time, so it is turned on
+everywhere on x86 Linux unless the user has chosen (TF_ENABLE_ONEDNN_OPTS=0 still turns it off).
+"""
+
+import os
+import platform
+import sys
+
+
+def enable_onednn(environ=os.environ, machine=None, system=sys.platform):
+    """Sets TF_ENABLE_ONEDNN_OPTS=1 on x86 Linux unless already set; returns whether it did.
+
+    Has an effect only before TensorFlow is imported (TensorFlow reads the variable once, at load).
+    """
+    machine = (machine or platform.machine()).lower()
+    if system != "linux" or machine not in ("x86_64", "amd64") or "TF_ENABLE_ONEDNN_OPTS" in environ:
+        return False
+    environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    return True
+
+
+enable_onednn()

@@ -1,0 +1,109 @@
+"""Paired bootstrap intervals (experiments/stats.py) on synthetic per-image counts with a known effect.
+
+Each synthetic image has as many background as foreground pixels; an arm finds a fraction p of the
+foreground (the rest is called background) and never calls background foreground. Summed over images, the
+foreground Dice is then 2m / (1 + m) and the background Dice 2 / (3 − m), with m the mean of p: the true
+difference between two arms follows from their mean rates alone.
+"""
+
+import numpy as np
+import pytest
+
+from experiments.stats import NO_DIFFERENCE, bootstrap, class_counts, dice_from_counts, pair_statistics
+from finetune.metrics import parse_groups, segmentation_metrics
+
+PIXELS = 200
+NAMES = ["background", "thing"]
+
+
+def confusion(rates):
+    """(..., 2, 2) confusion counts (rows truth) of images where a fraction `rates` of the foreground is found."""
+    found = rates * PIXELS
+    matrix = np.zeros(rates.shape + (2, 2))
+    matrix[..., 0, 0], matrix[..., 1, 1], matrix[..., 1, 0] = PIXELS, found, PIXELS - found
+    return matrix
+
+
+def true_dice(m, view):
+    foreground, background = 2 * m / (1 + m), 2 / (3 - m)
+    return foreground if view == "dice_foreground" else (foreground + background) / 2
+
+
+def two_arms(rng, effect, seeds=5, images=80):
+    """Image difficulty shared by both arms, a seed offset shared by the pair (the same labels and data order),
+    and noise of each arm's own per seed and per image."""
+    difficulty = rng.uniform(0.5, 0.9, images)
+    shared = rng.normal(0, 0.02, (seeds, 1))
+
+    def arm(shift):
+        own = rng.normal(0, 0.01, (seeds, 1)) + rng.normal(0, 0.03, (seeds, images))
+        return confusion(np.clip(difficulty + shift + shared + own, 0, 1))
+
+    return arm(effect), arm(0.0)
+
+
+def paired(effect, view, replicate, **kwargs):
+    a, b = two_arms(np.random.default_rng(replicate), effect, **kwargs)
+    return bootstrap(class_counts(a, view, None), view, baseline=class_counts(b, view, None))
+
+
+@pytest.mark.parametrize("view", ["dice_mean", "dice_foreground"])
+@pytest.mark.parametrize("effect", [0.0, 0.05])
+def test_interval_covers_the_true_difference(effect, view):
+    truth = true_dice(0.7 + effect, view) - true_dice(0.7, view)
+    covered = [low <= truth <= high for _, low, high, _ in (paired(effect, view, r) for r in range(20))]
+    assert sum(covered) >= 17, covered  # nominal 95 %: 19 of 20
+
+
+def test_large_effect_excludes_zero_and_no_effect_includes_it():
+    for replicate in range(10):
+        estimate, low, high, per_seed = paired(0.1, "dice_mean", replicate)
+        assert 0 < low <= estimate <= high and (per_seed > 0).all()
+        _, low, high, _ = paired(0.0, "dice_mean", replicate)
+        assert low < 0 < high
+
+
+def test_more_images_and_seeds_narrow_the_interval():
+    _, low_few, high_few, _ = paired(0.05, "dice_mean", 0, seeds=2, images=20)
+    _, low_many, high_many, _ = paired(0.05, "dice_mean", 0, seeds=8, images=200)
+    assert high_many - low_many < (high_few - low_few) / 2
+
+
+def test_counts_give_the_same_dice_as_metrics_json():
+    """Dice from summed per-image counts, for every view, equals what finetune/metrics.py writes."""
+    rng = np.random.default_rng(0)
+    names = ["background", "a", "b", "c"]
+    matrices = rng.integers(0, 50, (7, 4, 4)).astype(np.float64)
+    matrices[:, 3, :] = 0  # class c never in the truth: left out of the mean, as metrics.json does
+    groups = parse_groups("bg:0;ab:1-2;c:3", names)
+    expected = segmentation_metrics(matrices.sum(axis=0).astype(np.int64), names, groups)
+    for view in ("dice_mean", "dice_grouped", "dice_foreground"):
+        counts = class_counts(matrices, view, [ids for _, ids in groups]).sum(axis=0)
+        assert dice_from_counts(counts, view) == pytest.approx(expected[view]), view
+
+
+def test_estimate_is_the_mean_over_seeds_of_the_whole_test_set_difference():
+    a, b = two_arms(np.random.default_rng(3), 0.05, seeds=3, images=30)
+    estimate, _, _, per_seed = bootstrap(class_counts(a, "dice_mean", None), "dice_mean",
+                                         baseline=class_counts(b, "dice_mean", None))
+    def dice(matrices):
+        return segmentation_metrics(matrices.sum(0).round().astype(np.int64), NAMES, parse_groups(None, NAMES))["dice_mean"]
+
+    by_hand = [dice(a[s]) - dice(b[s]) for s in range(3)]
+    assert per_seed == pytest.approx(by_hand, abs=1e-3) and estimate == pytest.approx(np.mean(by_hand), abs=1e-3)
+
+
+def test_pairs_are_matched_by_seed_and_image_and_unmatched_ones_left_out():
+    rng = np.random.default_rng(1)
+    a, b = two_arms(rng, 0.1, seeds=3, images=12)
+    stems = [f"img{i:02d}" for i in range(12)]
+    cells = {("surrogate", 0.5): {s + 1: (stems, a[s]) for s in range(3)},
+             # scratch: seeds 1 and 2 only, images listed in another order
+             ("scratch", 0.5): {s + 1: (stems[::-1], b[s][::-1]) for s in range(2)}}
+    (row,) = [r for r in pair_statistics(cells, [[0], [1]]) if r["view"] == "dice_mean"]
+    assert (row["arm"], row["baseline"], row["n_seeds"], row["n_images"]) == ("surrogate", "scratch", 2, 12)
+    expected, low, high, _ = bootstrap(class_counts(a[:2], "dice_mean", None), "dice_mean",
+                                       baseline=class_counts(b[:2], "dice_mean", None))
+    assert row["difference"] == pytest.approx(expected, abs=1e-6) and row["seeds_positive"] == 2
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), abs=1e-6)
+    assert row["verdict"] == ("higher" if low > 0 else NO_DIFFERENCE)

@@ -1,0 +1,88 @@
+"""--mixed-precision never slows a run: bfloat16 only on CPUs with native bfloat16 math, else float32 + warning."""
+
+import os
+
+import keras
+import pytest
+
+from models import runtime
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """Pretends to be a GPU-less machine with the given /proc/cpuinfo flags and oneDNN environment."""
+    monkeypatch.setattr(runtime.tf.config, "list_physical_devices", lambda kind=None: [])
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS"):
+        monkeypatch.delenv(name, raising=False)
+
+    def set_cpu(flags, onednn=True, **env):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda: set(flags.split()))
+        monkeypatch.setattr(runtime, "onednn_enabled", lambda: onednn)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+
+    yield set_cpu
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("flags, env", [
+    ("fpu avx2 avx512f avx512_bf16", {}),
+    ("fpu avx2 avx512f amx_bf16 amx_tile", {}),
+    ("fpu avx2 avx512f avx512_bf16", {"ONEDNN_MAX_CPU_ISA": "avx512_core_bf16"}),
+    ("fpu avx2 avx512f avx512_bf16", {"ONEDNN_MAX_CPU_ISA": "ALL"}),
+])
+def test_bfloat16_where_the_cpu_has_native_bfloat16(cpu, capsys, flags, env):
+    cpu(flags, **env)
+    assert runtime.slow_low_precision_reason() is None
+    assert runtime.set_precision(True) == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("flags, env, why", [
+    ("fpu avx2 fma", {}, "no native bfloat16"),
+    ("fpu avx2 avx512f avx512_vnni", {}, "no native bfloat16"),
+    ("fpu avx2 avx512f avx512_bf16", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "ONEDNN_MAX_CPU_ISA=AVX2"),
+    ("fpu avx2 avx512f avx512_bf16", {"DNNL_MAX_CPU_ISA": "avx512_core"}, "ONEDNN_MAX_CPU_ISA=AVX512_CORE"),
+    ("fpu avx2 avx512f avx512_bf16", {"onednn": False}, "oneDNN kernels are off"),
+])
+def test_float32_and_one_warning_line_where_bfloat16_would_be_slow(cpu, capsys, flags, env, why):
+    cpu(flags, **env)
+    assert runtime.set_precision(True) == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: --mixed-precision ignored") and why in err
+
+
+def test_float32_asked_is_float32_without_warning(cpu, capsys):
+    cpu("fpu avx2")
+    assert runtime.set_precision(False) == "float32" and capsys.readouterr().err == ""
+
+
+def test_float16_on_gpu(monkeypatch):
+    monkeypatch.setattr(runtime.tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: set())
+    try:
+        assert runtime.set_precision(True) == "mixed_float16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n\n")
+    assert runtime.cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "avx512_bf16"}
+    assert runtime.cpu_flags(str(tmp_path / "missing")) == set()
+
+
+def test_onednn_turned_on_before_tensorflow_loads_on_x86_linux_unless_the_user_chose():
+    from models.cpu import enable_onednn
+
+    env = {}
+    assert enable_onednn(env, "x86_64", "linux") and env == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    env = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert not enable_onednn(env, "x86_64", "linux") and env == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    for machine, system in (("aarch64", "linux"), ("AMD64", "win32")):
+        env = {}
+        assert not enable_onednn(env, machine, system) and env == {}
+    assert runtime.onednn_enabled() == (os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0")
