@@ -109,12 +109,11 @@ def pretrain_command(args, pretraining):
     command = ["pretrain/colorize.py", "--out", pretraining.run_dir(args.out), "--init", pretraining.start,
                "--steps", args.pretrain_steps, "--lr", args.pretrain_lr, "--sample-every", args.sample_every,
                "--seed", pretraining.index, "--gan-weight", args.gan_weight]
-    if pretraining.arm == "control":  # no colour to classify: the gray target through the L1 term
-        command += ["--predict", "gray", "--l1-weight", args.l1_weight]
-    elif args.colour_loss == "classify":
-        command += ["--colour-loss", "classify"]
-    else:
-        command += ["--predict", args.predict, "--l1-weight", args.l1_weight]
+    control = pretraining.arm == "control"
+    colour_loss = "l1" if control else args.colour_loss  # a gray target has no colour bins to classify
+    command += ["--colour-loss", colour_loss]
+    if colour_loss == "l1":
+        command += ["--predict", "gray" if control else args.predict, "--l1-weight", args.l1_weight]
     command += (["--data", *data] if data else []) + shared_flags(args)
     if pretraining.start == "imagenet" and args.imagenet_weights:
         command += ["--imagenet-weights", args.imagenet_weights]

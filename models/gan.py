@@ -88,20 +88,26 @@ class ColorizationGAN(keras.Model):
         with tf.GradientTape() as g_tape:
             # 1. One generator forward pass serves both updates (as in pix2pix).
             fake, colour = self.generate(batch)
-            # 2. Discriminator: real pairs towards 1, colorized pairs towards 0; the generator is held fixed.
-            with g_tape.stop_recording(), tf.GradientTape() as d_tape:
-                real_logits = self.discriminator([real, gray_small], training=True)
-                fake_logits = self.discriminator([tf.stop_gradient(fake), gray_small], training=True)
-                d_loss = self._replica_mean(discriminator_loss(real_logits, fake_logits, self.gan_loss))
-                scaled = self.d_optimizer.scale_loss(d_loss)
-            with g_tape.stop_recording():
-                d_vars = self.discriminator.trainable_variables
-                self.d_optimizer.apply_gradients(zip(d_tape.gradient(scaled, d_vars), d_vars))
-            # 3. Generator: fool the updated discriminator and stay close to the real colours (L1).
-            fake_logits = self.discriminator([fake, gray_small], training=True)
-            g_adv = self._replica_mean(generator_adversarial_loss(fake_logits, self.gan_loss))
             g_l1 = self._replica_mean(tf.reduce_mean(tf.abs(fake - real), axis=[1, 2, 3]))
-            scaled = self.g_optimizer.scale_loss(self.gan_weight * g_adv + self._replica_mean(colour))
+            g_loss = self._replica_mean(colour)
+            # With μ = 0 the generator ignores the discriminator, so it is neither run nor trained (its losses
+            # read 0): a colour-only run costs the generator's step alone.
+            d_loss = g_adv = tf.zeros((), fake.dtype)
+            if self.gan_weight:
+                # 2. Discriminator: real pairs towards 1, colorized pairs towards 0; the generator is held fixed.
+                with g_tape.stop_recording(), tf.GradientTape() as d_tape:
+                    real_logits = self.discriminator([real, gray_small], training=True)
+                    fake_logits = self.discriminator([tf.stop_gradient(fake), gray_small], training=True)
+                    d_loss = self._replica_mean(discriminator_loss(real_logits, fake_logits, self.gan_loss))
+                    scaled = self.d_optimizer.scale_loss(d_loss)
+                with g_tape.stop_recording():
+                    d_vars = self.discriminator.trainable_variables
+                    self.d_optimizer.apply_gradients(zip(d_tape.gradient(scaled, d_vars), d_vars))
+                # 3. Generator: fool the updated discriminator and stay close to the real colours.
+                fake_logits = self.discriminator([fake, gray_small], training=True)
+                g_adv = self._replica_mean(generator_adversarial_loss(fake_logits, self.gan_loss))
+                g_loss += self.gan_weight * g_adv
+            scaled = self.g_optimizer.scale_loss(g_loss)
         g_vars = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(scaled, g_vars), g_vars))
         # 4. Report per-batch means (undo the per-replica division).

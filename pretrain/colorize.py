@@ -134,7 +134,10 @@ def main(args):
     probe = Probe(args.probe_data, out, crop=args.crop, split_seed=args.split_seed, writer=writer) \
         if chief and args.probe_data else None
     if probe is not None:
-        hooks.append((args.probe_every, lambda step, logs: probe(generator, step)))
+        def probe_hook(step, logs):
+            probe(generator, step)  # it only watches: a hook that returns a true value stops training
+
+        hooks.append((args.probe_every, probe_hook))
         if tf.train.latest_checkpoint(str(checkpoints.shared)) is None and not probe.has(0):
             probe(generator, 0)  # the body before pretraining: the baseline (random with --init scratch)
 

@@ -59,7 +59,8 @@ def test_known_colours_round_trip_through_bins():
         np.testing.assert_allclose(decoded, on_centre, atol=1e-5)
     # Back to RGB with the gray input's luma: the known colours themselves.
     luma = KNOWN @ np.array([0.299, 0.587, 0.114], np.float32)
-    image = np.repeat(luma[None, None, :, None], 3, -1)  # (1, 1, 5, 3) gray image
+    image = np.zeros((1, 1, 17, 3), np.float32)  # a gray image whose every 4th pixel (the chroma's grid) is known
+    image[0, 0, ::4] = luma[:, None]
     rgb = LumaChromaToRGB()(tf.constant(chroma[None, None]), tf.constant(image)).numpy()[0, 0]
     np.testing.assert_allclose(rgb, KNOWN, atol=1e-4)
 
@@ -168,13 +169,18 @@ def test_classify_gan_step_trains_cross_entropy_and_gan_weight_scales_the_advers
     def one_step(seed):
         tf.keras.utils.set_random_seed(seed)
         generator = build_generator(output="classify", width=0.125)
-        gan = ClassifyColorizationGAN(generator, build_discriminator(filters=8), used)
+        discriminator = build_discriminator(filters=8)
+        before = [w.numpy() for w in discriminator.weights]
+        gan = ClassifyColorizationGAN(generator, discriminator, used)
         gan.compile(tf.keras.optimizers.SGD(0.1), tf.keras.optimizers.SGD(0.1), gan_weight=gan_weight)
         logs = gan.train_step({k: tf.constant(v) for k, v in batch.items()})
-        return generator, logs
+        moved = max(np.abs(w.numpy() - b).max() for w, b in zip(discriminator.weights, before))
+        return generator, logs, moved
 
-    generator, logs = one_step(0)
+    generator, logs, discriminator_moved = one_step(0)
     assert {"g_ce", "g_l1", "g_adv", "d_loss"} <= set(logs) and np.isfinite(float(logs["g_ce"]))
+    # μ = 0: the discriminator is not trained (nor run: its losses read 0); μ > 0: it is
+    assert (discriminator_moved == 0 and float(logs["d_loss"]) == 0) if gan_weight == 0 else discriminator_moved > 0
     # reference: the same network's SGD step on the cross-entropy alone
     tf.keras.utils.set_random_seed(0)
     reference = build_generator(output="classify", width=0.125)

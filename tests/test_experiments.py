@@ -180,7 +180,7 @@ def test_preset_pretext_reaches_the_pretraining_command():
     control = pretrain_command(parse_args(["--out", "x", "--preset", "demo"]), Pretraining("control"))
     # the control keeps the colour arm's GAN weight and reconstructs gray through the L1 term
     assert [_flag(control, f) for f in ("--colour-loss", "--predict", "--gan-weight")] == \
-        [None, "gray", str(PRESETS["demo"]["gan_weight"])]
+        ["l1", "gray", str(PRESETS["demo"]["gan_weight"])]
 
 
 def _fake_grid(exp, cells, dice, counts=None, stopped_step=2):
