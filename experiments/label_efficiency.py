@@ -28,24 +28,30 @@ REPO = Path(__file__).resolve().parent.parent
 INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate", "control")
 # Every value is a flag of this script; an explicit flag beats the preset. `finetune_steps` is a cap: a cell
 # stops once validation mean Dice has not improved for `patience` evaluations (every `eval_every` steps).
+# The pretext (colorize.py's colour loss, output, L1 weight λ and GAN weight μ): the paper's recipe, or at CPU
+# scale colour classification without the GAN term, the only pretext whose frozen body beat a random one on the
+# downstream probe (experiments/results/pretext.md).
+REFERENCE_PRETEXT = dict(colour_loss="l1", predict="rgb", l1_weight=1.0, gan_weight=1.0)
+CPU_PRETEXT = dict(colour_loss="classify", predict="chroma", l1_weight=1.0, gan_weight=0.0)
 PRESETS = {
     "paper": dict(crop=513, width=1.0, batch=4, pretrain_steps=76_000, finetune_steps=300_000, lr=1e-4,
                   pretrain_lr=2e-4, eval_every=5000, checkpoint_every=5000, sample_every=5000, patience=10,
-                  seeds=[1, 2, 3], pretrain_seeds=3),
+                  seeds=[1, 2, 3], pretrain_seeds=3, **REFERENCE_PRETEXT),
     # Sized for 2 CPU cores on a ~1,000-image dataset (see experiments/results/): a pretraining run takes about
     # 25 minutes and a cell 2-5 minutes per 1,000 steps, so 3 seeds × 3 pretraining runs per pretext arm with
     # the 24 runnable cells of the default grid take about 6-8 hours.
     "cpu": dict(crop=193, width=0.25, batch=4, pretrain_steps=3000, finetune_steps=4000, lr=5e-4, pretrain_lr=2e-4,
                 eval_every=250, checkpoint_every=250, sample_every=500, patience=4, seeds=[1, 2, 3],
-                pretrain_seeds=3),
+                pretrain_seeds=3, **CPU_PRETEXT),
     # The cpu grid scaled to the 128-px synthetic set: the README's main command, about 18 minutes on 2 cores
     # (two 400-step pretraining runs, 12 cells of at most 200 steps). The synthetic scenes keep rewarding
     # training for longer than that, so most demo cells reach the cap, and the report says so.
     "demo": dict(crop=129, width=0.25, batch=4, pretrain_steps=400, finetune_steps=200, lr=1e-3,
                  pretrain_lr=2e-4, eval_every=25, checkpoint_every=50, sample_every=200, patience=3, seeds=[1],
-                 pretrain_seeds=1),
+                 pretrain_seeds=1, **CPU_PRETEXT),
     "smoke": dict(crop=65, width=0.125, batch=2, pretrain_steps=4, finetune_steps=4, lr=1e-4, pretrain_lr=2e-4,
-                  eval_every=2, checkpoint_every=2, sample_every=2, patience=1, seeds=[1], pretrain_seeds=1),
+                  eval_every=2, checkpoint_every=2, sample_every=2, patience=1, seeds=[1], pretrain_seeds=1,
+                  **REFERENCE_PRETEXT),
 }
 IMAGENET_INITS = ("imagenet", "imagenet+surrogate")
 
@@ -67,7 +73,8 @@ def parse_args(argv=None):
     for name in PRESETS["cpu"]:
         if name == "seeds":
             continue
-        kind = float if name in ("width", "lr", "pretrain_lr") else int
+        kind = float if name in ("width", "lr", "pretrain_lr", "l1_weight", "gan_weight") else int
+        kind = str if name in ("colour_loss", "predict") else kind
         help = {"patience": "stop a cell after this many evaluations without a better validation Dice",
                 "pretrain_seeds": "pretraining runs per pretext arm; fine-tuning seed i starts from run i mod P"}
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
@@ -89,16 +96,24 @@ def parse_args(argv=None):
 def shared_flags(args):
     flags = ["--crop", args.crop, "--width", args.width, "--batch", args.batch, "--backbone", args.backbone,
              "--checkpoint-every", args.checkpoint_every]
-    flags += [f"--{f}" for f in ("mixed-precision", "xla", "skip-bad", "deterministic") if getattr(args, f.replace("-", "_"))]
+    flags += [f"--{f}" for f in ("mixed-precision", "xla", "skip-bad", "deterministic")
+              if getattr(args, f.replace("-", "_"))]
     return flags
 
 
 def pretrain_command(args, pretraining):
-    """colorize.py for one pretraining run: the control differs from the colour arm only by --predict gray."""
+    """colorize.py for one pretraining run. The control arm reconstructs its gray input (--predict gray, L1) with the
+    colour arm's data, steps, optimizer, seed and GAN weight; with the classify pretext its loss differs too, since
+    a gray target has no colour bins to classify."""
     data = ([args.data] if args.data else []) + list(args.unlabeled)
     command = ["pretrain/colorize.py", "--out", pretraining.run_dir(args.out), "--init", pretraining.start,
                "--steps", args.pretrain_steps, "--lr", args.pretrain_lr, "--sample-every", args.sample_every,
-               "--seed", pretraining.index, "--predict", pretraining.predict]
+               "--seed", pretraining.index, "--gan-weight", args.gan_weight]
+    control = pretraining.arm == "control"
+    colour_loss = "l1" if control else args.colour_loss  # a gray target has no colour bins to classify
+    command += ["--colour-loss", colour_loss]
+    if colour_loss == "l1":
+        command += ["--predict", "gray" if control else args.predict, "--l1-weight", args.l1_weight]
     command += (["--data", *data] if data else []) + shared_flags(args)
     if pretraining.start == "imagenet" and args.imagenet_weights:
         command += ["--imagenet-weights", args.imagenet_weights]

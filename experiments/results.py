@@ -15,9 +15,10 @@ COLUMNS = ("init", "frac", "seed", "n_train", "dice_mean", "dice_grouped", "dice
            "steps", "best_step", "stopped_step", "wall_seconds", "status", "run_dir", "note")
 SCORES = ("dice_mean", "dice_grouped", "dice_foreground", "miou", "pixel_accuracy")
 STATE_FILE = "runner_state.json"
-# Each pretext arm: the init fine-tuning starts from it, and how colorize.py pretrains it (--init, --predict).
-PRETEXTS = {"scratch": ("surrogate", "scratch", "rgb"), "imagenet": ("imagenet+surrogate", "imagenet", "rgb"),
-            "control": ("control", "scratch", "gray")}
+# Each pretext arm: the init fine-tuning starts from it, and where colorize.py starts (--init). `control` trains on
+# the gray target, the others on colour.
+PRETEXTS = {"scratch": ("surrogate", "scratch"), "imagenet": ("imagenet+surrogate", "imagenet"),
+            "control": ("control", "scratch")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +35,6 @@ class Pretraining:
     @property
     def start(self):
         return PRETEXTS[self.arm][1]
-
-    @property
-    def predict(self):
-        return PRETEXTS[self.arm][2]
 
     def run_dir(self, experiment):
         return Path(experiment) / "pretrain" / self.name
@@ -58,7 +55,7 @@ class Cell:
 
     def pretraining(self, pretrain_seeds=1):
         """The pretraining run this cell starts from (fine-tuning seed i from run i mod P), or None."""
-        arms = [arm for arm, (init, _, _) in PRETEXTS.items() if init == self.init]
+        arms = [arm for arm, (init, _) in PRETEXTS.items() if init == self.init]
         return Pretraining(arms[0], self.seed % pretrain_seeds) if arms else None
 
 

@@ -28,6 +28,7 @@ from models import INITS, build_deeplabv3plus, transfer_weights  # noqa: E402
 from models.cli import (add_flags, architecture_kwargs, check_resume, check_writable, parser, run,  # noqa: E402
                         save_config)
 from models.resnet import is_backbone_layer  # noqa: E402
+from models.surrogate_checkpoints import choose_surrogate  # noqa: E402
 from models.optimizers import make_adam  # noqa: E402
 from models.runtime import configure, is_chief, wait_for_workers  # noqa: E402
 from models.training import Checkpoints, read_json, train_loop, write_atomic, write_json  # noqa: E402
@@ -44,8 +45,8 @@ PRETEXT_INITS = ("surrogate", "imagenet+surrogate", "control")
 def parse_args(argv=None):
     p = parser(__doc__.splitlines()[0])
     add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "beta1", "beta2", "seed", "split_seed", "backbone",
-              "width", "output_stride", "regular_conv", "init", "imagenet_weights", "surrogate", "frac", "loss",
-              "freeze_encoder", "group", "mixed_precision", "xla", "distribute", "checkpoint_every",
+              "width", "output_stride", "regular_conv", "init", "imagenet_weights", "surrogate", "surrogate_checkpoint",
+              "frac", "loss", "freeze_encoder", "group", "mixed_precision", "xla", "distribute", "checkpoint_every",
               "eval_every", "skip_bad", "deterministic", steps=300_000, lr=1e-4)
     p.add_argument("--val-images", type=int, default=None, help="validate on at most this many images (all by default)")
     p.add_argument("--patience", type=int, default=None,
@@ -87,7 +88,8 @@ def check_pretext(init, surrogate):
     arch_file = resolve_surrogate(surrogate).parent / ARCHITECTURE_FILE
     output = json.loads(arch_file.read_text()).get("output", "rgb") if arch_file.is_file() else "rgb"
     if (init == "control") != (output == "gray"):
-        wanted = "a --predict gray (no-colour) run" if init == "control" else "a colour run (--predict rgb or chroma)"
+        wanted = "a --predict gray (no-colour) run" if init == "control" else \
+            "a colour run (--predict rgb or chroma, or --colour-loss classify)"
         raise TransferError(f"--surrogate {surrogate}: its generator was trained with --predict {output}; "
                             f"--init {init} needs {wanted}")
 
@@ -172,8 +174,10 @@ def main(args):
         model.optimizer.build(model.trainable_variables)
     checkpoints = Checkpoints(out, model=model, optimizer=model.optimizer)
     if tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
-        check_pretext(args.init, args.surrogate)
-        report = transfer_weights(model, args.init, imagenet_weights=args.imagenet_weights, surrogate=args.surrogate)
+        surrogate = choose_surrogate(args.surrogate, args.surrogate_checkpoint) if args.init in PRETEXT_INITS \
+            else args.surrogate
+        check_pretext(args.init, surrogate)
+        report = transfer_weights(model, args.init, imagenet_weights=args.imagenet_weights, surrogate=surrogate)
         print(report.summary(), file=sys.stderr)
         write_json(out / "init.json", vars(report))
 

@@ -34,6 +34,7 @@ FLAGS = {
     "init": dict(default="scratch", help="how the network starts: scratch | imagenet | surrogate | imagenet+surrogate | control (a generator pretrained on the no-colour target)"),
     "imagenet_weights": dict(type=Path, default=None, help="local Keras ResNet50 ImageNet weights file (default: Keras' download and cache)"),
     "surrogate": dict(type=Path, default=None, help="colorization run directory or its generator.weights.h5"),
+    "surrogate_checkpoint": dict(choices=("final", "best-probe"), default="final", help="with --surrogate RUN: its last generator, or the one its downstream probe scored best (colorize.py --probe-data)"),
     "frac": dict(type=float, default=1.0, help="fraction of the training split used, nested across fractions for a seed"),
     "mixed_precision": dict(action="store_true", help="mixed precision (float16 on GPU with loss scaling, bfloat16 on CPU)"),
     "xla": dict(action="store_true", help="compile the training step with XLA"),
@@ -50,7 +51,7 @@ FLAGS = {
 # Flags that fix what a run computes: a resumed run must not change them.
 RESUME_FIXED = ("data", "holdout", "video_every", "crop", "batch", "seed", "split_seed", "backbone", "width",
                 "output_stride", "regular_conv", "init", "frac", "loss", "freeze_encoder", "val_images", "gan_loss",
-                "l1_weight", "predict", "lr", "beta1", "beta2")
+                "l1_weight", "predict", "lr", "beta1", "beta2", "colour_loss", "gan_weight", "surrogate_checkpoint")
 
 
 def add_flags(parser, *names, **defaults):

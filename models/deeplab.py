@@ -9,6 +9,7 @@ from keras import layers
 
 from models.atrous import Conv2D, DepthwiseConv2D
 from models.batchnorm import batch_norm
+from models.colour_bins import NUM_BINS, AnnealedMeanChroma
 from models.resnet import apply_resnet50, scaled
 
 HEAD_LAYER = "logits"  # the only layer surrogate init does not copy
@@ -160,7 +161,8 @@ def build_deeplabv3plus(num_outputs, *, input_shape=(None, None, 3), **arch_kwar
     return _build(num_outputs, architecture(**arch_kwargs), input_shape, "deeplabv3plus", head)
 
 
-GENERATOR_OUTPUTS = ("rgb", "chroma", "gray")
+GENERATOR_OUTPUTS = ("rgb", "chroma", "gray", "classify")
+GENERATOR_CHANNELS = {"rgb": 3, "chroma": 2, "gray": 3, "classify": NUM_BINS}
 
 
 def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs):
@@ -170,6 +172,8 @@ def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs)
     input), where the discriminator looks. `output="rgb"` (the reference) paints all three channels through
     tanh; `output="chroma"` predicts only Cb and Cr and keeps the input's own luma, as Lab-space colorization
     networks do, so the network spends itself on which colour things are rather than on copying brightness.
+    `output="classify"` predicts a distribution over quantised chroma bins (`models/colour_bins.py`, Zhang
+    et al. 2016), decoded to Cb/Cr by the annealed mean and joined to the input's luma.
     `output="gray"` is the rgb head, for the no-colour control: it is trained to give back its gray input.
 
     Example:
@@ -180,10 +184,13 @@ def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs)
         raise ValueError(f"Wrong generator output {output!r}, supported: {', '.join(GENERATOR_OUTPUTS)}")
 
     def head(x, inputs):
-        x = layers.Activation("tanh", dtype="float32", name="chroma" if output == "chroma" else "colorized")(x)
-        return LumaChromaToRGB(name="colorized", dtype="float32")(x, inputs) if output == "chroma" else x
+        if output == "classify":
+            x = AnnealedMeanChroma(name="chroma", dtype="float32")(x)
+        else:
+            x = layers.Activation("tanh", dtype="float32", name="chroma" if output == "chroma" else "colorized")(x)
+        return LumaChromaToRGB(name="colorized", dtype="float32")(x, inputs) if output in ("chroma", "classify") else x
 
-    model = _build(2 if output == "chroma" else 3, architecture(**arch_kwargs), input_shape, "generator", head)
+    model = _build(GENERATOR_CHANNELS[output], architecture(**arch_kwargs), input_shape, "generator", head)
     model.architecture["output"] = output
     return model
 

@@ -7,6 +7,8 @@ segmentation from it. With no --data the built-in synthetic set is used. Re-runn
 """
 
 import sys
+import time
+from pathlib import Path
 
 from models.runtime import quiet_tensorflow
 
@@ -20,6 +22,8 @@ from models.resnet import scaled  # noqa: E402
 from models.cli import (add_flags, architecture_kwargs, check_resume, check_writable, parser, run,  # noqa: E402
                         save_config)
 from models.deeplab import GENERATOR_OUTPUTS  # noqa: E402
+from models.colour_classify import (BINS_FILE, COLOUR_LOSSES, ClassifyColorizationGAN,  # noqa: E402
+                                    colour_bins_from_images, load_colour_bins, save_colour_bins, set_used_bins)
 from models.gan import GAN_LOSSES  # noqa: E402
 from models.optimizers import make_adam  # noqa: E402
 from models.runtime import configure, is_chief, wait_for_workers  # noqa: E402
@@ -27,6 +31,9 @@ from models.training import Checkpoints, train_loop, write_json  # noqa: E402
 from models.transfer import GENERATOR_FILE, save_generator  # noqa: E402
 from models.visualize import tile, to_uint8, write_png  # noqa: E402
 from pretrain.evaluate import colorization_scores, describe, holdout_batch, split_holdout  # noqa: E402
+from pretrain.probe import Probe  # noqa: E402
+
+PRIOR_IMAGES = 512  # training crops whose chroma estimates the bins' prior for --colour-loss classify
 
 
 def parse_args(argv=None):
@@ -36,15 +43,36 @@ def parse_args(argv=None):
               "checkpoint_every", "sample_every", "skip_bad", "deterministic", steps=76_000, lr=2e-4)
     p.add_argument("--l1-weight", type=float, default=1.0, help="weight λ of the L1 reconstruction term")
     p.add_argument("--gan-loss", choices=GAN_LOSSES, default="lsgan", help="least-squares or vanilla GAN loss")
-    p.add_argument("--predict", choices=GENERATOR_OUTPUTS, default="rgb",
+    p.add_argument("--gan-weight", type=float, default=1.0,
+                   help="weight μ of the generator's adversarial term (0: colour loss alone, no GAN)")
+    p.add_argument("--colour-loss", choices=COLOUR_LOSSES, default="l1",
+                   help="l1: regress the colours (the reference); classify: cross-entropy over quantised chroma "
+                        "bins with rare colours up-weighted, decoded by the annealed mean (Zhang et al. 2016)")
+    p.add_argument("--predict", choices=[o for o in GENERATOR_OUTPUTS if o != "classify"], default=None,
                    help="rgb: the generator paints all three channels (the reference); chroma: it predicts Cb/Cr "
                         "and keeps the input's luma, as Lab-space colorization does; gray: the no-colour control, "
-                        "the rgb network trained to give back its gray input (same data, steps, GAN and L1 terms)")
+                        "the rgb network trained to give back its gray input (same data, steps, GAN and L1 terms) "
+                        "(default: rgb; chroma bins with --colour-loss classify)")
+    p.add_argument("--probe-data", type=Path, default=None,
+                   help="labeled root: every --probe-every steps, score a linear segmentation probe on the frozen "
+                        "body (probe.csv, generator_best_probe.weights.h5)")
+    p.add_argument("--probe-every", type=int, default=1000, help="probe interval in steps (with --probe-data)")
     p.add_argument("--video-every", type=int, default=30, help="use every Nth frame of video files")
     p.add_argument("--holdout", type=int, default=32, help="images kept out of training to measure colorization")
     args = p.parse_args(argv)
     if args.init not in ("scratch", "imagenet"):
         p.error(f"--init {args.init}: pretraining starts from scratch or imagenet")
+    if args.colour_loss == "classify":
+        if args.predict in ("rgb", "gray"):
+            p.error(f"--predict {args.predict}: --colour-loss classify predicts chroma bins and keeps the input's luma")
+        if args.l1_weight != 1.0:
+            p.error(f"--l1-weight {args.l1_weight}: weights the L1 of --colour-loss l1; classify trains the "
+                    f"rebalanced cross-entropy")
+    args.predict = "classify" if args.colour_loss == "classify" else args.predict or "rgb"
+    if args.gan_weight < 0:
+        p.error(f"--gan-weight must be >= 0, got {args.gan_weight}")
+    if args.probe_every < 1:
+        p.error(f"--probe-every must be >= 1, got {args.probe_every}")
     return args
 
 
@@ -77,12 +105,17 @@ def main(args):
     print(f"colorization: {len(train)} training images, {len(held)} held out, {precision}, "
           f"{strategy.num_replicas_in_sync} replica(s)", file=sys.stderr)
 
+    bins = colour_bins(args, train) if args.colour_loss == "classify" else None
     with strategy.scope():
         generator = build_generator(output=args.predict, **architecture_kwargs(args))
         discriminator = build_discriminator(filters=scaled(64, args.width))  # narrow with the generator
-        gan = ColorizationGAN(generator, discriminator)
+        if bins is None:
+            gan = ColorizationGAN(generator, discriminator)
+        else:
+            set_used_bins(generator, bins["used"])
+            gan = ClassifyColorizationGAN(generator, discriminator, bins["weights"])
         gan.compile(make_adam(args), make_adam(args),
-                    l1_weight=args.l1_weight, gan_loss=args.gan_loss)
+                    l1_weight=args.l1_weight, gan_loss=args.gan_loss, gan_weight=args.gan_weight)
         gan.g_optimizer.build(generator.trainable_variables)
         gan.d_optimizer.build(discriminator.trainable_variables)
     checkpoints = Checkpoints(out, generator=generator, discriminator=discriminator,
@@ -97,6 +130,16 @@ def main(args):
     if fixed is not None:
         hooks.append((args.sample_every, lambda step, logs: write_samples(
             generator, fixed, out / "samples" / f"step_{step:07d}.png", writer, step)))
+    tick = time.perf_counter()
+    probe = Probe(args.probe_data, out, crop=args.crop, split_seed=args.split_seed, writer=writer) \
+        if chief and args.probe_data else None
+    if probe is not None:
+        def probe_hook(step, logs):
+            probe(generator, step)  # it only watches: a hook that returns a true value stops training
+
+        hooks.append((args.probe_every, probe_hook))
+        if tf.train.latest_checkpoint(str(checkpoints.shared)) is None and not probe.has(0):
+            probe(generator, 0)  # the body before pretraining: the baseline (random with --init scratch)
 
     skipped = datasets.SkipCounter() if args.skip_bad else None
 
@@ -109,17 +152,35 @@ def main(args):
                global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=gan.metrics,
                writer=writer, hooks=hooks, xla=args.xla, desc="colorize")
     if chief:
-        write_outputs(generator, fixed, skipped, checkpoints, out)
+        write_outputs(generator, fixed, skipped, checkpoints, out, bins=bins,
+                      probe_cost=probe.cost(time.perf_counter() - tick) if probe and probe.session else None)
     wait_for_workers(strategy)
     return 0
 
 
-def write_outputs(generator, fixed, skipped, checkpoints, out):
+def colour_bins(args, train):
+    """The chroma bins' statistics for --colour-loss classify: estimated from the first PRIOR_IMAGES training
+    crops, saved in the run (and read back on resume)."""
+    path = args.out / BINS_FILE
+    bins = load_colour_bins(path)
+    if bins is None:
+        data = datasets.colorization_dataset(train, crop=args.crop, batch=args.batch, seed=args.seed)
+        batches = max(1, PRIOR_IMAGES // args.batch)
+        bins = colour_bins_from_images(batch["rgb_small"].numpy() for batch in data.take(batches))
+        save_colour_bins(bins, path, n_images=batches * args.batch)
+    print(f"colour bins: {int(bins['used'].sum())} of {len(bins['used'])} occur in the training images; "
+          f"weights {bins['weights'][bins['used']].min():.2f}–{bins['weights'].max():.2f}", file=sys.stderr)
+    return bins
+
+
+def write_outputs(generator, fixed, skipped, checkpoints, out, bins=None, probe_cost=None):
     """The chief's last writes: the generator's weights and its held-out colorization scores."""
     save_generator(generator, out / GENERATOR_FILE)
     summary = {"steps": int(checkpoints.step.numpy()), "skipped_files": skipped.count if skipped else 0}
+    if probe_cost:
+        summary["probe_cost"] = probe_cost
     if fixed is not None:
-        summary.update(colorization_scores(generator, fixed))
+        summary.update(colorization_scores(generator, fixed, bins=bins))
         print(describe(summary), file=sys.stderr)
     if skipped:
         print(f"skipped {skipped.count} unreadable files (--skip-bad)", file=sys.stderr)

@@ -6,6 +6,8 @@ Rebuilds the run's held-out images (the same seeded draw `colorize.py` made) and
 RUN/pretrain_metrics.json. Two views, both in [-1, 1] units at the generator's stride-4 resolution:
 - RGB L1, |G(g) − x| vs |g − x|: the generator must also reproduce the luminance it was given;
 - chroma L1 (YCbCr Cb and Cr), where the gray input has none: the colour alone.
+With --colour-loss classify also the cross-entropy of the real colours' soft-encoded bins under the generator's
+distribution and under the training prior (the classification counterpart of the gray baseline).
 Each is given twice: with BatchNorm's moving averages (inference mode), and with the statistics of each batch
 of 4 held-out crops, as pix2pix evaluates its generators (`*_batch_stats`; dropout off, weights untouched).
 """
@@ -24,6 +26,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import datasets  # noqa: E402
+from models.colour_classify import BINS_FILE, bin_cross_entropies, load_colour_bins  # noqa: E402
 from models.training import read_json, write_json  # noqa: E402
 from models.transfer import load_generator  # noqa: E402
 
@@ -49,9 +52,9 @@ def holdout_batch(sources, crop, seed):
     return next(iter(ds))
 
 
-def colorization_scores(generator, batch, chunk=4):
+def colorization_scores(generator, batch, chunk=4, bins=None):
     """RGB and chroma L1 of the colorization (moving-average and batch BatchNorm statistics) and of the gray
-    input, to the real image."""
+    input, to the real image; for a classify generator with its `bins`, the bin cross-entropies too."""
     real, gray = batch["rgb_small"], batch["gray_small"]
     l1 = lambda a, b: float(tf.reduce_mean(tf.abs(a - b)))
     chroma = lambda x: tf.tensordot(tf.cast(x, tf.float32), CHROMA, axes=[[-1], [0]])
@@ -61,6 +64,8 @@ def colorization_scores(generator, batch, chunk=4):
                          ("_batch_stats", colorize(generator, batch["gray"], chunk, batch_stats=True))):
         scores[f"l1_colorized{suffix}"] = l1(fake, real)
         scores[f"chroma_l1_colorized{suffix}"] = l1(chroma(fake), chroma(real))
+    if bins is not None and generator.architecture.get("output") == "classify":
+        scores.update(bin_cross_entropies(generator, batch["gray"], real, bins["prior"], chunk))
     return scores
 
 
@@ -98,7 +103,7 @@ def evaluate_run(run_dir):
     batch = holdout_batch(run_holdout(config), config["crop"], config["seed"])
     if batch is None:
         raise ValueError(f"{run_dir}: no held-out images (--holdout 0 or a tiny dataset)")
-    scores = colorization_scores(load_generator(run_dir), batch)
+    scores = colorization_scores(load_generator(run_dir), batch, bins=load_colour_bins(run_dir / BINS_FILE))
     summary = {**read_json(run_dir / "pretrain_metrics.json", {}), **scores}
     write_json(run_dir / "pretrain_metrics.json", summary)
     return summary
@@ -108,6 +113,10 @@ def describe(scores):
     text = (f"held-out L1 to the real image: colorized {scores['l1_colorized']:.4f} vs gray {scores['l1_gray']:.4f}; "
             f"chroma L1: colorized {scores['chroma_l1_colorized']:.4f} vs gray {scores['chroma_l1_gray']:.4f} "
             f"({scores['n_images']} images)")
+    if "bin_ce_colorized" in scores:
+        text += (f"; colour-bin cross-entropy: generator {scores['bin_ce_colorized']:.3f} vs training prior "
+                 f"{scores['bin_ce_prior']:.3f} nats/pixel, chroma L1 of its plain mean (T = 1) "
+                 f"{scores['chroma_l1_mean_decode']:.4f}")
     if "l1_colorized_batch_stats" in scores:
         text += (f"; with batch statistics: {scores['l1_colorized_batch_stats']:.4f}, "
                  f"chroma {scores['chroma_l1_colorized_batch_stats']:.4f}")

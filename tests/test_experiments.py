@@ -113,13 +113,14 @@ def test_fine_tuning_seed_i_starts_from_pretraining_run_i_mod_p(tmp_path):
     for run in runs:  # each run its own seed; the control differs from the colour arm by --predict gray only
         command = pretrain_command(args, run)
         assert (_flag(command, "--seed"), _flag(command, "--init")) == (str(run.index), "scratch")
-        assert _flag(command, "--predict") == ("gray" if run.arm == "control" else "rgb")
+        predict = "gray" if run.arm == "control" else "rgb"
+        assert _flag(command, "--predict") == predict
         assert _flag(command, "--out") == str(tmp_path / "pretrain" / run.name)
         other = pretrain_command(args, Pretraining("scratch" if run.arm == "control" else "control", run.index))
         differs = [(a, b) for a, b in zip(map(str, command), map(str, other)) if a != b]
         assert sorted(differs) == sorted([(str(run.run_dir(tmp_path)), str(Pretraining(
             "scratch" if run.arm == "control" else "control", run.index).run_dir(tmp_path))),
-            (run.predict, "rgb" if run.predict == "gray" else "gray")])
+            (predict, "rgb" if predict == "gray" else "gray")])
 
 
 def test_imagenet_cells_at_reduced_width_without_weights_are_skipped(tmp_path):
@@ -161,6 +162,25 @@ def test_finetune_command_points_each_init_at_its_pretraining(tmp_path):
         assert _flag(command, "--imagenet-weights") == (imagenet_weights and str(imagenet_weights)), init
     assert _flag(pretrain_command(args, Pretraining("imagenet")), "--imagenet-weights") == str(weights)
     assert _flag(pretrain_command(args, Pretraining("scratch")), "--imagenet-weights") is None
+
+
+def test_preset_pretext_reaches_the_pretraining_command():
+    reference = pretrain_command(parse_args(["--out", "x", "--preset", "paper"]), Pretraining("scratch"))
+    assert [_flag(reference, f) for f in ("--colour-loss", "--predict", "--l1-weight", "--gan-weight")] == \
+        ["l1", "rgb", "1.0", "1.0"]  # the paper preset is the reference recipe
+    for preset in ("cpu", "demo"):
+        args = parse_args(["--out", "x", "--preset", preset])
+        command = pretrain_command(args, Pretraining("scratch"))
+        assert _flag(command, "--colour-loss") == PRESETS[preset]["colour_loss"] == "classify"  # pretext.md's choice
+        assert _flag(command, "--gan-weight") == str(PRESETS[preset]["gan_weight"])
+    classify = pretrain_command(parse_args(["--out", "x", "--colour-loss", "classify", "--gan-weight", "0"]),
+                                Pretraining("scratch"))
+    assert (_flag(classify, "--colour-loss"), _flag(classify, "--gan-weight")) == ("classify", "0.0")
+    assert _flag(classify, "--predict") is None and _flag(classify, "--l1-weight") is None
+    control = pretrain_command(parse_args(["--out", "x", "--preset", "demo"]), Pretraining("control"))
+    # the control keeps the colour arm's GAN weight and reconstructs gray through the L1 term
+    assert [_flag(control, f) for f in ("--colour-loss", "--predict", "--gan-weight")] == \
+        ["l1", "gray", str(PRESETS["demo"]["gan_weight"])]
 
 
 def _fake_grid(exp, cells, dice, counts=None, stopped_step=2):
