@@ -19,13 +19,15 @@ import sys
 import time
 from pathlib import Path
 
+from models import INITS
+from runner.cli import add_flags
+
 from tqdm import tqdm
 
-from experiments.plot import write_plots_and_report
+from experiments.report import write_plots_and_report
 from experiments.results import Cell, collect_results, read_runner_state, write_runner_state
 
 REPO = Path(__file__).resolve().parent.parent
-INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate", "control")
 # Every value is a flag of this script; an explicit flag beats the preset. `finetune_steps` is a cap: a cell
 # stops once validation mean Dice has not improved for `patience` evaluations (every `eval_every` steps).
 # The pretext (colorize.py's colour loss, output, L1 weight λ and GAN weight μ): the paper's recipe, or at CPU
@@ -61,15 +63,12 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=Path, default=None, help="labeled dataset root (default: built-in synthetic set)")
     p.add_argument("--unlabeled", type=Path, nargs="+", default=[], help="extra folders/videos for pretraining")
-    p.add_argument("--out", type=Path, required=True, help="experiment directory; re-running resumes")
+    add_flags(p, "out")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="cpu with --data, demo without")
     p.add_argument("--inits", nargs="+", default=["scratch", "imagenet", "surrogate", "control"], choices=INITS)
     p.add_argument("--fracs", nargs="+", type=float, default=[0.1, 0.25, 0.5, 1.0])
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="fine-tuning seeds (overrides the preset)")
-    p.add_argument("--group", default=None, help="class grouping for the 2-class panel, e.g. 'background:0;skin:1-8'")
-    p.add_argument("--imagenet-weights", type=Path, default=None, help="local ResNet50 ImageNet weights file")
-    p.add_argument("--backbone", choices=("resnet50", "resnet50_beta"), default="resnet50")
-    p.add_argument("--loss", default="ce")
+    add_flags(p, "group", "imagenet_weights", "backbone", "loss")
     for name in PRESETS["cpu"]:
         if name == "seeds":
             continue
@@ -79,8 +78,7 @@ def parse_args(argv=None):
                 "pretrain_seeds": "pretraining runs per pretext arm; fine-tuning seed i starts from run i mod P"}
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
                        help=help.get(name, "") + " (overrides the preset)")
-    for flag in ("mixed-precision", "xla", "skip-bad", "deterministic"):
-        p.add_argument("--" + flag, action="store_true", help="passed to every run")
+    add_flags(p, "mixed_precision", "xla", "skip_bad", "deterministic")  # passed to every run
     args = p.parse_args(argv)
     preset = PRESETS[args.preset or ("cpu" if args.data else "demo")]
     for name, value in preset.items():

@@ -11,13 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import matplotlib
+from models.io import read_json
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
-from models.training import read_json  # noqa: E402
-from pretrain.probe import PROBE_FILE, read_rows  # noqa: E402
+from pretrain.probe import PROBE_FILE, read_rows
 
 
 def recipe(config):
@@ -50,7 +48,8 @@ def table_row(run):
 
 
 def plot_probes(runs, path):
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     for run in runs:
         rows = read_rows(run / PROBE_FILE)
         if not rows:
@@ -66,7 +65,6 @@ def plot_probes(runs, path):
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv=None):

@@ -13,9 +13,9 @@ import io
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
+from models.io import read_json, write_atomic
 
-from models.training import read_json, write_atomic
+import numpy as np
 
 RESAMPLES = 2000
 RNG_SEED = 0

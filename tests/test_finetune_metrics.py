@@ -1,9 +1,6 @@
 """Split-level segmentation scores: confusion matrix, pooled Dice, IoU, class groups — on hand-counted cases."""
 
-import numpy as np
-import pytest
-
-from finetune.metrics import (
+from models.metrics import (
     IGNORE,
     confusion_matrix,
     group_confusion,
@@ -11,6 +8,9 @@ from finetune.metrics import (
     scores_from_confusion,
     segmentation_metrics,
 )
+
+import numpy as np
+import pytest
 
 NAMES3 = ["background", "a", "b"]
 

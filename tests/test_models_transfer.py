@@ -1,6 +1,10 @@
 """`--init` transfers on tiny networks: surrogate (generator → segmenter), scratch, and the error paths."""
 
+import dataclasses
 import json
+
+from models import INITS, TransferError, build_deeplabv3plus, build_generator, transfer_weights
+from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, save_generator
 
 import h5py
 import keras
@@ -8,8 +12,6 @@ import numpy as np
 import pytest
 
 from helpers import layer_weights, randomize
-from models import INITS, TransferError, build_deeplabv3plus, build_generator, transfer_weights
-from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, save_generator
 
 WIDTH = 0.125
 
@@ -52,7 +54,7 @@ def test_save_generator_writes_architecture(surrogate_run):
     assert (run / GENERATOR_FILE).is_file()
     arch = json.loads((run / ARCHITECTURE_FILE).read_text())
     assert arch == {"backbone": "resnet50", "output_stride": 16, "width": WIDTH, "separable": True,
-                    "atrous_rates": [6, 12, 18], "output": "rgb"}
+                    "atrous_rates": [6, 12, 18], "outputs": 3, "output": "rgb"}
 
 
 @pytest.mark.parametrize("init, as_file", [("surrogate", False), ("surrogate", True), ("imagenet+surrogate", False)],
@@ -138,7 +140,7 @@ def test_imagenet_without_file_or_network(monkeypatch, segmenter):
     with pytest.raises(TransferError, match="width 1.0 only"):  # small width: refused before any download
         transfer_weights(segmenter, "imagenet")
     assert calls == []
-    monkeypatch.setattr(segmenter, "architecture", dict(segmenter.architecture, width=1.0))
+    monkeypatch.setattr(segmenter, "architecture", dataclasses.replace(segmenter.architecture, width=1.0))
     with pytest.raises(TransferError, match="could not download.*--imagenet-weights"):
         transfer_weights(segmenter, "imagenet")
     assert len(calls) == 1

@@ -1,7 +1,7 @@
 """finetune/predict.py on a tiny trained run: masks, overlays, an RLE CSV that decodes back, tiles, errors.
 
 `trained_run` (two steps at width 0.125, crop 65) is shared with tests/test_export.py by its path: the second
-module to ask for it finds the run finished. Predict runs call `main` in-process through `models.cli.run`,
+module to ask for it finds the run finished. Predict runs call `main` in-process through `runner.cli.run`,
 as the script's `__main__` does; one test runs the script itself.
 """
 
@@ -11,6 +11,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from models import build_deeplabv3plus
+from runner.cli import run
+from runner.runs import CONFIG_FILE
 
 import cv2
 import keras
@@ -22,9 +26,6 @@ import finetune.segment as segment
 from datasets import read_image, read_rle_csv
 from datasets.synthetic import make_scene
 from finetune.inference import Predictor, _starts
-from finetune.runs import CONFIG_FILE
-from models import build_deeplabv3plus
-from models.cli import run
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, CROP = 0.125, 65

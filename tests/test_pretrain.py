@@ -11,15 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator
+from runner.cli import run
+from runner.training import Checkpoints, NonFiniteLoss, train_loop
+
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import pretrain.colorize as colorize
-from models.cli import run
-from models.training import Checkpoints, NonFiniteLoss, train_loop
-from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator
 
 REPO = Path(__file__).resolve().parents[1]
 CROP, SMALL = 65, 17  # the generator's stride-4 output for a 65-pixel crop: (65 - 1) // 4 + 1
@@ -95,10 +96,10 @@ def test_short_run_writes_every_output(first_run):
 
 
 def test_evaluate_rebuilds_the_holdout_and_scores_rgb_and_chroma(first_run, capsys):
-    from pretrain.evaluate import main as evaluate
+    from pretrain.evaluate import main, parse_args
 
     before = json.loads((first_run / "pretrain_metrics.json").read_text())
-    assert evaluate([str(first_run)]) == 0
+    assert run(main, parse_args([str(first_run)])) == 0
     assert "chroma L1" in capsys.readouterr().out
     after = json.loads((first_run / "pretrain_metrics.json").read_text())
     # Same held-out images and generator: the RGB scores the run wrote are reproduced exactly.
@@ -108,7 +109,7 @@ def test_evaluate_rebuilds_the_holdout_and_scores_rgb_and_chroma(first_run, caps
 
 
 def test_batch_statistics_scoring_leaves_the_generator_as_it_was(first_run):
-    from pretrain.evaluate import colorization_scores, holdout_batch, run_holdout
+    from pretrain.holdout import colorization_scores, holdout_batch, run_holdout
 
     config = json.loads((first_run / "config.json").read_text())
     batch = holdout_batch(run_holdout(config), config["crop"], config["seed"])
@@ -124,9 +125,9 @@ def test_batch_statistics_scoring_leaves_the_generator_as_it_was(first_run):
 
 
 def test_evaluate_names_a_directory_that_is_not_a_run(tmp_path, capsys):
-    from pretrain.evaluate import main as evaluate
+    from pretrain.evaluate import main, parse_args
 
-    assert evaluate([str(tmp_path)]) == 1
+    assert run(main, parse_args([str(tmp_path)])) == 1
     assert capsys.readouterr().err.startswith(f"error: {tmp_path}: no config.json")
 
 
@@ -305,7 +306,7 @@ def test_nan_found_at_a_later_log_step_still_names_its_own_step(tmp_path):
 
 
 def test_logs_reach_the_host_only_at_log_and_checkpoint_steps(tmp_path, monkeypatch):
-    import models.training as training
+    import runner.training as training
 
     copied = []
     to_host = training._to_host
