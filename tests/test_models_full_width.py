@@ -15,6 +15,8 @@ import pytest
 
 from helpers import layer_weights, randomize
 
+pytestmark = pytest.mark.slow  # the full-width network (setup.cfg); deselect with -m "not slow"
+
 NUM_CLASSES = 9
 SMP_PARAMS = 26.68e6  # segmentation_models_pytorch DeepLabV3Plus("resnet50", encoder_output_stride=16, classes=9)
 

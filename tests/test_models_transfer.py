@@ -165,3 +165,31 @@ def test_surrogate_from_a_chroma_generator(tmp_path):
     expected = layer_weights(generator)
     assert_same(segmenter.get_layer("decoder_conv2_pointwise").get_weights(), expected["decoder_conv2_pointwise"],
                 "decoder_conv2_pointwise")
+
+
+def _pretraining_run(tmp_path, init):
+    """A generator saved as colorize.py saves it, with its run's config.json (None: a bare weights file)."""
+    run = tmp_path / f"from_{init}"
+    save_generator(build_generator(width=WIDTH), run / GENERATOR_FILE)
+    if init is not None:
+        (run / "config.json").write_text(json.dumps({"init": init}))
+    return run
+
+
+def test_imagenet_plus_surrogate_refuses_a_generator_pretrained_from_scratch(tmp_path, segmenter):
+    run = _pretraining_run(tmp_path, "scratch")
+    with pytest.raises(TransferError, match="started from --init scratch; --init imagenet\\+surrogate needs"):
+        transfer_weights(build_deeplabv3plus(4, width=WIDTH), "imagenet+surrogate", surrogate=run)
+    with pytest.raises(TransferError, match="started from --init scratch"):  # the file inside the run too
+        transfer_weights(build_deeplabv3plus(4, width=WIDTH), "imagenet+surrogate", surrogate=run / GENERATOR_FILE)
+    report = transfer_weights(build_deeplabv3plus(4, width=WIDTH), "surrogate", surrogate=run)  # plain surrogate: fine
+    assert report.skipped == ["logits"]
+
+
+def test_imagenet_plus_surrogate_accepts_imagenet_and_warns_on_a_bare_file(tmp_path, capsys):
+    report = transfer_weights(build_deeplabv3plus(4, width=WIDTH), "imagenet+surrogate",
+                              surrogate=_pretraining_run(tmp_path, "imagenet"))
+    assert report.init == "imagenet+surrogate" and capsys.readouterr().err == ""
+    bare = _pretraining_run(tmp_path, None)
+    transfer_weights(build_deeplabv3plus(4, width=WIDTH), "imagenet+surrogate", surrogate=bare)
+    assert "is not checked" in capsys.readouterr().err

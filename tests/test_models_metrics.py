@@ -1,7 +1,6 @@
 """Split-level segmentation scores: confusion matrix, pooled Dice, IoU, class groups — on hand-counted cases."""
 
 from models.metrics import (
-    IGNORE,
     confusion_matrix,
     group_confusion,
     parse_groups,
@@ -11,6 +10,8 @@ from models.metrics import (
 
 import numpy as np
 import pytest
+
+from datasets import IGNORE_ID as IGNORE
 
 NAMES3 = ["background", "a", "b"]
 
