@@ -176,7 +176,7 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
             stop = False
             for hook in hooks_due:
                 stop = bool(hook(step, logs)) or stop
-            if save_due or stop:
+            if save_due or stop or interrupt.raised:  # a signal may also arrive during a hook
                 checkpoints.save(step)
             if interrupt.raised:
                 raise Interrupted(step)
