@@ -71,7 +71,7 @@ def test_more_images_and_seeds_narrow_the_interval():
 
 
 def test_counts_give_the_same_dice_as_metrics_json():
-    """Dice from summed per-image counts, for every view, equals what finetune/metrics.py writes."""
+    """Dice from summed per-image counts, for every view, equals what models/metrics.py writes."""
     rng = np.random.default_rng(0)
     names = ["background", "a", "b", "c"]
     matrices = rng.integers(0, 50, (7, 4, 4)).astype(np.float64)

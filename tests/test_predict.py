@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models import build_deeplabv3plus
+from models import ARCHITECTURE_FILE, Architecture, build_deeplabv3plus
 from runner.cli import run
-from runner.runs import CONFIG_FILE
+from runner.runs import CONFIG_FILE, load_run
 
 import cv2
 import keras
@@ -226,3 +226,10 @@ def test_parser_rejects_bad_flags(flags, message, capsys):
         predict.parse_args(["run", "--images", "x", "--out", "y", *flags])
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_runs_are_rebuilt_from_architecture_json_and_older_runs_from_config(trained_run, bce_run):
+    assert Architecture.load(trained_run) == load_run(trained_run).model.architecture  # written beside best weights
+    old_run, _ = bce_run  # config.json and weights only, as runs written before architecture.json
+    assert not (old_run / ARCHITECTURE_FILE).exists()
+    assert load_run(old_run).model.architecture == Architecture(width=WIDTH, outputs=1)
