@@ -7,11 +7,11 @@ and prints a Markdown table: steps reached, held-out RGB and chroma L1 of the co
 input's (from pretrain_metrics.json, `pretrain/evaluate.py`), and the last and best probe Dice.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 from models.io import read_json
+from runner import cli
 
 from matplotlib.figure import Figure
 
@@ -67,11 +67,14 @@ def plot_probes(runs, path):
     fig.savefig(path, dpi=110)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None):
+    p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="colorization run directories")
     p.add_argument("--out", type=Path, required=True, help="path stem of the plot (OUT.png)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(args):
     print("| run | pretext | steps | RGB L1 colorized / gray | chroma L1 colorized / gray | probe Dice step 0 "
           "| probe Dice last | probe Dice best |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -83,4 +86,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, parse_args()))
