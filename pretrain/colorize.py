@@ -23,7 +23,8 @@ from models.cli import (add_flags, architecture_kwargs, check_resume, check_writ
                         save_config)
 from models.deeplab import GENERATOR_OUTPUTS  # noqa: E402
 from models.colour_classify import (BINS_FILE, COLOUR_LOSSES, ClassifyColorizationGAN,  # noqa: E402
-                                    colour_bins_from_images, load_colour_bins, save_colour_bins, set_used_bins)
+                                    colour_bins_from_images, load_colour_bins, save_colour_bins, set_used_bins,
+                                    start_at_blind_guess)
 from models.gan import GAN_LOSSES  # noqa: E402
 from models.optimizers import make_adam  # noqa: E402
 from models.runtime import configure, is_chief, wait_for_workers  # noqa: E402
@@ -122,6 +123,8 @@ def main(args):
                               g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
     if args.init == "imagenet" and tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
         print(transfer_weights(generator, "imagenet", imagenet_weights=args.imagenet_weights).summary(), file=sys.stderr)
+    if tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
+        start_at_blind_guess(generator, bins and bins["prior"])  # chroma heads start at gray, bins at the prior
 
     chief = is_chief()
     writer = tf.summary.create_file_writer(str(out / "logs")) if chief else tf.summary.create_noop_writer()
