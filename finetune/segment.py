@@ -41,9 +41,14 @@ def parse_args(argv=None):
     p.add_argument("--patience", type=int, default=None,
                    help="stop when validation mean Dice has not improved for this many evaluations (--steps stays "
                         "the cap; default: train to --steps)")
+    p.add_argument("--min-delta", type=float, default=0.0,
+                   help="with --patience: a validation mean Dice counts as progress only when it beats the last "
+                        "progress by more than this (the best checkpoint still follows every gain)")
     args = p.parse_args(argv)
     if args.patience is not None and args.patience < 1:
         p.error(f"--patience must be at least 1, got {args.patience}")
+    if args.min_delta < 0:
+        p.error(f"--min-delta must be >= 0, got {args.min_delta}")
     if args.patience and args.distribute == "multiworker":
         p.error("--patience: not with --distribute multiworker (validation runs on the chief only, so the other "
                 "workers could not stop with it)")
@@ -146,12 +151,14 @@ def main(args):
         with writer.as_default(step=step):
             for key in ("dice_mean", "dice_grouped", "miou", "pixel_accuracy"):
                 tf.summary.scalar(f"val/{key}", metrics[key])
-        best = read_json(best_file, {})
-        if metrics["dice_mean"] > best.get("val_dice_mean", -1.0):
+        best, dice = read_json(best_file, {}), metrics["dice_mean"]
+        if dice > best.get("val_dice_mean", -1.0):
             save_network_weights(model, out / BEST_WEIGHTS)
-            best = {"step": step, "val_dice_mean": metrics["dice_mean"]}
-            write_json(best_file, best)
-        return is_plateau(best["step"], step, args)
+            best.update(step=step, val_dice_mean=dice)
+        if dice > best.get("progress_dice", -1.0) + args.min_delta:  # the patience clock restarts
+            best.update(progress_step=step, progress_dice=dice)
+        write_json(best_file, best)
+        return is_plateau(best["progress_step"], step, args)
 
     counter = datasets.SkipCounter() if args.skip_bad else None
 
@@ -163,7 +170,8 @@ def main(args):
 
     last = tf.train.latest_checkpoint(str(checkpoints.shared))
     stopped_step = int(last.rsplit("-", 1)[1]) if last else 0
-    if not is_plateau(read_json(best_file, {}).get("step"), stopped_step, args):  # resumed after stopping early
+    best = read_json(best_file, {})
+    if not is_plateau(best.get("progress_step", best.get("step")), stopped_step, args):  # resumed after stopping
         train_loop(model.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
                    global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=model.metrics,
                    writer=writer, hooks=[(args.eval_every, evaluate)], xla=args.xla, desc=f"segment {args.init}")
@@ -174,10 +182,12 @@ def main(args):
     return 0
 
 
-def is_plateau(best_step, step, args):
-    """True once `--patience` evaluations in a row (one every --eval-every steps) have not beaten the best
-    validation mean Dice. Decided from steps alone, so a resumed run stops where an uninterrupted one would."""
-    return bool(args.patience) and best_step is not None and step - best_step >= args.patience * args.eval_every
+def is_plateau(progress_step, step, args):
+    """True once `--patience` evaluations in a row (one every --eval-every steps) have not beaten the last
+    progress (the best validation mean Dice, by more than --min-delta). Decided from steps alone, so a resumed
+    run stops where an uninterrupted one would."""
+    return (bool(args.patience) and progress_step is not None
+            and step - progress_step >= args.patience * args.eval_every)
 
 
 def evaluate_on_test(model, ds, splits, groups, train, args, stopped_step):
@@ -191,7 +201,8 @@ def evaluate_on_test(model, ds, splits, groups, train, args, stopped_step):
     best = read_json(best_file, {})
     metrics.update(n_test_images=len(splits["test"]), n_train_images=len(train), init=args.init, frac=args.frac,
                    seed=args.seed, steps=args.steps, best_step=best.get("step"), stopped_step=stopped_step,
-                   patience=args.patience, val_dice_mean=best.get("val_dice_mean"), classes=ds.class_names)
+                   patience=args.patience, min_delta=args.min_delta, val_dice_mean=best.get("val_dice_mean"),
+                   classes=ds.class_names)
     write_json(out / TEST_COUNTS, {"classes": ds.class_names, "groups": metrics["groups"],
                                    "rows": "truth", "columns": "prediction",
                                    "confusion": {stem: m.tolist() for stem, m in evaluator.per_image.items()}})

@@ -92,6 +92,21 @@ def load_colour_bins(path):
             "used": np.asarray(record["used"], bool), "weights": np.asarray(record["weights"])}
 
 
+def start_at_blind_guess(generator, prior=None):
+    """Sets a colour head so that the untrained generator answers the best guess that ignores the image: zero
+    chroma (the gray input itself) for `output="chroma"`, the training prior over bins for `"classify"` (its
+    `prior`). A random head starts far worse than gray (random tints), and at CPU scale the run spends its
+    first thousands of steps unlearning them. Other outputs are left as built. Returns whether it changed."""
+    output = generator.architecture.get("output")
+    if output not in ("chroma", "classify"):
+        return False
+    head = generator.get_layer(HEAD_LAYER)
+    kernel, bias = head.get_weights()
+    bias = np.zeros_like(bias) if output == "chroma" else np.log(np.maximum(np.asarray(prior, np.float32), 1e-8))
+    head.set_weights([np.zeros_like(kernel), bias.astype(kernel.dtype)])
+    return True
+
+
 def set_used_bins(generator, used):
     """Restricts a classify generator's softmax to the bins that occur in the training images."""
     generator.get_layer(DECODER_LAYER).used.assign(np.asarray(used, np.float32))

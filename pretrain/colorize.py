@@ -19,6 +19,7 @@ from models.colour_classify import (
     load_colour_bins,
     save_colour_bins,
     set_used_bins,
+    start_at_blind_guess,
 )
 from models.deeplab import GENERATOR_OUTPUTS
 from models.gan import GAN_LOSSES
@@ -128,6 +129,8 @@ def main(args):
     if args.init == "imagenet" and tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
         report = transfer_weights(generator, "imagenet", imagenet_weights=args.imagenet_weights)
         print(report.summary(), file=sys.stderr)
+    if tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
+        start_at_blind_guess(generator, bins and bins["prior"])  # chroma heads start at gray, bins at the prior
 
     chief = is_chief()
     writer = tf.summary.create_file_writer(str(out / "logs")) if chief else tf.summary.create_noop_writer()

@@ -9,12 +9,13 @@ from models.colour_bins import (
     annealed_mean,
     count_bins,
     estimate_prior,
+    masked_logits,
     rebalanced_cross_entropy,
     rebalancing_weights,
     rgb_to_chroma,
     soft_encode,
 )
-from models.colour_classify import ClassifyColorizationGAN, set_used_bins
+from models.colour_classify import ClassifyColorizationGAN, set_used_bins, start_at_blind_guess
 from models.deeplab import LumaChromaToRGB
 from models.transfer import load_generator, save_generator
 
@@ -235,3 +236,29 @@ def test_bin_cross_entropies_score_the_generator_and_the_prior_like_the_referenc
     p = np.exp(log_p) * used  # T = 1: the plain mean of the distribution
     mean_decode = np.abs(p @ CENTRES - (small @ CHROMA).reshape(-1, 2)).mean()
     assert scores["chroma_l1_mean_decode"] == pytest.approx(mean_decode, rel=1e-4)
+
+
+def test_colour_heads_start_at_the_blind_guess():
+    """A chroma generator starts by giving back its gray input (zero chroma); a classify generator by answering
+    the training prior everywhere; the reference rgb head is left as built."""
+    rng = np.random.default_rng(4)
+    gray = np.repeat(rng.uniform(-1, 1, (2, 65, 65, 1)).astype(np.float32), 3, -1)
+    chroma = build_generator(output="chroma", width=0.125)
+    assert start_at_blind_guess(chroma)
+    np.testing.assert_allclose(chroma(gray).numpy(), gray[:, ::4, ::4], atol=1e-6)
+
+    used = rng.uniform(size=NUM_BINS) < 0.4
+    prior = np.where(used, rng.uniform(0.1, 1, NUM_BINS), 0)
+    prior /= prior.sum()
+    classify = build_generator(output="classify", width=0.125)
+    set_used_bins(classify, used)
+    assert start_at_blind_guess(classify, prior)
+    logits = tf.keras.Model(classify.input, classify.get_layer("logits").output)(gray)
+    predicted = tf.nn.softmax(masked_logits(logits, used.astype(np.float32)), -1).numpy()
+    np.testing.assert_allclose(predicted, np.broadcast_to(prior, predicted.shape), atol=1e-6)
+
+    rgb = build_generator(output="rgb", width=0.125)
+    before = rgb.get_layer("logits").get_weights()
+    assert not start_at_blind_guess(rgb)
+    for a, b in zip(before, rgb.get_layer("logits").get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -219,6 +219,7 @@ def test_truncated_image_exits_1_naming_the_file(corrupt_root, tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--init", "bogus"], "Wrong --init 'bogus', supported: scratch, imagenet, surrogate, imagenet+surrogate, control"),
     (["--patience", "0"], "--patience must be at least 1, got 0"),
+    (["--min-delta", "-0.1"], "--min-delta must be >= 0, got -0.1"),
     (["--patience", "3", "--distribute", "multiworker"], "--patience: not with --distribute multiworker"),
     (["--frac", "0"], "--frac must be in (0, 1], got 0.0"),
     (["--frac", "1.5"], "--frac must be in (0, 1], got 1.5"),
@@ -349,6 +350,18 @@ def test_patience_stops_a_plateaued_run_and_keeps_the_best_step(patience, best_s
         monkeypatch.setattr(segment, "train_loop", lambda *a, **k: pytest.fail("trained past the plateau"))
         assert segment.main(segment_args(synthetic_root, out, "--steps", "8", "--val-images", "2", *extra)) == 0
         assert json.loads((out / "metrics.json").read_text())["stopped_step"] == stopped_step
+
+
+def test_min_delta_stops_a_run_that_only_creeps_up_and_keeps_its_best_step(synthetic_root, tmp_path, monkeypatch):
+    """Gains of less than --min-delta keep the best checkpoint moving but do not restart the patience clock."""
+    monkeypatch.setattr(segment, "Evaluator", ScriptedValidation)
+    monkeypatch.setattr(ScriptedValidation, "script", [0.2, 0.5, 0.55, 0.58, 0.9, 0.1, 0.1, 0.1])
+    out = tmp_path / "run"
+    flags = ("--steps", "8", "--val-images", "2", "--patience", "2", "--min-delta", "0.1")
+    assert segment.main(segment_args(synthetic_root, out, *flags)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["best_step"], metrics["stopped_step"], metrics["min_delta"]) == (4, 4, 0.1)
+    assert read_json(out / "best.json")["progress_step"] == 2
 
 
 @pytest.fixture(scope="module")
