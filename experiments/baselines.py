@@ -14,7 +14,7 @@ from pathlib import Path
 
 from models.io import write_json
 from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
-from runner.cli import add_flags, parser, run
+from models.runner.cli import add_flags, parser, run
 
 import cv2
 import numpy as np

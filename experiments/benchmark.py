@@ -48,7 +48,7 @@ def peak_memory_mb():
 
 
 def cmd_train_step(args):
-    from runner.runtime import set_precision
+    from models.runner.runtime import set_precision
 
     precision = set_precision(args.mixed_precision)
     from experiments.train_step import build_step
@@ -125,7 +125,7 @@ def cmd_peer(args):
         loss.backward()
         optimizer.step()
 
-    from runner.runtime import set_precision
+    from models.runner.runtime import set_precision
 
     precision = set_precision(args.mixed_precision)
     from experiments.train_step import build_step
@@ -326,7 +326,7 @@ def machine():
     """Where a figure was taken: CPU model, its vector ISA flags and any oneDNN / ATen instruction-set cap."""
     import platform
 
-    from runner.runtime import cpu_flags, onednn_enabled, onednn_isa_cap
+    from models.runner.runtime import cpu_flags, onednn_enabled, onednn_isa_cap
 
     import tensorflow as tf
 

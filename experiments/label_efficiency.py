@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from models import INITS
-from runner.cli import add_flags
+from models.runner.cli import add_flags
 
 from tqdm import tqdm
 

@@ -9,7 +9,7 @@ EXP/dice_vs_fraction.{png,svg}, EXP/statistics.csv (paired differences between a
 import sys
 from pathlib import Path
 
-from runner.cli import parser, run
+from models.runner.cli import parser, run
 
 from experiments.report import write_plots_and_report
 

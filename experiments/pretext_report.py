@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from models.io import read_json
-from runner import cli
+from models.runner import cli
 
 from matplotlib.figure import Figure
 

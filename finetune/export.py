@@ -25,8 +25,8 @@ import warnings
 from pathlib import Path
 
 from models.io import atomic_path, write_json
-from runner.cli import parser, run
-from runner.runs import list_images, load_run
+from models.runner.cli import parser, run
+from models.runner.runs import list_images, load_run
 
 import cv2
 import numpy as np

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from models.io import write_atomic
-from runner.cli import add_flags, check_writable, parser, run, run_config, save_config
-from runner.runs import list_images, load_run
-from runner.visualize import overlay, write_png
+from models.runner.cli import add_flags, check_writable, parser, run, run_config, save_config
+from models.runner.runs import list_images, load_run
+from models.runner.visualize import overlay, write_png
 
 import cv2
 import numpy as np

@@ -14,13 +14,13 @@ from models import INITS, build_segmenter, make_loss, transfer_weights
 from models.io import read_json, write_atomic, write_json
 from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
 from models.optimizers import make_adam
+from models.runner.cli import add_flags, architecture_from_flags, check_resume, check_writable, parser, run, save_config
+from models.runner.runs import BEST_WEIGHTS, network_only, save_network_weights
+from models.runner.runtime import configure, is_chief, wait_for_workers
+from models.runner.training import Checkpoints, train_loop
+from models.runner.visualize import overlay, tile, write_png
 from models.surrogate_checkpoints import choose_surrogate
 from models.transfer import PRETEXT_INITS
-from runner.cli import add_flags, architecture_from_flags, check_resume, check_writable, parser, run, save_config
-from runner.runs import BEST_WEIGHTS, network_only, save_network_weights
-from runner.runtime import configure, is_chief, wait_for_workers
-from runner.training import Checkpoints, train_loop
-from runner.visualize import overlay, tile, write_png
 
 import numpy as np
 import tensorflow as tf

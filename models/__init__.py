@@ -1,7 +1,8 @@
 """Networks, their losses and weight transfer: DeepLabV3+ ResNet50 (segmenter and colorization generator),
 the conditional PatchGAN discriminator, the colorization GAN, segmentation losses, and `--init` transfers.
 
-Below `runner/` (the run plumbing) and the scripts; above `datasets/`. Nothing here reads flags.
+Below `models/runner/` (the run plumbing: a subpackage that imports these modules, never the reverse) and the
+scripts; above `datasets/`. Nothing here reads flags.
 """
 
 from models import cpu  # noqa: F401  (first: settings TensorFlow reads when it loads)

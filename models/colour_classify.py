@@ -97,7 +97,7 @@ def start_at_blind_guess(generator, prior=None):
     chroma (the gray input itself) for `output="chroma"`, the training prior over bins for `"classify"` (its
     `prior`). A random head starts far worse than gray (random tints), and at CPU scale the run spends its
     first thousands of steps unlearning them. Other outputs are left as built. Returns whether it changed."""
-    output = generator.architecture.get("output")
+    output = generator.architecture.output
     if output not in ("chroma", "classify"):
         return False
     head = generator.get_layer(HEAD_LAYER)

@@ -1,8 +1,8 @@
 """Settings TensorFlow reads once, when it loads: set here, imported first by the `models` package.
 
-Every script's first TensorFlow-loading import goes through `models` (or `runner`, which imports it), so
+Every script's first TensorFlow-loading import goes through `models` (or `models.runner`, inside it), so
 TensorFlow's C++ start-up chatter is silenced (TF_CPP_MIN_LOG_LEVEL=2; real warnings still show) and oneDNN
-is on before TensorFlow is imported. `pyproject.toml` orders `models` and `runner` imports before third-party
+is on before TensorFlow is imported. `pyproject.toml` orders `models` imports before third-party
 ones to keep it so.
 
 TensorFlow's Linux x86 wheels turn their oneDNN kernels on by default only where the CPU has AVX512_VNNI,

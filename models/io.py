@@ -1,7 +1,7 @@
 """The toolkit's one way of writing a file: beside it under a temporary name, then renamed over it.
 
 A crash or Ctrl-C therefore never leaves a half-written weights file, JSON record, PNG or export; readers see
-the old file or the new one. Every layer above (`runner`, the scripts) writes through these functions.
+the old file or the new one. Every layer above (`models.runner`, the scripts) writes through these functions.
 """
 
 import contextlib

@@ -26,11 +26,11 @@ from models.gan import GAN_LOSSES
 from models.io import write_json
 from models.optimizers import make_adam
 from models.resnet import scaled
+from models.runner.cli import add_flags, architecture_from_flags, check_resume, check_writable, parser, run, save_config
+from models.runner.runtime import configure, is_chief, wait_for_workers
+from models.runner.training import Checkpoints, train_loop
+from models.runner.visualize import tile, to_uint8, write_png
 from models.transfer import GENERATOR_FILE, save_generator
-from runner.cli import add_flags, architecture_from_flags, check_resume, check_writable, parser, run, save_config
-from runner.runtime import configure, is_chief, wait_for_workers
-from runner.training import Checkpoints, train_loop
-from runner.visualize import tile, to_uint8, write_png
 
 import tensorflow as tf
 

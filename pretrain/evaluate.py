@@ -15,7 +15,7 @@ of 4 held-out crops, as pix2pix evaluates its generators (`*_batch_stats`; dropo
 import sys
 from pathlib import Path
 
-from runner.cli import parser, run
+from models.runner.cli import parser, run
 
 from pretrain.holdout import describe, evaluate_run
 

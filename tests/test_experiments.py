@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from models.io import write_json
-from runner.cli import run as run_script
+from models.runner.cli import run as run_script
 
 import numpy as np
 import pytest

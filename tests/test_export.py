@@ -7,8 +7,8 @@ ONNX needs the optional packages tf2onnx and onnxruntime; without them its test 
 import importlib.util
 import json
 
-from runner.cli import run
-from runner.runs import load_run
+from models.runner.cli import run
+from models.runner.runs import load_run
 
 import numpy as np
 import pytest

@@ -18,8 +18,8 @@ from models import build_deeplabv3plus, build_generator, build_segmenter
 from models.io import read_json
 from models.losses import make_loss
 from models.resnet import is_backbone_layer
+from models.runner.cli import architecture_from_flags, run
 from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator, save_generator
-from runner.cli import architecture_from_flags, run
 
 import h5py
 import keras

@@ -1,7 +1,7 @@
 """finetune/predict.py on a tiny trained run: masks, overlays, an RLE CSV that decodes back, tiles, errors.
 
 `trained_run` (two steps at width 0.125, crop 65) is shared with tests/test_export.py by its path: the second
-module to ask for it finds the run finished. Predict runs call `main` in-process through `runner.cli.run`,
+module to ask for it finds the run finished. Predict runs call `main` in-process through `models.runner.cli.run`,
 as the script's `__main__` does; one test runs the script itself.
 """
 
@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from models import ARCHITECTURE_FILE, Architecture, build_deeplabv3plus
-from runner.cli import run
-from runner.runs import CONFIG_FILE, load_run
+from models.runner.cli import run
+from models.runner.runs import CONFIG_FILE, load_run
 
 import cv2
 import keras

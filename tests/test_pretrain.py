@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models.runner.cli import run
+from models.runner.training import train_loop
 from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator
-from runner.cli import run
-from runner.training import train_loop
 
 import cv2
 import numpy as np

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from runner.training import Checkpoints
+from models.runner.training import Checkpoints
 
 import keras
 import numpy as np

@@ -4,7 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
-from runner.cli import check_resume
+from models.runner.cli import check_resume
 
 import pytest
 

@@ -2,7 +2,7 @@
 
 import os
 
-from runner import runtime
+from models.runner import runtime
 
 import keras
 import pytest

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from models import INITS, Architecture, TransferError
 from models.io import write_json
-from runner.runtime import is_chief
-from runner.training import Interrupted, NonFiniteLoss
+from models.runner.runtime import is_chief
+from models.runner.training import Interrupted, NonFiniteLoss
 
 import tensorflow as tf
 
