@@ -168,6 +168,7 @@ def test_finetune_command_points_each_init_at_its_pretraining(tmp_path):
         assert _flag(command, "--out") == str(cell.run_dir(exp))
         assert _flag(command, "--steps") == str(PRESETS["smoke"]["finetune_steps"])
         assert _flag(command, "--patience") == str(PRESETS["smoke"]["patience"])
+        assert _flag(command, "--min-delta") == str(PRESETS["smoke"]["min_delta"])
         assert _flag(command, "--surrogate") == (surrogate and str(surrogate)), init
         assert _flag(command, "--imagenet-weights") == (imagenet_weights and str(imagenet_weights)), init
     assert _flag(pretrain_command(args, Pretraining("imagenet")), "--imagenet-weights") == str(weights)
