@@ -2,10 +2,10 @@
 
 from datasets.checks import Problem, check_labeled, drop_bad, summarize_labeled
 from datasets.errors import DatasetError
-from datasets.evaluation import eval_examples, pad_to_grid
+from datasets.evaluation import pad_to_grid
 from datasets.images import read_image
 from datasets.labeled import LabeledDataset, load_labeled
-from datasets.masks import load_palette, read_mask
+from datasets.masks import IGNORE_ID, load_palette, read_mask
 from datasets.rle import read_rle_csv, rle_decode, rle_encode, write_rle_csv
 from datasets.splits import load_or_make_splits, select_fraction
 from datasets.unlabeled import Source, list_unlabeled
@@ -32,8 +32,8 @@ def __dir__():
 
 
 __all__ = [
-    "DatasetError", "LabeledDataset", "Problem", "SkipCounter", "Source", "check_labeled",
-    "colorization_dataset", "default_synthetic_root", "drop_bad", "ensure_synthetic", "eval_examples",
+    "IGNORE_ID", "DatasetError", "LabeledDataset", "Problem", "SkipCounter", "Source", "check_labeled",
+    "colorization_dataset", "default_synthetic_root", "drop_bad", "ensure_synthetic",
     "list_unlabeled", "load_labeled", "load_or_make_splits", "load_palette", "make_synthetic",
     "pad_to_grid", "read_image", "read_mask", "read_rle_csv", "rle_decode", "rle_encode",
     "segmentation_dataset", "select_fraction", "summarize_labeled", "unwrap_dataset_error", "write_rle_csv",

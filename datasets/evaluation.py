@@ -1,32 +1,6 @@
-"""Whole-image evaluation helpers: validation and test metrics are computed on full images, not crops."""
-
-from collections.abc import Mapping
+"""Whole-image evaluation: validation and test metrics are computed on full images, not crops."""
 
 import numpy as np
-
-from datasets.labeled import LabeledDataset
-from datasets.masks import read_pair
-
-
-def eval_examples(source, stems, *, num_classes=None, palette=None):
-    """Yield (stem, image uint8 HxWx3 RGB, mask uint8 HxW) for each stem, in order.
-
-    Args:
-        source: a LabeledDataset, or (image_paths, mask_paths) as {stem: path} mappings or as lists
-            aligned with `stems` (then pass num_classes / palette as for segmentation_dataset).
-    """
-    stems = list(stems)
-    if isinstance(source, LabeledDataset):
-        for stem in stems:
-            yield (stem, *source.read_pair(stem))
-        return
-    image_paths, mask_paths = source
-    if not isinstance(image_paths, Mapping):
-        image_paths, mask_paths = dict(zip(stems, image_paths)), dict(zip(stems, mask_paths))
-    for stem in stems:
-        image, mask = read_pair(image_paths[stem], mask_paths[stem], palette=palette,
-                                binary=num_classes == 2, num_classes=num_classes)
-        yield stem, image, mask
 
 
 def pad_to_grid(image, stride: int, value=1.0):

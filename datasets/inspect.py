@@ -11,11 +11,11 @@ import sys
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import argparse  # noqa: E402
+import argparse
 
-from datasets.checks import scan_labeled  # noqa: E402
-from datasets.errors import DatasetError  # noqa: E402
-from datasets.labeled import load_labeled  # noqa: E402
+from datasets.checks import scan_labeled
+from datasets.errors import DatasetError
+from datasets.labeled import load_labeled
 
 
 def parse_args(argv=None):

@@ -16,15 +16,12 @@ import sys
 import time
 import types
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import models.deeplab as deeplab
+import models.resnet as resnet
 
-import models  # noqa: E402, F401  (oneDNN settings before TensorFlow loads)
-import keras  # noqa: E402
+import keras
 
-import models.deeplab as deeplab  # noqa: E402
-import models.resnet as resnet  # noqa: E402
-from experiments.benchmark import build_step  # noqa: E402
+from experiments.train_step import build_step
 
 
 @contextlib.contextmanager
@@ -49,7 +46,8 @@ def variant(name):
 
 def main():
     names = sys.argv[1].split(",")
-    task, size, rounds = os.environ.get("TASK", "segment"), int(os.environ.get("SIZE", 256)), int(os.environ.get("ROUNDS", 6))
+    task, size = os.environ.get("TASK", "segment"), int(os.environ.get("SIZE", 256))
+    rounds = int(os.environ.get("ROUNDS", 6))
     steps = {}
     for name in names:
         keras.utils.set_random_seed(0)

@@ -8,17 +8,18 @@
 Scored on the test split of the same seeded draw the training scripts use (`--split-seed`).
 """
 
-import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
+
+from models.io import write_json
+from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
+from models.runner.cli import add_flags, parser, run
 
 import cv2
 import numpy as np
 
 import datasets
-from finetune.metrics import confusion_matrix, parse_groups, segmentation_metrics
 
 
 def skin_by_colour(image_rgb):
@@ -43,29 +44,27 @@ def score_baselines(ds, stems, groups):
     return {name: segmentation_metrics(m, ds.class_names, groups) for name, m in matrices.items()}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None):
+    p = parser(__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="labeled dataset root")
-    p.add_argument("--group", default=None, help="class grouping for grouped Dice, as in segment.py")
-    p.add_argument("--split-seed", type=int, default=0)
+    add_flags(p, "group", "split_seed")
     p.add_argument("--out", type=Path, default=None, help="write the scores here as JSON")
-    args = p.parse_args(argv)
-    try:
-        ds = datasets.load_labeled(args.data)
-        with tempfile.TemporaryDirectory() as scratch:
-            test = datasets.load_or_make_splits(ds, scratch, seed=args.split_seed)["test"]
-        scores = score_baselines(ds, test, parse_groups(args.group, ds.class_names))
-    except (datasets.DatasetError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return p.parse_args(argv)
+
+
+def main(args):
+    ds = datasets.load_labeled(args.data)
+    with tempfile.TemporaryDirectory() as scratch:
+        test = datasets.load_or_make_splits(ds, scratch, seed=args.split_seed)["test"]
+    scores = score_baselines(ds, test, parse_groups(args.group, ds.class_names))
     for name, m in scores.items():
         per_class = ", ".join(f"{c} {v:.4f}" for c, v in m["dice_per_class"].items() if v is not None)
         print(f"{name}: dice_mean {m['dice_mean']:.4f}, dice_grouped {m['dice_grouped']:.4f} ({per_class}); "
               f"{len(test)} test images")
     if args.out:
-        args.out.write_text(json.dumps({"data": str(args.data), "n_test_images": len(test), **scores}, indent=2))
+        write_json(args.out, {"data": str(args.data), "n_test_images": len(test), **scores})
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, parse_args()))

@@ -19,9 +19,9 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow is imported later, inside the commands
 
 
 def timed(run_once, *, warmup, repeats, steps):
@@ -47,41 +47,12 @@ def peak_memory_mb():
     return out
 
 
-def build_step(task, size, batch, width, xla):
-    """A compiled training step on random data, as the scripts run it (same models, losses, optimizers)."""
-    import tensorflow as tf
-
-    from models import ColorizationGAN, build_deeplabv3plus, build_discriminator, build_generator
-    from models.resnet import scaled
-    from models.deeplab import stride4_size
-    from models.optimizers import FusedAdam
-    from models.runtime import wrap_optimizer
-    from finetune.losses import make_loss
-
-    adam = lambda lr: wrap_optimizer(FusedAdam(lr, beta_1=0.5, beta_2=0.999))  # as the scripts build it
-    if task == "segment":
-        model = build_deeplabv3plus(9, width=width)
-        model.compile(optimizer=adam(1e-4), loss=make_loss("ce", 9))
-        data = (tf.random.uniform((batch, size, size, 3), -1, 1), tf.random.uniform((batch, size, size), 0, 9, tf.int32))
-        model.optimizer.build(model.trainable_variables)
-    else:
-        generator, discriminator = build_generator(width=width), build_discriminator(filters=scaled(64, width))
-        model = ColorizationGAN(generator, discriminator)
-        model.compile(adam(2e-4), adam(2e-4))
-        model.g_optimizer.build(generator.trainable_variables)
-        model.d_optimizer.build(discriminator.trainable_variables)
-        small = stride4_size(size)
-        data = {"gray": tf.random.uniform((batch, size, size, 3), -1, 1),
-                "gray_small": tf.random.uniform((batch, small, small, 3), -1, 1),
-                "rgb_small": tf.random.uniform((batch, small, small, 3), -1, 1)}
-    step = tf.function(model.train_step, jit_compile=xla or None)
-    return lambda: {k: float(v) for k, v in step(data).items()}, model
-
-
 def cmd_train_step(args):
-    from models.runtime import set_precision
+    from models.runner.runtime import set_precision
 
     precision = set_precision(args.mixed_precision)
+    from experiments.train_step import build_step
+
     run_once, model = build_step(args.task, args.size, args.batch, args.width, args.xla)
     seconds, times = timed(run_once, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
     return {"benchmark": "train-step", "task": args.task, "size": args.size, "batch": args.batch,
@@ -94,11 +65,13 @@ def cmd_train_step(args):
 
 def cmd_data(args):
     import models  # noqa: F401  (before datasets imports TensorFlow: oneDNN on, as in training)
+
     import datasets
 
     ds = datasets.load_labeled(args.data)
-    pipeline = datasets.segmentation_dataset([ds.image_paths[s] for s in ds.stems], [ds.mask_paths[s] for s in ds.stems],
-                                             crop=args.crop, batch=args.batch, num_classes=ds.num_classes)
+    pipeline = datasets.segmentation_dataset([ds.image_paths[s] for s in ds.stems],
+                                             [ds.mask_paths[s] for s in ds.stems], crop=args.crop,
+                                             batch=args.batch, num_classes=ds.num_classes)
     if args.task == "colorize":
         sources = datasets.list_unlabeled([args.data])
         pipeline = datasets.colorization_dataset(sources, crop=args.crop, batch=args.batch)
@@ -136,7 +109,7 @@ def cmd_peer(args):
         _allow_cpu_torchvision(torch)
         import segmentation_models_pytorch as smp
     except ImportError:
-        raise SystemExit("error: peer needs torch and segmentation-models-pytorch: pip install -e '.[bench]'")
+        raise SystemExit("error: peer needs torch and segmentation-models-pytorch: pip install -e '.[bench]'") from None
     torch.manual_seed(0)
     model = smp.DeepLabV3Plus("resnet50", encoder_weights=None, encoder_output_stride=16,
                               decoder_atrous_rates=(6, 12, 18), classes=9)
@@ -152,9 +125,11 @@ def cmd_peer(args):
         loss.backward()
         optimizer.step()
 
-    from models.runtime import set_precision
+    from models.runner.runtime import set_precision
 
     precision = set_precision(args.mixed_precision)
+    from experiments.train_step import build_step
+
     ours_once, ours_model = build_step("segment", args.size, args.batch, 1.0, args.xla)
     # Alternating rounds (peer, ours, ours, peer, ...), so that a load that comes and goes hits both alike.
     for _ in range(args.warmup):
@@ -178,9 +153,9 @@ def cmd_peer(args):
 
 
 def cmd_predict(args):
-    import tensorflow as tf
-
     from models import build_deeplabv3plus
+
+    import tensorflow as tf
 
     model = build_deeplabv3plus(9, width=args.width)
     def inference(x):
@@ -230,12 +205,13 @@ def make_image_folder(folder, count, size=48):
 
 def cmd_scale(args):
     """Streams a huge unlabeled folder through colorization training: time to first step and flat memory."""
+    from models import ColorizationGAN, build_discriminator, build_generator
+    from models.optimizers import FusedAdam
+    from models.resnet import scaled
+
     import tensorflow as tf
 
     import datasets
-    from models import ColorizationGAN, build_discriminator, build_generator
-    from models.resnet import scaled
-    from models.optimizers import FusedAdam
 
     folder = make_image_folder(args.folder or f"~/.cache/surrogate-supervision/scale_{args.files}", args.files)
     launch = seconds_since_launch()
@@ -272,14 +248,16 @@ def cmd_scale(args):
             memory[i] = rss_mb()
     return {"benchmark": "scale", "files": len(sources), "listing_seconds": listing,
             "seconds_launch_to_listing": launch, "seconds_launch_to_first_step": first_step,
-            "phase_seconds": phases, "rss_mb_at_step": memory, "rss_growth_mb_10_to_last": memory[args.steps] - memory[10],
+            "phase_seconds": phases, "rss_mb_at_step": memory,
+            "rss_growth_mb_10_to_last": memory[args.steps] - memory[10],
             "steps": args.steps, "size": args.size, "batch": args.batch, "width": args.width, **machine()}
 
 
 # Network parts by layer name, for the profile; gradient ops carry the forward layer's name in their scope.
 PARTS = (("optimizer", ("ResourceApplyAdam", "Adam")), ("aspp", ("aspp_",)), ("decoder", ("decoder_",)),
          ("head+loss", ("logits", "upsample_logits", "colorized", "chroma", "sparse_categorical", "loss")),
-         ("discriminator", ("discriminator",)), ("backbone", ("conv1_", "conv2_", "conv3_", "conv4_", "conv5_", "pool1")))
+         ("discriminator", ("discriminator",)),
+         ("backbone", ("conv1_", "conv2_", "conv3_", "conv4_", "conv5_", "pool1")))
 
 
 def op_times(trace_dir):
@@ -314,6 +292,8 @@ def cmd_profile(args):
 
     import tensorflow as tf
 
+    from experiments.train_step import build_step
+
     run_once, _ = build_step(args.task, args.size, args.batch, args.width, args.xla)
     seconds, _ = timed(run_once, warmup=args.warmup, repeats=1, steps=args.steps)
     trace_dir = tempfile.mkdtemp(prefix="profile_")
@@ -346,9 +326,9 @@ def machine():
     """Where a figure was taken: CPU model, its vector ISA flags and any oneDNN / ATen instruction-set cap."""
     import platform
 
-    import tensorflow as tf
+    from models.runner.runtime import cpu_flags, onednn_enabled, onednn_isa_cap
 
-    from models.runtime import cpu_flags, onednn_enabled, onednn_isa_cap
+    import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     flags = cpu_flags()

@@ -18,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STEP = {
     "ours": """
-import experiments.benchmark as b
-run_once, _ = b.build_step("segment", {size}, {batch}, 1.0, False)
+from experiments.train_step import build_step
+run_once, _ = build_step("segment", {size}, {batch}, 1.0, False)
 run_once(); run_once()
 print("MARK", flush=True)
 run_once()

@@ -7,17 +7,15 @@ and prints a Markdown table: steps reached, held-out RGB and chroma L1 of the co
 input's (from pretrain_metrics.json, `pretrain/evaluate.py`), and the last and best probe Dice.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
-import matplotlib
+from models.io import read_json
+from models.runner import cli
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
-from models.training import read_json  # noqa: E402
-from pretrain.probe import PROBE_FILE, read_rows  # noqa: E402
+from pretrain.probe import PROBE_FILE, read_rows
 
 
 def recipe(config):
@@ -50,7 +48,8 @@ def table_row(run):
 
 
 def plot_probes(runs, path):
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     for run in runs:
         rows = read_rows(run / PROBE_FILE)
         if not rows:
@@ -66,14 +65,16 @@ def plot_probes(runs, path):
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None):
+    p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="colorization run directories")
     p.add_argument("--out", type=Path, required=True, help="path stem of the plot (OUT.png)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(args):
     print("| run | pretext | steps | RGB L1 colorized / gray | chroma L1 colorized / gray | probe Dice step 0 "
           "| probe Dice last | probe Dice best |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -85,4 +86,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, parse_args()))

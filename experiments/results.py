@@ -9,7 +9,7 @@ import dataclasses
 import io
 from pathlib import Path
 
-from models.training import read_json, write_atomic, write_json
+from models.io import read_json, write_atomic, write_json
 
 COLUMNS = ("init", "frac", "seed", "n_train", "dice_mean", "dice_grouped", "dice_foreground", "miou", "pixel_accuracy",
            "steps", "best_step", "stopped_step", "wall_seconds", "status", "run_dir", "note")

@@ -13,9 +13,9 @@ import io
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
+from models.io import read_json, write_atomic
 
-from models.training import read_json, write_atomic
+import numpy as np
 
 RESAMPLES = 2000
 RNG_SEED = 0
@@ -51,7 +51,7 @@ def class_counts(confusion, view, groups):
 
 def dice_from_counts(counts, view):
     """Dice of summed (..., C, 3) counts: the mean over classes present in the truth (0 when none is), or for
-    the foreground view the foreground class alone, as finetune/metrics.py scores a split."""
+    the foreground view the foreground class alone, as models/metrics.py scores a split."""
     tp, truth, predicted = counts[..., 0], counts[..., 1], counts[..., 2]
     total = truth + predicted
     dice = np.divide(2 * tp, total, out=np.zeros_like(tp), where=total > 0)

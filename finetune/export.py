@@ -18,30 +18,25 @@ both and writes the numbers to OUT.json.
 import importlib.util
 import os
 import platform
-import shutil
 import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
 
+from models.io import atomic_path, write_json
+from models.runner.cli import parser, run
+from models.runner.runs import list_images, load_run
+
 import cv2
 import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
 
-from models.runtime import quiet_tensorflow
-
-quiet_tensorflow()
-
-import tensorflow as tf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from datasets import read_image  # noqa: E402
-from datasets.labeled import list_files_by_stem  # noqa: E402
-from datasets.synthetic import default_synthetic_root, make_scene  # noqa: E402
-from finetune.inference import labels_from_logits, to_network_input  # noqa: E402
-from finetune.runs import list_images, load_run  # noqa: E402
-from models.cli import parser, run  # noqa: E402
-from models.training import write_json  # noqa: E402
+from datasets import read_image
+from datasets.labeled import list_files_by_stem
+from datasets.synthetic import default_synthetic_root, make_scene
+from finetune.inference import labels_from_logits, to_network_input
 
 MIN_AGREEMENT = 0.999
 DEFAULT_OUT = {"savedmodel": "export/saved_model", "tflite": "export/model.tflite", "onnx": "export/model.onnx"}
@@ -73,30 +68,13 @@ def parse_args(argv=None):
     return args
 
 
-def replace_atomically(write, out):
-    """Writes with `write(tmp)` next to `out`, then swaps it in, so a failed export leaves no half artifact."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp.{out.name}")  # same suffix: exporters may check it
-    remove(tmp)
-    write(tmp)
-    remove(out)
-    os.replace(tmp, out)
-
-
-def remove(path):
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
 def keras_export(model, out, keras_format, shape):
     """Keras 3's own exporter (`Model.export`): SavedModel, LiteRT (TFLite) and ONNX (through tf2onnx)."""
     signature = [tf.TensorSpec(shape, tf.float32, name="images")]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)  # Keras' tf2onnx shim
-        replace_atomically(lambda tmp: model.export(tmp, format=keras_format, input_signature=signature,
-                                                    verbose=False), out)
+        with atomic_path(out) as tmp:
+            model.export(tmp, format=keras_format, input_signature=signature, verbose=False)
 
 
 def export_savedmodel(model, out, size):

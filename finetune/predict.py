@@ -13,20 +13,17 @@ each tile's border, so seams do not show and memory is bounded by the tile, not 
 import sys
 from pathlib import Path
 
+from models.io import write_atomic
+from models.runner.cli import add_flags, check_writable, parser, run, run_config, save_config
+from models.runner.runs import list_images, load_run
+from models.runner.visualize import overlay, write_png
+
 import cv2
 import numpy as np
+from tqdm import tqdm
 
-from models.runtime import quiet_tensorflow
-
-quiet_tensorflow()
-
-from tqdm import tqdm  # noqa: E402
-
-from datasets import DatasetError, read_image, rle_decode, rle_encode, write_rle_csv  # noqa: E402
-from finetune.inference import Predictor  # noqa: E402
-from finetune.runs import list_images, load_run  # noqa: E402
-from models.cli import add_flags, check_writable, parser, run, save_config  # noqa: E402
-from models.visualize import overlay, write_png  # noqa: E402
+from datasets import DatasetError, read_image, rle_decode, rle_encode, write_rle_csv
+from finetune.inference import Predictor
 
 
 def parse_args(argv=None):
@@ -58,16 +55,11 @@ def parse_args(argv=None):
 
 
 def write_mask(path, labels):
-    """Writes class ids as a single-channel 8-bit PNG, atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes class ids as a single-channel 8-bit PNG, atomically."""
     ok, data = cv2.imencode(".png", np.ascontiguousarray(labels, np.uint8))
     if not ok:
         raise OSError(f"could not encode {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.tobytes())
-    tmp.replace(path)
-    return path
+    return write_atomic(path, data.tobytes())
 
 
 class EncodedMasks:
@@ -95,7 +87,8 @@ def main(args):
     tile = args.tile or trained.crop
     max_side = args.max_side or 2 * tile - 1
     check_writable(args.out)
-    save_config(args, args.out, classes=trained.class_names, tile=tile, max_side=max_side, n_images=len(images))
+    save_config(run_config(args), args.out, classes=trained.class_names, tile=tile, max_side=max_side,
+                n_images=len(images))
     predictor = Predictor(trained.model, max_side=max_side, tile=tile, overlap=args.overlap)
     encoded, bad, tiled = EncodedMasks(), [], 0
     for stem, path in tqdm(images.items(), desc="predict", unit="image", dynamic_ncols=True):

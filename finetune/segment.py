@@ -8,38 +8,27 @@ RUN/test_counts.json. `--patience N` stops once validation stopped improving. Wi
 synthetic set is used.
 """
 
-import json
 import sys
 
+from models import INITS, build_segmenter, make_loss, transfer_weights
+from models.io import read_json, write_atomic, write_json
+from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
+from models.optimizers import make_adam
+from models.runner.cli import add_flags, architecture_from_flags, check_resume, check_writable, parser, run, save_config
+from models.runner.runs import BEST_WEIGHTS, network_only, save_network_weights
+from models.runner.runtime import configure, is_chief, wait_for_workers
+from models.runner.training import Checkpoints, train_loop
+from models.runner.visualize import overlay, tile, write_png
+from models.surrogate_checkpoints import choose_surrogate
+from models.transfer import PRETEXT_INITS
+
 import numpy as np
+import tensorflow as tf
 
-from models.runtime import quiet_tensorflow
+import datasets
+from finetune.inference import Predictor
 
-quiet_tensorflow()
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import datasets  # noqa: E402
-from finetune.inference import Predictor  # noqa: E402
-from finetune.losses import make_loss  # noqa: E402
-from finetune.metrics import confusion_matrix, parse_groups, segmentation_metrics  # noqa: E402
-from models import INITS, build_deeplabv3plus, transfer_weights  # noqa: E402
-from models.cli import (add_flags, architecture_kwargs, check_resume, check_writable, parser, run,  # noqa: E402
-                        save_config)
-from models.resnet import is_backbone_layer  # noqa: E402
-from models.surrogate_checkpoints import choose_surrogate  # noqa: E402
-from models.optimizers import make_adam  # noqa: E402
-from models.runtime import configure, is_chief, wait_for_workers  # noqa: E402
-from models.training import Checkpoints, read_json, train_loop, write_atomic, write_json  # noqa: E402
-from models.transfer import ARCHITECTURE_FILE, TransferError, resolve_surrogate  # noqa: E402
-from models.visualize import overlay, tile, write_png  # noqa: E402
-
-BEST_WEIGHTS = "best.weights.h5"
 TEST_COUNTS = "test_counts.json"
-# The pretext each generator-based init expects: `control` must start from the no-colour (gray) target, the
-# colour arms from a colour one, or the grid would compare an arm with itself.
-PRETEXT_INITS = ("surrogate", "imagenet+surrogate", "control")
 
 
 def parse_args(argv=None):
@@ -85,32 +74,6 @@ def load_checked_dataset(args):
     return ds, len(problems)
 
 
-def check_pretext(init, surrogate):
-    """Refuses a generator trained for the other pretext: `control` needs a `--predict gray` run, the colour
-    arms a colour one (rgb or chroma)."""
-    if init not in PRETEXT_INITS or surrogate is None:
-        return
-    arch_file = resolve_surrogate(surrogate).parent / ARCHITECTURE_FILE
-    output = json.loads(arch_file.read_text()).get("output", "rgb") if arch_file.is_file() else "rgb"
-    if (init == "control") != (output == "gray"):
-        wanted = "a --predict gray (no-colour) run" if init == "control" else \
-            "a colour run (--predict rgb or chroma, or --colour-loss classify)"
-        raise TransferError(f"--surrogate {surrogate}: its generator was trained with --predict {output}; "
-                            f"--init {init} needs {wanted}")
-
-
-def build_model(args, num_classes):
-    num_outputs = 1 if args.loss == "bce" else num_classes
-    if args.loss == "bce" and num_classes != 2:
-        raise ValueError(f"--loss bce is for two-class datasets; this one has {num_classes} classes")
-    model = build_deeplabv3plus(num_outputs, **architecture_kwargs(args))
-    if args.freeze_encoder:
-        for layer in model.layers:
-            if is_backbone_layer(layer.name):
-                layer.trainable = False  # Keras 3: a frozen BatchNorm also runs in inference mode
-    return model
-
-
 class Evaluator:
     """Scores a split on whole images (tiles when too big) and writes prediction overlays; keeps each
     image's confusion matrix in `per_image` (stem → counts) for scores recomputed later."""
@@ -134,54 +97,45 @@ class Evaluator:
         return segmentation_metrics(matrix, self.ds.class_names, self.groups), shown
 
 
-def network_only(model):
-    """A view of a compiled model's layers without its optimizer, whose state Keras would otherwise save
-    alongside the weights (three times their size with Adam); loading through it updates `model`."""
-    return keras.Model(model.inputs, model.outputs, name=model.name)
-
-
-def save_weights_atomic(model, path):
-    tmp = path.with_name(f".tmp.{path.name}")
-    network_only(model).save_weights(tmp)
-    tmp.replace(path)
-
-
 def write_prediction_grid(shown, path, height=128):
     """image | ground truth | prediction, one row per test image, as thumbnails (small enough to commit)."""
-    rows = [[tf.image.resize(x, (height, int(x.shape[1] * height / x.shape[0])), "area").numpy().round().astype(np.uint8)
-             for x in row] for row in shown]
+    def thumbnail(x):
+        return tf.image.resize(x, (height, int(x.shape[1] * height / x.shape[0])), "area").numpy().round()
+
+    rows = [[thumbnail(x).astype(np.uint8) for x in row] for row in shown]
     write_png(path, tile(rows))
 
 
 def main(args):
     out = args.out
     check_writable(out)
-    check_resume(args, out)
+    config = check_resume(args, out)
     if (out / "metrics.json").is_file():
         print(f"{out}: already finished; metrics in {out / 'metrics.json'}")
         return 0
-    strategy, precision = configure(args)
+    strategy, precision = configure(seed=args.seed, distribute=args.distribute, deterministic=args.deterministic,
+                                    mixed_precision=args.mixed_precision)
     ds, n_bad = load_checked_dataset(args)
     groups = parse_groups(args.group, ds.class_names)
     splits = datasets.load_or_make_splits(ds, out, seed=args.split_seed)
     train = datasets.select_fraction(splits["train"], args.frac, args.seed)
     write_atomic(out / "train_stems.txt", "\n".join(train) + "\n")
-    save_config(args, out, precision=precision, classes=ds.class_names, n_train_images=len(train),
+    save_config(config, out, precision=precision, classes=ds.class_names, n_train_images=len(train),
                 n_split={k: len(v) for k, v in splits.items()}, skipped_files=n_bad,
                 replicas=strategy.num_replicas_in_sync)
     print(f"segmentation: {ds.num_classes} classes, {len(train)}/{len(splits['train'])} training images "
-          f"(frac {args.frac}), {len(splits['val'])} val, {len(splits['test'])} test, init {args.init}", file=sys.stderr)
+          f"(frac {args.frac}), {len(splits['val'])} val, {len(splits['test'])} test, init {args.init}",
+          file=sys.stderr)
 
     with strategy.scope():
-        model = build_model(args, ds.num_classes)
-        model.compile(optimizer=make_adam(args),
-                      loss=make_loss(args.loss, ds.num_classes))
+        model = build_segmenter(ds.num_classes, loss=args.loss, freeze_encoder=args.freeze_encoder,
+                                architecture=architecture_from_flags(args))
+        model.compile(optimizer=make_adam(args.lr, args.beta1, args.beta2), loss=make_loss(args.loss, ds.num_classes))
         model.optimizer.build(model.trainable_variables)
     checkpoints = Checkpoints(out, model=model, optimizer=model.optimizer)
     if tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
         surrogate = choose_surrogate(args.surrogate, args.surrogate_checkpoint) if args.init in PRETEXT_INITS \
             else args.surrogate
-        check_pretext(args.init, surrogate)
         report = transfer_weights(model, args.init, imagenet_weights=args.imagenet_weights, surrogate=surrogate)
         print(report.summary(), file=sys.stderr)
         write_json(out / "init.json", vars(report))
@@ -199,7 +153,7 @@ def main(args):
                 tf.summary.scalar(f"val/{key}", metrics[key])
         best, dice = read_json(best_file, {}), metrics["dice_mean"]
         if dice > best.get("val_dice_mean", -1.0):
-            save_weights_atomic(model, out / BEST_WEIGHTS)
+            save_network_weights(model, out / BEST_WEIGHTS)
             best.update(step=step, val_dice_mean=dice)
         if dice > best.get("progress_dice", -1.0) + args.min_delta:  # the patience clock restarts
             best.update(progress_step=step, progress_dice=dice)

@@ -11,14 +11,25 @@ The training view shares every layer with the generator, so what is saved and tr
 import json
 from pathlib import Path
 
+from models.colour_bins import (
+    CENTRES,
+    TEMPERATURE,
+    annealed_mean,
+    count_bins,
+    estimate_prior,
+    masked_logits,
+    rebalanced_cross_entropy,
+    rebalancing_weights,
+    rgb_to_chroma,
+    soft_encode,
+)
+from models.deeplab import HEAD_LAYER
+from models.gan import ColorizationGAN
+from models.io import write_atomic
+
 import keras
 import numpy as np
 import tensorflow as tf
-
-from models.colour_bins import (CENTRES, TEMPERATURE, annealed_mean, count_bins, estimate_prior, masked_logits,
-                                rebalanced_cross_entropy, rebalancing_weights, rgb_to_chroma, soft_encode)
-from models.deeplab import HEAD_LAYER
-from models.gan import ColorizationGAN
 
 COLOUR_LOSSES = ("l1", "classify")
 BINS_FILE = "colour_bins.json"
@@ -68,7 +79,7 @@ def save_colour_bins(bins, path, **extra):
     """Writes the bin statistics (and the grid, for the record) as JSON."""
     record = {"centres_cb_cr": CENTRES.tolist(), "temperature": TEMPERATURE, **extra,
               **{k: np.asarray(v).tolist() for k, v in bins.items()}}
-    Path(path).write_text(json.dumps(record) + "\n")
+    write_atomic(path, json.dumps(record) + "\n")
 
 
 def load_colour_bins(path):
@@ -86,7 +97,7 @@ def start_at_blind_guess(generator, prior=None):
     chroma (the gray input itself) for `output="chroma"`, the training prior over bins for `"classify"` (its
     `prior`). A random head starts far worse than gray (random tints), and at CPU scale the run spends its
     first thousands of steps unlearning them. Other outputs are left as built. Returns whether it changed."""
-    output = generator.architecture.get("output")
+    output = generator.architecture.output
     if output not in ("chroma", "classify"):
         return False
     head = generator.get_layer(HEAD_LAYER)

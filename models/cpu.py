@@ -1,4 +1,9 @@
-"""CPU settings that must be in place before TensorFlow loads (imported first by the `models` package).
+"""Settings TensorFlow reads once, when it loads: set here, imported first by the `models` package.
+
+Every script's first TensorFlow-loading import goes through `models` (or `models.runner`, inside it), so
+TensorFlow's C++ start-up chatter is silenced (TF_CPP_MIN_LOG_LEVEL=2; real warnings still show) and oneDNN
+is on before TensorFlow is imported. `pyproject.toml` orders `models` imports before third-party
+ones to keep it so.
 
 TensorFlow's Linux x86 wheels turn their oneDNN kernels on by default only where the CPU has AVX512_VNNI,
 AVX512_BF16, AVX_VNNI or AMX. On the many machines without them (an AVX2 AMD EPYC, say) every convolution,
@@ -25,4 +30,10 @@ def enable_onednn(environ=os.environ, machine=None, system=sys.platform):
     return True
 
 
+def quiet_tensorflow(environ=os.environ):
+    """TF_CPP_MIN_LOG_LEVEL=2 unless already set: start-up INFO lines hidden, warnings and errors kept."""
+    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+quiet_tensorflow()
 enable_onednn()

@@ -3,14 +3,17 @@
 Both share every layer but the head (``logits``), which is what makes surrogate init a plain copy by name.
 """
 
-import keras
-import tensorflow as tf
-from keras import layers
+import dataclasses
 
+from models.architecture import Architecture
 from models.atrous import Conv2D, DepthwiseConv2D
 from models.batchnorm import batch_norm
 from models.colour_bins import NUM_BINS, AnnealedMeanChroma
 from models.resnet import apply_resnet50, scaled
+
+import keras
+import tensorflow as tf
+from keras import layers
 
 HEAD_LAYER = "logits"  # the only layer surrogate init does not copy
 BN_EPSILON = 1e-5
@@ -110,45 +113,39 @@ def apply_decoder(x, low_level, *, ratio=4, filters=256, low_level_filters=48, s
     return apply_conv3x3(x, filters, "decoder_conv2", separable=separable)
 
 
-def architecture(*, backbone="resnet50", output_stride=16, width=1.0, separable=True, atrous_rates=(6, 12, 18)):
-    """The arguments that fix a network's weights layout; saved next to weights so they can be rebuilt."""
-    return {
-        "backbone": backbone,
-        "output_stride": int(output_stride),
-        "width": float(width),
-        "separable": bool(separable),
-        "atrous_rates": [int(r) for r in atrous_rates],
-    }
+def _architecture(architecture, arch_kwargs):
+    if architecture is not None and arch_kwargs:
+        raise TypeError(f"pass either architecture= or {', '.join(arch_kwargs)}, not both")
+    return architecture if architecture is not None else Architecture(**arch_kwargs)
 
 
 def _build(num_outputs, arch, input_shape, name, head):
     inputs = keras.Input(input_shape, name="image")
-    low_level, x = apply_resnet50(
-        inputs, backbone=arch["backbone"], output_stride=arch["output_stride"], width=arch["width"]
-    )
-    rates = arch["atrous_rates"]
-    if arch["output_stride"] == 8:
+    low_level, x = apply_resnet50(inputs, backbone=arch.backbone, output_stride=arch.output_stride, width=arch.width)
+    rates = list(arch.atrous_rates)
+    if arch.output_stride == 8:
         rates = [2 * r for r in rates]  # same field of view on a twice-finer grid
-    x = apply_aspp(x, filters=scaled(256, arch["width"]), rates=rates, separable=arch["separable"])
+    x = apply_aspp(x, filters=scaled(256, arch.width), rates=rates, separable=arch.separable)
     x = apply_decoder(
-        x, low_level, ratio=arch["output_stride"] // 4, filters=scaled(256, arch["width"]), low_level_filters=scaled(48, arch["width"]),
-        separable=arch["separable"],
+        x, low_level, ratio=arch.output_stride // 4, filters=scaled(256, arch.width),
+        low_level_filters=scaled(48, arch.width), separable=arch.separable,
     )
     x = layers.Conv2D(num_outputs, 1, name=HEAD_LAYER)(x)
     outputs = head(x, inputs)
     model = keras.Model(inputs, outputs, name=name)
-    model.architecture = dict(arch, num_outputs=int(num_outputs))
+    model.architecture = arch  # the one value loaders and transfers read (frozen)
     return model
 
 
-def build_deeplabv3plus(num_outputs, *, input_shape=(None, None, 3), **arch_kwargs):
+def build_deeplabv3plus(num_outputs, *, input_shape=(None, None, 3), architecture=None, **arch_kwargs):
     """DeepLabV3+ ResNet50 segmenter: images in [-1, 1] → float32 logits at input resolution.
 
     Args:
         num_outputs: classes (or 1 for a sigmoid binary head).
         input_shape: (H, W, 3); spatial dims may be None.
-        **arch_kwargs: backbone ("resnet50" | "resnet50_beta"), output_stride (16 | 8), width (channel
-            multiplier), separable (atrous depthwise-separable 3×3 in ASPP/decoder), atrous_rates.
+        architecture: an `Architecture`; or its fields as keyword arguments (**arch_kwargs): backbone
+            ("resnet50" | "resnet50_beta"), output_stride (16 | 8), width (channel multiplier), separable
+            (atrous depthwise-separable 3×3 in ASPP/decoder), atrous_rates.
 
     Example:
         >>> model = build_deeplabv3plus(6, width=0.25)
@@ -158,14 +155,15 @@ def build_deeplabv3plus(num_outputs, *, input_shape=(None, None, 3), **arch_kwar
     def head(x, inputs):
         return ResizeLike(4, name="upsample_logits", dtype="float32")(x, inputs)
 
-    return _build(num_outputs, architecture(**arch_kwargs), input_shape, "deeplabv3plus", head)
+    arch = dataclasses.replace(_architecture(architecture, arch_kwargs).body(), outputs=num_outputs)
+    return _build(num_outputs, arch, input_shape, "deeplabv3plus", head)
 
 
 GENERATOR_OUTPUTS = ("rgb", "chroma", "gray", "classify")
 GENERATOR_CHANNELS = {"rgb": 3, "chroma": 2, "gray": 3, "classify": NUM_BINS}
 
 
-def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs):
+def build_generator(*, input_shape=(None, None, 3), output="rgb", architecture=None, **arch_kwargs):
     """Colorization generator: grayscale (3 channels, [-1, 1]) → RGB in [-1, 1] at stride 4.
 
     The same network as `build_deeplabv3plus`, left at the decoder's stride-4 resolution (129×129 for a 513
@@ -190,9 +188,9 @@ def build_generator(*, input_shape=(None, None, 3), output="rgb", **arch_kwargs)
             x = layers.Activation("tanh", dtype="float32", name="chroma" if output == "chroma" else "colorized")(x)
         return LumaChromaToRGB(name="colorized", dtype="float32")(x, inputs) if output in ("chroma", "classify") else x
 
-    model = _build(GENERATOR_CHANNELS[output], architecture(**arch_kwargs), input_shape, "generator", head)
-    model.architecture["output"] = output
-    return model
+    channels = GENERATOR_CHANNELS[output]
+    arch = dataclasses.replace(_architecture(architecture, arch_kwargs).body(), outputs=channels, output=output)
+    return _build(channels, arch, input_shape, "generator", head)
 
 
 def stride4_size(size):

@@ -1,9 +1,7 @@
-"""Adam on TensorFlow's fused kernel, and the optimizer both scripts build from their flags."""
+"""Adam on TensorFlow's fused kernel, with loss scaling when float16 needs it."""
 
 import keras
 import tensorflow as tf
-
-from models.runtime import wrap_optimizer
 
 
 @keras.saving.register_keras_serializable(package="surrogate")
@@ -42,6 +40,13 @@ class FusedAdam(keras.optimizers.Adam):
                                      **self._scalars(variable.dtype, learning_rate))
 
 
-def make_adam(args, learning_rate=None):
-    """Adam from the `--lr`, `--beta1`, `--beta2` flags, with loss scaling when float16 needs it."""
-    return wrap_optimizer(FusedAdam(learning_rate=learning_rate or args.lr, beta_1=args.beta1, beta_2=args.beta2))
+def wrap_optimizer(optimizer):
+    """Adds dynamic loss scaling when float16 needs it (Keras 3 `LossScaleOptimizer`)."""
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def make_adam(learning_rate, beta_1=0.9, beta_2=0.999):
+    """`FusedAdam`, wrapped for loss scaling under the current mixed-precision policy."""
+    return wrap_optimizer(FusedAdam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2))

@@ -5,10 +5,9 @@ ImageNet weights transfer by name. For output stride 16 or 8 the last stages kee
 dilate their 3×3 convolutions instead of striding, as DeepLab does.
 """
 
-import keras
-from keras import layers
-
 from models.batchnorm import batch_norm
+
+from keras import layers
 
 BACKBONES = ("resnet50", "resnet50_beta")
 # Stage name, bottleneck width, number of blocks, stride of its first block (at output stride 32).
@@ -87,17 +86,6 @@ def apply_resnet50(x, *, backbone="resnet50", output_stride=16, width=1.0):
         if stage == "conv2":
             low_level = x
     return low_level, x
-
-
-def build_resnet50(input_shape=(None, None, 3), **kwargs):
-    """The backbone alone as a `keras.Model` (images in [-1, 1] → stride-4 and final features).
-
-    Example:
-        >>> backbone = build_resnet50((64, 64, 3), width=0.25)
-    """
-    inputs = keras.Input(input_shape, name="image")
-    low_level, features = apply_resnet50(inputs, **kwargs)
-    return keras.Model(inputs, [low_level, features], name=kwargs.get("backbone", "resnet50"))
 
 
 def is_backbone_layer(name):

@@ -5,22 +5,27 @@ Nothing is loaded partially in silence: a file that does not fit the network is 
 """
 
 import dataclasses
-import json
+import sys
 from pathlib import Path
+
+from models.architecture import ARCHITECTURE_FILE, Architecture
+from models.deeplab import HEAD_LAYER, build_generator
+from models.io import atomic_path, read_json
+from models.resnet import is_backbone_layer
 
 import h5py
 import keras
 import numpy as np
-
-from models.deeplab import HEAD_LAYER, build_generator
-from models.resnet import is_backbone_layer
 
 INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate", "control")  # control: a --predict gray generator
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
 IMAGENET_HASH = "4d473c1dd8becc155b73f8504c6f6626"
 GENERATOR_FILE = "generator.weights.h5"
-ARCHITECTURE_FILE = "architecture.json"
+RUN_CONFIG_FILE = "config.json"  # a pretraining run's flags, beside its generator
+# The pretext each generator-based init expects: `control` must start from the no-colour (gray) target, the
+# colour arms from a colour one, or the grid would compare an arm with itself.
+PRETEXT_INITS = ("surrogate", "imagenet+surrogate", "control")
 
 
 class TransferError(ValueError):
@@ -125,10 +130,10 @@ def fold_caffe_preprocessing(kernel, bias):
 def load_imagenet(model, weights_path=None):
     """Copies ImageNet ResNet50 weights into every backbone layer of `model`, with their caffe input
     convention folded into conv1, so the network keeps its one input contract (RGB in [-1, 1])."""
-    arch = getattr(model, "architecture", {})
-    if weights_path is None and (arch.get("backbone", "resnet50") != "resnet50" or arch.get("width", 1.0) != 1.0):
+    arch = getattr(model, "architecture", None) or Architecture()
+    if weights_path is None and (arch.backbone != "resnet50" or arch.width != 1.0):
         raise TransferError(f"ImageNet weights exist for the standard 'resnet50' at width 1.0 only; this network is "
-                            f"{arch.get('backbone')} at width {arch.get('width')} (pass --imagenet-weights to use "
+                            f"{arch.backbone} at width {arch.width} (pass --imagenet-weights to use "
                             f"a matching file of your own)")
     source = str(weights_path or download_imagenet_weights())
     weights = read_imagenet_weights(source)
@@ -137,7 +142,7 @@ def load_imagenet(model, weights_path=None):
     if missing:
         raise TransferError(
             f"{source}: has no weights for backbone layers {missing[:3]}... ImageNet weights exist for the "
-            f"standard 'resnet50' backbone only; got {getattr(model, 'architecture', {}).get('backbone')}"
+            f"standard 'resnet50' backbone only; got {arch.backbone}"
         )
     weights = dict(weights)
     weights[FIRST_CONV] = fold_caffe_preprocessing(*weights[FIRST_CONV])
@@ -149,17 +154,18 @@ def load_imagenet(model, weights_path=None):
     return TransferReport("imagenet", source, backbone, skipped)
 
 
-def _network_arch(model):
-    """The layout a segmenter and a generator must share: everything but the head's own settings."""
-    return {k: v for k, v in getattr(model, "architecture", {}).items() if k not in ("num_outputs", "output")}
+def _body(model):
+    """The layout a segmenter and a generator must share (everything but the head), or None if unknown."""
+    arch = getattr(model, "architecture", None)
+    return arch.body() if isinstance(arch, Architecture) else None
 
 
 def save_generator(generator, path):
-    """Writes generator weights and, beside them, the architecture needed to rebuild it."""
+    """Writes generator weights and, beside them, the `Architecture` that rebuilds it (architecture.json)."""
     path = Path(path)
-    generator.save_weights(path)
-    arch = {k: v for k, v in generator.architecture.items() if k != "num_outputs"}  # keeps "output"
-    (path.parent / ARCHITECTURE_FILE).write_text(json.dumps(arch, indent=2))
+    with atomic_path(path) as tmp:
+        generator.save_weights(tmp)
+    generator.architecture.save(path.parent)
 
 
 def resolve_surrogate(path):
@@ -172,33 +178,65 @@ def resolve_surrogate(path):
     return path
 
 
-def load_generator(path, arch=None):
-    """Rebuilds a colorization generator from its weights file (architecture from the file beside it)."""
+def load_generator(path, architecture=None):
+    """Rebuilds a colorization generator from its weights file (its `Architecture` from the file beside it;
+    `architecture` only where there is none, as for weights written by earlier versions)."""
     path = resolve_surrogate(path)
-    arch_file = path.parent / ARCHITECTURE_FILE
-    if arch_file.is_file():
-        arch = json.loads(arch_file.read_text())
-    if arch is None:
+    try:
+        architecture = Architecture.load(path.parent) or architecture
+    except ValueError as error:
+        raise TransferError(f"--surrogate {path.parent / ARCHITECTURE_FILE}: {error}") from None
+    if architecture is None:
         raise TransferError(f"--surrogate {path}: no {ARCHITECTURE_FILE} beside it to rebuild the generator")
-    generator = build_generator(**arch)
+    generator = build_generator(output=architecture.output or "rgb", architecture=architecture.body())
     try:
         generator.load_weights(path)
     except Exception as error:
-        raise TransferError(f"--surrogate {path}: does not match a generator of {arch} "
+        raise TransferError(f"--surrogate {path}: does not match a generator of {architecture.body().to_dict()} "
                             f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
     return generator
+
+
+def check_pretext(init, surrogate):
+    """Refuses a generator trained for the other pretext (`control` needs a `--predict gray` run, the colour
+    arms a colour one), and for `imagenet+surrogate` one whose pretraining did not start from ImageNet.
+
+    The start is read from the pretraining run's config.json beside the weights file. A bare weights file,
+    copied out of its run, has none: it is accepted with a warning on stderr, as the user vouches for it.
+    """
+    if init not in PRETEXT_INITS or surrogate is None:
+        return
+    path = resolve_surrogate(surrogate)
+    arch = read_json(path.parent / ARCHITECTURE_FILE, {})
+    output = arch.get("output") or "rgb"
+    if (init == "control") != (output == "gray"):
+        wanted = "a --predict gray (no-colour) run" if init == "control" else \
+            "a colour run (--predict rgb or chroma, or --colour-loss classify)"
+        raise TransferError(f"--surrogate {surrogate}: its generator was trained with --predict {output}; "
+                            f"--init {init} needs {wanted}")
+    if init != "imagenet+surrogate":
+        return
+    config = read_json(path.parent / RUN_CONFIG_FILE)
+    if config is None or "init" not in config:
+        print(f"warning: --init imagenet+surrogate: {path} has no pretraining {RUN_CONFIG_FILE} beside it, so "
+              f"whether its pretraining started from ImageNet is not checked", file=sys.stderr)
+    elif config["init"] != "imagenet":
+        raise TransferError(f"--surrogate {surrogate}: its pretraining started from --init {config['init']}; "
+                            f"--init imagenet+surrogate needs a generator pretrained from ImageNet "
+                            f"(pretrain/colorize.py --init imagenet)")
 
 
 def load_surrogate(model, surrogate_path, init="surrogate"):
     """Copies every generator layer except its head into `model`; refuses architectures that differ."""
     if surrogate_path is None:
         raise TransferError(f"--init {init} needs --surrogate PATH (a colorization run or its weights file)")
-    arch = _network_arch(model)
-    generator = load_generator(surrogate_path, arch or None)
+    check_pretext(init, surrogate_path)
+    body = _body(model)
+    generator = load_generator(surrogate_path, body)
     source = str(resolve_surrogate(surrogate_path))
-    gen_arch = _network_arch(generator)
-    if arch and gen_arch != arch:
-        raise TransferError(f"--surrogate {source}: generator architecture {gen_arch} differs from the network's {arch}")
+    if body is not None and _body(generator) != body:
+        raise TransferError(f"--surrogate {source}: generator architecture {_body(generator).to_dict()} differs "
+                            f"from the network's {body.to_dict()}")
     source_layers = _weighted_layers(generator)
     names = [name for name in _weighted_layers(model) if name != HEAD_LAYER]
     missing = [name for name in names if name not in source_layers]
@@ -213,7 +251,8 @@ def transfer_weights(model, init, *, imagenet_weights=None, surrogate=None):
 
     Args:
         model: a network from `build_deeplabv3plus` or `build_generator`.
-        init: one of INITS. "imagenet+surrogate" loads a generator that was itself trained from ImageNet.
+        init: one of INITS. "imagenet+surrogate" loads a generator that was itself trained from ImageNet
+            (checked in the pretraining run's config.json), "control" a `--predict gray` generator.
         imagenet_weights: local ImageNet weights file; None downloads through Keras' cache.
         surrogate: colorization run directory or generator weights file.
 

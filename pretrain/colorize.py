@@ -10,29 +10,33 @@ import sys
 import time
 from pathlib import Path
 
-from models.runtime import quiet_tensorflow
+from models import ColorizationGAN, build_discriminator, build_generator, transfer_weights
+from models.colour_classify import (
+    BINS_FILE,
+    COLOUR_LOSSES,
+    ClassifyColorizationGAN,
+    colour_bins_from_images,
+    load_colour_bins,
+    save_colour_bins,
+    set_used_bins,
+    start_at_blind_guess,
+)
+from models.deeplab import GENERATOR_OUTPUTS
+from models.gan import GAN_LOSSES
+from models.io import write_json
+from models.optimizers import make_adam
+from models.resnet import scaled
+from models.runner.cli import add_flags, architecture_from_flags, check_resume, check_writable, parser, run, save_config
+from models.runner.runtime import configure, is_chief, wait_for_workers
+from models.runner.training import Checkpoints, train_loop
+from models.runner.visualize import tile, to_uint8, write_png
+from models.transfer import GENERATOR_FILE, save_generator
 
-quiet_tensorflow()
+import tensorflow as tf
 
-import tensorflow as tf  # noqa: E402
-
-import datasets  # noqa: E402
-from models import ColorizationGAN, build_discriminator, build_generator, transfer_weights  # noqa: E402
-from models.resnet import scaled  # noqa: E402
-from models.cli import (add_flags, architecture_kwargs, check_resume, check_writable, parser, run,  # noqa: E402
-                        save_config)
-from models.deeplab import GENERATOR_OUTPUTS  # noqa: E402
-from models.colour_classify import (BINS_FILE, COLOUR_LOSSES, ClassifyColorizationGAN,  # noqa: E402
-                                    colour_bins_from_images, load_colour_bins, save_colour_bins, set_used_bins,
-                                    start_at_blind_guess)
-from models.gan import GAN_LOSSES  # noqa: E402
-from models.optimizers import make_adam  # noqa: E402
-from models.runtime import configure, is_chief, wait_for_workers  # noqa: E402
-from models.training import Checkpoints, train_loop, write_json  # noqa: E402
-from models.transfer import GENERATOR_FILE, save_generator  # noqa: E402
-from models.visualize import tile, to_uint8, write_png  # noqa: E402
-from pretrain.evaluate import colorization_scores, describe, holdout_batch, split_holdout  # noqa: E402
-from pretrain.probe import Probe  # noqa: E402
+import datasets
+from pretrain.holdout import colorization_scores, describe, holdout_batch, split_holdout
+from pretrain.probe import Probe
 
 PRIOR_IMAGES = 512  # training crops whose chroma estimates the bins' prior for --colour-loss classify
 
@@ -40,8 +44,8 @@ PRIOR_IMAGES = 512  # training crops whose chroma estimates the bins' prior for 
 def parse_args(argv=None):
     p = parser(__doc__.splitlines()[0])
     add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "beta1", "beta2", "seed", "split_seed", "backbone",
-              "width", "output_stride", "regular_conv", "init", "imagenet_weights", "mixed_precision", "xla", "distribute",
-              "checkpoint_every", "sample_every", "skip_bad", "deterministic", steps=76_000, lr=2e-4)
+              "width", "output_stride", "regular_conv", "init", "imagenet_weights", "mixed_precision", "xla",
+              "distribute", "checkpoint_every", "sample_every", "skip_bad", "deterministic", steps=76_000, lr=2e-4)
     p.add_argument("--l1-weight", type=float, default=1.0, help="weight λ of the L1 reconstruction term")
     p.add_argument("--gan-loss", choices=GAN_LOSSES, default="lsgan", help="least-squares or vanilla GAN loss")
     p.add_argument("--gan-weight", type=float, default=1.0,
@@ -91,38 +95,40 @@ def write_samples(generator, batch, path, writer, step, limit=8):
 def main(args):
     out = args.out
     check_writable(out)
-    check_resume(args, out)
+    config = check_resume(args, out)
     if (out / GENERATOR_FILE).is_file() and (out / "checkpoints").is_dir():
         last = tf.train.latest_checkpoint(str(out / "checkpoints"))
         if last and int(last.rsplit("-", 1)[1]) >= args.steps:
             print(f"{out}: already finished ({args.steps} steps); {out / GENERATOR_FILE} is ready")
             return 0
-    strategy, precision = configure(args)
+    strategy, precision = configure(seed=args.seed, distribute=args.distribute, deterministic=args.deterministic,
+                                    mixed_precision=args.mixed_precision)
     sources = datasets.list_unlabeled(args.data or [datasets.ensure_synthetic()], video_every=args.video_every,
                                       seed=args.split_seed)
     train, held = split_holdout(sources, args.holdout, args.seed)
-    save_config(args, out, precision=precision, n_train_images=len(train), n_holdout_images=len(held),
+    save_config(config, out, precision=precision, n_train_images=len(train), n_holdout_images=len(held),
                 replicas=strategy.num_replicas_in_sync)
     print(f"colorization: {len(train)} training images, {len(held)} held out, {precision}, "
           f"{strategy.num_replicas_in_sync} replica(s)", file=sys.stderr)
 
     bins = colour_bins(args, train) if args.colour_loss == "classify" else None
     with strategy.scope():
-        generator = build_generator(output=args.predict, **architecture_kwargs(args))
+        generator = build_generator(output=args.predict, architecture=architecture_from_flags(args))
         discriminator = build_discriminator(filters=scaled(64, args.width))  # narrow with the generator
         if bins is None:
             gan = ColorizationGAN(generator, discriminator)
         else:
             set_used_bins(generator, bins["used"])
             gan = ClassifyColorizationGAN(generator, discriminator, bins["weights"])
-        gan.compile(make_adam(args), make_adam(args),
+        gan.compile(make_adam(args.lr, args.beta1, args.beta2), make_adam(args.lr, args.beta1, args.beta2),
                     l1_weight=args.l1_weight, gan_loss=args.gan_loss, gan_weight=args.gan_weight)
         gan.g_optimizer.build(generator.trainable_variables)
         gan.d_optimizer.build(discriminator.trainable_variables)
     checkpoints = Checkpoints(out, generator=generator, discriminator=discriminator,
                               g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
     if args.init == "imagenet" and tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
-        print(transfer_weights(generator, "imagenet", imagenet_weights=args.imagenet_weights).summary(), file=sys.stderr)
+        report = transfer_weights(generator, "imagenet", imagenet_weights=args.imagenet_weights)
+        print(report.summary(), file=sys.stderr)
     if tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
         start_at_blind_guess(generator, bins and bins["prior"])  # chroma heads start at gray, bins at the prior
 

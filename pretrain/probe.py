@@ -11,19 +11,23 @@ validation split. The scores go to `probe.csv`, TensorBoard (`probe/dice_mean`; 
 
 import csv
 import dataclasses
+import io
 import time
 from pathlib import Path
+
+from models.deeplab import HEAD_LAYER
+from models.io import write_atomic
+from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
+from models.surrogate_checkpoints import BEST_PROBE_FILE
+from models.transfer import save_generator
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import datasets
+from datasets import IGNORE_ID
 from datasets.splits import seeded_order
-from finetune.metrics import confusion_matrix, parse_groups, segmentation_metrics
-from models.deeplab import HEAD_LAYER
-from models.surrogate_checkpoints import BEST_PROBE_FILE
-from models.transfer import save_generator
 
 PROBE_FILE = "probe.csv"
 COLUMNS = ("step", "dice_mean", "probe_seconds")
@@ -52,12 +56,11 @@ def read_rows(path):
 
 
 def write_rows(path, rows):
-    tmp = Path(path).with_name(f".tmp.{Path(path).name}")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: r["step"]))
-    tmp.replace(path)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, COLUMNS)
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: r["step"]))
+    write_atomic(path, buffer.getvalue())
 
 
 def _stack(dataset, limit):
@@ -70,7 +73,7 @@ def _stack(dataset, limit):
 
 def fit_linear_head(features, labels, num_classes, *, steps, lr):
     """A 1×1 convolution (kernel, bias) fitted by full-batch Adam on pixel cross-entropy (255 ignored)."""
-    keep = labels.reshape(-1) != 255
+    keep = labels.reshape(-1) != IGNORE_ID
     x = tf.constant(features.reshape(-1, features.shape[-1])[keep])
     y = tf.constant(labels.reshape(-1)[keep].astype(np.int32))
     kernel = tf.Variable(tf.zeros([features.shape[-1], num_classes]))
@@ -153,9 +156,7 @@ class Probe:
                 with self.baseline.as_default(step=step):
                     tf.summary.scalar("probe/dice_mean", baseline)
         if step > 0 and dice > best:  # the step-0 body is the baseline, never the chosen checkpoint
-            tmp = self.out / f".tmp.{BEST_PROBE_FILE}"
-            save_generator(generator, tmp)
-            tmp.replace(self.out / BEST_PROBE_FILE)
+            save_generator(generator, self.out / BEST_PROBE_FILE)
         return dice
 
     def has(self, step):

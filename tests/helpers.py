@@ -1,6 +1,14 @@
 """Small helpers several test modules share."""
 
+from collections.abc import Mapping
+
+from models.resnet import apply_resnet50
+
+import keras
 import numpy as np
+
+from datasets.labeled import LabeledDataset
+from datasets.masks import read_pair
 
 
 def randomize(model, seed):
@@ -14,3 +22,31 @@ def randomize(model, seed):
 def layer_weights(model):
     """Layer name → its weights as arrays, for every layer that has weights."""
     return {layer.name: [w.numpy() for w in layer.weights] for layer in model.layers if layer.weights}
+
+
+def build_resnet50(input_shape=(None, None, 3), **kwargs):
+    """The backbone alone as a `keras.Model` (images in [-1, 1] → stride-4 and final features)."""
+    inputs = keras.Input(input_shape, name="image")
+    low_level, features = apply_resnet50(inputs, **kwargs)
+    return keras.Model(inputs, [low_level, features], name=kwargs.get("backbone", "resnet50"))
+
+
+def eval_examples(source, stems, *, num_classes=None, palette=None):
+    """Yield (stem, image uint8 HxWx3 RGB, mask uint8 HxW) for each stem, in order.
+
+    Args:
+        source: a LabeledDataset, or (image_paths, mask_paths) as {stem: path} mappings or as lists
+            aligned with `stems` (then pass num_classes / palette as for segmentation_dataset).
+    """
+    stems = list(stems)
+    if isinstance(source, LabeledDataset):
+        for stem in stems:
+            yield (stem, *source.read_pair(stem))
+        return
+    image_paths, mask_paths = source
+    if not isinstance(image_paths, Mapping):
+        image_paths, mask_paths = dict(zip(stems, image_paths)), dict(zip(stems, mask_paths))
+    for stem in stems:
+        image, mask = read_pair(image_paths[stem], mask_paths[stem], palette=palette,
+                                binary=num_classes == 2, num_classes=num_classes)
+        yield stem, image, mask

@@ -1,15 +1,27 @@
 """Colour as classes (models/colour_bins.py, models/colour_classify.py) against NumPy references of Zhang et al."""
 
-import numpy as np
-import pytest
-import tensorflow as tf
-
 from models import build_discriminator, build_generator
-from models.colour_bins import (CENTRES, CHROMA, GRID_STEP, NUM_BINS, annealed_mean, count_bins, estimate_prior,
-                                masked_logits, rebalanced_cross_entropy, rebalancing_weights, rgb_to_chroma, soft_encode)
+from models.colour_bins import (
+    CENTRES,
+    CHROMA,
+    GRID_STEP,
+    NUM_BINS,
+    annealed_mean,
+    count_bins,
+    estimate_prior,
+    masked_logits,
+    rebalanced_cross_entropy,
+    rebalancing_weights,
+    rgb_to_chroma,
+    soft_encode,
+)
 from models.colour_classify import ClassifyColorizationGAN, set_used_bins, start_at_blind_guess
 from models.deeplab import LumaChromaToRGB
 from models.transfer import load_generator, save_generator
+
+import numpy as np
+import pytest
+import tensorflow as tf
 
 # Known colours as RGB in [-1, 1]: gray, red, a skin tone, sky blue, grass green.
 KNOWN = np.array([[0.0, 0.0, 0.0], [1.0, -1.0, -1.0], [0.7, 0.2, -0.1], [-0.3, 0.2, 0.8], [-0.4, 0.3, -0.6]],
@@ -222,8 +234,8 @@ def test_bin_cross_entropies_score_the_generator_and_the_prior_like_the_referenc
     log_prior = np.where(used, np.log(np.where(used, prior, 1)), 0)
     assert scores["bin_ce_prior"] == pytest.approx(-(targets * log_prior).sum(-1).mean(), rel=1e-4)
     p = np.exp(log_p) * used  # T = 1: the plain mean of the distribution
-    assert scores["chroma_l1_mean_decode"] == pytest.approx(np.abs(p @ CENTRES - (small @ CHROMA).reshape(-1, 2)).mean(),
-                                                            rel=1e-4)
+    mean_decode = np.abs(p @ CENTRES - (small @ CHROMA).reshape(-1, 2)).mean()
+    assert scores["chroma_l1_mean_decode"] == pytest.approx(mean_decode, rel=1e-4)
 
 
 def test_colour_heads_start_at_the_blind_guess():

@@ -11,13 +11,13 @@ import datasets.pipeline as pipeline
 from datasets import (
     SkipCounter,
     colorization_dataset,
-    eval_examples,
     list_unlabeled,
     load_labeled,
     pad_to_grid,
     segmentation_dataset,
     unwrap_dataset_error,
 )
+from helpers import eval_examples
 
 
 def pairs(root, stems=None):

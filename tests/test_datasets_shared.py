@@ -9,7 +9,7 @@ import pytest
 from datasets import list_unlabeled, load_labeled, segmentation_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.shared_data
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]  # real datasets (setup.cfg)
 
 
 @pytest.mark.parametrize("name, pairs, classes", [("ccp_human_parsing", 1004, 6), ("kvasir_seg", 1000, 2)])

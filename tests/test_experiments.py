@@ -18,16 +18,26 @@ import time
 import warnings
 from pathlib import Path
 
+from models.io import write_json
+from models.runner.cli import run as run_script
+
 import numpy as np
 import pytest
 
-from experiments.label_efficiency import (PRESETS, finetune_command, parse_args, plan, pretrain_command,
-                                          pretraining_runs, skip_reason)
+from experiments.label_efficiency import (
+    PRESETS,
+    finetune_command,
+    parse_args,
+    plan,
+    pretrain_command,
+    pretraining_runs,
+    skip_reason,
+)
 from experiments.plot import main as plot_main
-from experiments.plot import plot, summarize, write_plots_and_report
+from experiments.plot import parse_args as plot_args
+from experiments.report import plot, summarize, write_plots_and_report
 from experiments.results import COLUMNS, Cell, Pretraining, collect_results, read_results, read_runner_state
 from experiments.stats import PAIRS, STAT_COLUMNS, VIEWS
-from models.training import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 GRID_TIMEOUT = 1800  # seconds; a hang (e.g. a download that never fails) ends the test instead of CI
@@ -158,6 +168,7 @@ def test_finetune_command_points_each_init_at_its_pretraining(tmp_path):
         assert _flag(command, "--out") == str(cell.run_dir(exp))
         assert _flag(command, "--steps") == str(PRESETS["smoke"]["finetune_steps"])
         assert _flag(command, "--patience") == str(PRESETS["smoke"]["patience"])
+        assert _flag(command, "--min-delta") == str(PRESETS["smoke"]["min_delta"])
         assert _flag(command, "--surrogate") == (surrogate and str(surrogate)), init
         assert _flag(command, "--imagenet-weights") == (imagenet_weights and str(imagenet_weights)), init
     assert _flag(pretrain_command(args, Pretraining("imagenet")), "--imagenet-weights") == str(weights)
@@ -298,7 +309,7 @@ def test_report_and_csv_hold_an_interval_per_fraction_and_pair(tmp_path):
 
 
 def test_plot_cli_without_results_fails_with_one_line(tmp_path, capsys):
-    assert plot_main([str(tmp_path)]) == 1
+    assert run_script(plot_main, plot_args([str(tmp_path)])) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "results.csv" in err
 

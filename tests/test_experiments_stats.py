@@ -6,11 +6,12 @@ foreground Dice is then 2m / (1 + m) and the background Dice 2 / (3 − m), with
 difference between two arms follows from their mean rates alone.
 """
 
+from models.metrics import parse_groups, segmentation_metrics
+
 import numpy as np
 import pytest
 
 from experiments.stats import NO_DIFFERENCE, bootstrap, class_counts, dice_from_counts, pair_statistics
-from finetune.metrics import parse_groups, segmentation_metrics
 
 PIXELS = 200
 NAMES = ["background", "thing"]
@@ -70,7 +71,7 @@ def test_more_images_and_seeds_narrow_the_interval():
 
 
 def test_counts_give_the_same_dice_as_metrics_json():
-    """Dice from summed per-image counts, for every view, equals what finetune/metrics.py writes."""
+    """Dice from summed per-image counts, for every view, equals what models/metrics.py writes."""
     rng = np.random.default_rng(0)
     names = ["background", "a", "b", "c"]
     matrices = rng.integers(0, 50, (7, 4, 4)).astype(np.float64)
@@ -87,7 +88,8 @@ def test_estimate_is_the_mean_over_seeds_of_the_whole_test_set_difference():
     estimate, _, _, per_seed = bootstrap(class_counts(a, "dice_mean", None), "dice_mean",
                                          baseline=class_counts(b, "dice_mean", None))
     def dice(matrices):
-        return segmentation_metrics(matrices.sum(0).round().astype(np.int64), NAMES, parse_groups(None, NAMES))["dice_mean"]
+        counts = matrices.sum(0).round().astype(np.int64)
+        return segmentation_metrics(counts, NAMES, parse_groups(None, NAMES))["dice_mean"]
 
     by_hand = [dice(a[s]) - dice(b[s]) for s in range(3)]
     assert per_seed == pytest.approx(by_hand, abs=1e-3) and estimate == pytest.approx(np.mean(by_hand), abs=1e-3)

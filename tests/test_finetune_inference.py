@@ -1,11 +1,12 @@
 """Whole-image prediction: padding to the stride, cropping back, and blended overlapping tiles."""
 
+from models import build_deeplabv3plus
+
 import keras
 import numpy as np
 import pytest
 
 from finetune.inference import Predictor, _starts
-from models import build_deeplabv3plus
 
 
 def random_image(height, width, seed=0):

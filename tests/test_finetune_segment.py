@@ -14,6 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models import build_deeplabv3plus, build_generator, build_segmenter
+from models.io import read_json
+from models.losses import make_loss
+from models.resnet import is_backbone_layer
+from models.runner.cli import architecture_from_flags, run
+from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator, save_generator
+
 import h5py
 import keras
 import numpy as np
@@ -22,12 +29,6 @@ import pytest
 import finetune.segment as segment
 import pretrain.colorize as colorize
 from datasets import load_labeled
-from finetune.losses import make_loss
-from models import build_deeplabv3plus, build_generator
-from models.cli import run
-from models.resnet import is_backbone_layer
-from models.training import read_json
-from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator, save_generator
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH = 0.125
@@ -186,7 +187,7 @@ def test_surrogate_init_with_frozen_encoder_keeps_the_generator_backbone(surroga
 
 def test_rerunning_a_finished_run_returns_at_once(scratch_run, synthetic_root, monkeypatch, capsys):
     before = (scratch_run / "metrics.json").stat().st_mtime_ns
-    monkeypatch.setattr(segment, "configure", lambda args: pytest.fail("a finished run started again"))
+    monkeypatch.setattr(segment, "configure", lambda **options: pytest.fail("a finished run started again"))
 
     assert segment.main(segment_args(synthetic_root, scratch_run, "--init", "scratch", "--frac", "0.5",
                                      "--group", "bg:0;people:1-2;things:3-4")) == 0
@@ -288,7 +289,7 @@ def test_imagenet_init_at_small_width_fails_with_one_line(synthetic_root, tmp_pa
 @pytest.mark.parametrize("loss, num_classes", [("dice", 5), ("ce+dice", 5), ("bce", 2)])
 def test_each_loss_trains_the_model(loss, num_classes, tmp_path):
     args = segment.parse_args(["--out", str(tmp_path), "--width", str(WIDTH), "--loss", loss])
-    model = segment.build_model(args, num_classes)
+    model = build_segmenter(num_classes, loss=args.loss, architecture=architecture_from_flags(args))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=make_loss(loss, num_classes), run_eagerly=True)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (2, 33, 33, 3)).astype(np.float32)
@@ -305,7 +306,7 @@ def test_each_loss_trains_the_model(loss, num_classes, tmp_path):
 
 def test_test_counts_hold_each_test_image_and_add_up_to_the_metrics(scratch_run):
     """Per-image confusion matrices: every split-level score can be recomputed without the weights."""
-    from finetune.metrics import parse_groups, segmentation_metrics
+    from models.metrics import parse_groups, segmentation_metrics
 
     counts = json.loads((scratch_run / "test_counts.json").read_text())
     metrics = json.loads((scratch_run / "metrics.json").read_text())

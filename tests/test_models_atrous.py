@@ -1,13 +1,13 @@
 """The atrous depthwise layer: Keras' DepthwiseConv2D's results, gradients and weights, minus the dead taps."""
 
+import models.deeplab as deeplab
+from models import build_deeplabv3plus
+from models.atrous import Conv2D, DepthwiseConv2D, reachable_taps
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import models.deeplab as deeplab
-from models import build_deeplabv3plus
-from models.atrous import Conv2D, DepthwiseConv2D, reachable_taps
 
 KINDS = {"depthwise": (keras.layers.DepthwiseConv2D, DepthwiseConv2D, {}),
          "regular": (keras.layers.Conv2D, Conv2D, {"filters": 5})}

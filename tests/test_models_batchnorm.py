@@ -1,13 +1,13 @@
 """The fused BatchNorm must be Keras' BatchNormalization in all but speed: values, statistics, gradients, files."""
 
+import models.batchnorm
+from models import build_generator
+from models.batchnorm import BatchNormalization
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import models.batchnorm
-from models import build_generator
-from models.batchnorm import BatchNormalization
 
 
 @pytest.fixture

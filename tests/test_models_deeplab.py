@@ -1,11 +1,11 @@
 """DeepLabV3+ segmenter and colorization generator: shapes, ASPP rates, separable/regular 3×3 layers."""
 
+from models import build_deeplabv3plus, build_generator
+from models.deeplab import HEAD_LAYER, ResizeLike, stride4_size
+
 import keras
 import numpy as np
 import pytest
-
-from models import build_deeplabv3plus, build_generator
-from models.deeplab import HEAD_LAYER, ResizeLike, stride4_size
 
 WIDTH = 0.125
 NUM_CLASSES = 5
@@ -111,9 +111,10 @@ def test_generator_and_segmenter_share_every_layer_but_head(segmenter, generator
     assert seg.keys() == gen.keys()
     assert [name for name in seg if seg[name] != gen[name]] == [HEAD_LAYER]
     assert gen[HEAD_LAYER][0][-1] == 3 and seg[HEAD_LAYER][0][-1] == NUM_CLASSES
-    assert generator.architecture["num_outputs"] == 3
-    assert segmenter.architecture == {"backbone": "resnet50", "output_stride": 16, "width": WIDTH, "separable": True,
-                                      "atrous_rates": [6, 12, 18], "num_outputs": NUM_CLASSES}
+    assert generator.architecture.outputs == 3
+    assert segmenter.architecture.to_dict() == {"backbone": "resnet50", "output_stride": 16, "width": WIDTH,
+                                                "separable": True, "atrous_rates": [6, 12, 18],
+                                                "outputs": NUM_CLASSES, "output": None}
 
 
 def test_aspp_rates_at_output_stride_16(segmenter):
@@ -147,7 +148,7 @@ def test_regular_convolutions_when_not_separable():
     for block, rate in (("aspp_r6", 6), ("aspp_r12", 12), ("aspp_r18", 18), ("decoder_conv1", 1), ("decoder_conv2", 1)):
         conv = model.get_layer(f"{block}_conv")
         assert conv.kernel_size == (3, 3) and conv.dilation_rate == (rate, rate)
-    assert model.architecture["separable"] is False
+    assert model.architecture.separable is False
     assert tuple(model(_image(1, 65, 65, 3)).shape) == (1, 65, 65, NUM_CLASSES)
 
 
@@ -162,7 +163,7 @@ def test_chroma_generator_keeps_the_input_luma_and_predicts_two_channels():
     gray = np.repeat(_image(2, 65, 65, 1, seed=3), 3, axis=-1)
     rgb = keras.ops.convert_to_numpy(generator(gray, training=False))
     assert rgb.shape == (2, 17, 17, 3) and rgb.dtype == "float32"
-    assert generator.get_layer(HEAD_LAYER).filters == 2 and generator.architecture["output"] == "chroma"
+    assert generator.get_layer(HEAD_LAYER).filters == 2 and generator.architecture.output == "chroma"
     luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
     unclipped = np.abs(rgb).max(-1) < 0.999
     np.testing.assert_allclose(luma[unclipped], gray[:, ::4, ::4, 0][unclipped], atol=2e-3)

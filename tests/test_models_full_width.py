@@ -4,15 +4,18 @@ One full-width DeepLabV3+ is built for the whole module; one keras.applications.
 nothing is downloaded) provides the reference names and the random "ImageNet" files in both formats.
 """
 
+from models import TransferError, build_deeplabv3plus, transfer_weights
+from models.resnet import is_backbone_layer
+from models.transfer import fold_caffe_preprocessing
+
 import h5py
 import keras
 import numpy as np
 import pytest
 
 from helpers import layer_weights, randomize
-from models import TransferError, build_deeplabv3plus, transfer_weights
-from models.resnet import is_backbone_layer
-from models.transfer import fold_caffe_preprocessing
+
+pytestmark = pytest.mark.slow  # the full-width network (setup.cfg); deselect with -m "not slow"
 
 NUM_CLASSES = 9
 SMP_PARAMS = 26.68e6  # segmentation_models_pytorch DeepLabV3Plus("resnet50", encoder_output_stride=16, classes=9)
@@ -73,7 +76,8 @@ def test_backbone_layer_names_match_keras_resnet50(segmenter, reference):
     assert len(keras_) == 106
     assert ours == keras_
     for name in keras_:  # same variable order too (kernel, bias; gamma, beta, moving mean, variance)
-        assert [w.name for w in segmenter.get_layer(name).weights] == [w.name for w in reference.get_layer(name).weights]
+        ours_names = [w.name for w in segmenter.get_layer(name).weights]
+        assert ours_names == [w.name for w in reference.get_layer(name).weights]
 
 
 @pytest.mark.parametrize("kind", ["legacy", "keras3"])

@@ -1,13 +1,13 @@
 """Conditional PatchGAN and the colorization GAN: shapes, losses against NumPy, one training step."""
 
+from models import ColorizationGAN, build_discriminator, build_generator
+from models.deeplab import stride4_size
+from models.gan import discriminator_loss, generator_adversarial_loss
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from models import ColorizationGAN, build_discriminator, build_generator
-from models.deeplab import stride4_size
-from models.gan import discriminator_loss, generator_adversarial_loss
 
 RNG = np.random.default_rng(0)
 REAL = RNG.normal(0, 2, (3, 4, 5, 1)).astype("float32")  # patch-logit maps (B, h, w, 1)

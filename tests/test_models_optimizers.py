@@ -1,11 +1,11 @@
 """FusedAdam: TensorFlow's fused kernel gives Keras' Adam update, with interchangeable checkpoints."""
 
+from models.optimizers import FusedAdam
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from models.optimizers import FusedAdam
 
 
 def train(optimizer, steps=3):

@@ -1,9 +1,11 @@
 """ResNet50 backbone: output-stride dilation, the beta stem, the width multiplier (tiny widths only)."""
 
+from models.resnet import scaled, stage_strides_and_rates
+
 import numpy as np
 import pytest
 
-from models.resnet import build_resnet50, scaled, stage_strides_and_rates
+from helpers import build_resnet50
 
 WIDTH = 0.125
 

@@ -1,6 +1,10 @@
 """`--init` transfers on tiny networks: surrogate (generator → segmenter), scratch, and the error paths."""
 
+import dataclasses
 import json
+
+from models import INITS, TransferError, build_deeplabv3plus, build_generator, transfer_weights
+from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, save_generator
 
 import h5py
 import keras
@@ -8,8 +12,6 @@ import numpy as np
 import pytest
 
 from helpers import layer_weights, randomize
-from models import INITS, TransferError, build_deeplabv3plus, build_generator, transfer_weights
-from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, save_generator
 
 WIDTH = 0.125
 
@@ -52,7 +54,7 @@ def test_save_generator_writes_architecture(surrogate_run):
     assert (run / GENERATOR_FILE).is_file()
     arch = json.loads((run / ARCHITECTURE_FILE).read_text())
     assert arch == {"backbone": "resnet50", "output_stride": 16, "width": WIDTH, "separable": True,
-                    "atrous_rates": [6, 12, 18], "output": "rgb"}
+                    "atrous_rates": [6, 12, 18], "outputs": 3, "output": "rgb"}
 
 
 @pytest.mark.parametrize("init, as_file", [("surrogate", False), ("surrogate", True), ("imagenet+surrogate", False)],
@@ -138,7 +140,7 @@ def test_imagenet_without_file_or_network(monkeypatch, segmenter):
     with pytest.raises(TransferError, match="width 1.0 only"):  # small width: refused before any download
         transfer_weights(segmenter, "imagenet")
     assert calls == []
-    monkeypatch.setattr(segmenter, "architecture", dict(segmenter.architecture, width=1.0))
+    monkeypatch.setattr(segmenter, "architecture", dataclasses.replace(segmenter.architecture, width=1.0))
     with pytest.raises(TransferError, match="could not download.*--imagenet-weights"):
         transfer_weights(segmenter, "imagenet")
     assert len(calls) == 1
@@ -163,3 +165,31 @@ def test_surrogate_from_a_chroma_generator(tmp_path):
     expected = layer_weights(generator)
     assert_same(segmenter.get_layer("decoder_conv2_pointwise").get_weights(), expected["decoder_conv2_pointwise"],
                 "decoder_conv2_pointwise")
+
+
+def _pretraining_run(tmp_path, init):
+    """A generator saved as colorize.py saves it, with its run's config.json (None: a bare weights file)."""
+    run = tmp_path / f"from_{init}"
+    save_generator(build_generator(width=WIDTH), run / GENERATOR_FILE)
+    if init is not None:
+        (run / "config.json").write_text(json.dumps({"init": init}))
+    return run
+
+
+def test_imagenet_plus_surrogate_refuses_a_generator_pretrained_from_scratch(tmp_path, segmenter):
+    run = _pretraining_run(tmp_path, "scratch")
+    with pytest.raises(TransferError, match="started from --init scratch; --init imagenet\\+surrogate needs"):
+        transfer_weights(build_deeplabv3plus(4, width=WIDTH), "imagenet+surrogate", surrogate=run)
+    with pytest.raises(TransferError, match="started from --init scratch"):  # the file inside the run too
+        transfer_weights(build_deeplabv3plus(4, width=WIDTH), "imagenet+surrogate", surrogate=run / GENERATOR_FILE)
+    report = transfer_weights(build_deeplabv3plus(4, width=WIDTH), "surrogate", surrogate=run)  # plain surrogate: fine
+    assert report.skipped == ["logits"]
+
+
+def test_imagenet_plus_surrogate_accepts_imagenet_and_warns_on_a_bare_file(tmp_path, capsys):
+    report = transfer_weights(build_deeplabv3plus(4, width=WIDTH), "imagenet+surrogate",
+                              surrogate=_pretraining_run(tmp_path, "imagenet"))
+    assert report.init == "imagenet+surrogate" and capsys.readouterr().err == ""
+    bare = _pretraining_run(tmp_path, None)
+    transfer_weights(build_deeplabv3plus(4, width=WIDTH), "imagenet+surrogate", surrogate=bare)
+    assert "is not checked" in capsys.readouterr().err

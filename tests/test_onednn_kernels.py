@@ -1,12 +1,14 @@
 from experiments.onednn_kernels import kernel_times
 
-LOG = """onednn_verbose,v1,info,cpu,isa:Intel AVX2
-onednn_verbose,v1,primitive,exec,cpu,convolution,jit_1x1:avx2,backward_weights,src:f32::blocked:acdb::f0 wei:f32,,mb4,10.5
-onednn_verbose,v1,primitive,exec,cpu,convolution,jit_1x1:avx2,backward_weights,src:f32::blocked:acdb::f0 wei:f32,,mb4,2.5
-onednn_verbose,v1,primitive,exec,cpu,convolution,jit:avx2,forward_training,src:f32:a:blocked:aBcd8b::f0,,mb4,4.0
-onednn_verbose,v1,primitive,create:cache_miss,cpu,convolution,jit:avx2,forward_training,src:f32,,mb4,99.0
-some other line,7.0
-"""
+PRIMITIVE = "onednn_verbose,v1,primitive,{event},cpu,convolution,{impl},{prop},src:f32::blocked:{layout}::f0,,mb4,{ms}"
+LOG = "\n".join([
+    "onednn_verbose,v1,info,cpu,isa:Intel AVX2",
+    PRIMITIVE.format(event="exec", impl="jit_1x1:avx2", prop="backward_weights", layout="acdb", ms=10.5),
+    PRIMITIVE.format(event="exec", impl="jit_1x1:avx2", prop="backward_weights", layout="acdb", ms=2.5),
+    PRIMITIVE.format(event="exec", impl="jit:avx2", prop="forward_training", layout="aBcd8b", ms=4.0),
+    PRIMITIVE.format(event="create:cache_miss", impl="jit:avx2", prop="forward_training", layout="abcd", ms=99.0),
+    "some other line,7.0",
+])
 
 
 def test_kernel_times_sums_exec_lines_by_primitive_implementation_and_layout():

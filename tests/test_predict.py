@@ -1,7 +1,7 @@
 """finetune/predict.py on a tiny trained run: masks, overlays, an RLE CSV that decodes back, tiles, errors.
 
 `trained_run` (two steps at width 0.125, crop 65) is shared with tests/test_export.py by its path: the second
-module to ask for it finds the run finished. Predict runs call `main` in-process through `models.cli.run`,
+module to ask for it finds the run finished. Predict runs call `main` in-process through `models.runner.cli.run`,
 as the script's `__main__` does; one test runs the script itself.
 """
 
@@ -11,6 +11,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from models import ARCHITECTURE_FILE, Architecture, build_deeplabv3plus
+from models.runner.cli import run
+from models.runner.runs import CONFIG_FILE, load_run
 
 import cv2
 import keras
@@ -22,9 +26,6 @@ import finetune.segment as segment
 from datasets import read_image, read_rle_csv
 from datasets.synthetic import make_scene
 from finetune.inference import Predictor, _starts
-from finetune.runs import CONFIG_FILE
-from models import build_deeplabv3plus
-from models.cli import run
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, CROP = 0.125, 65
@@ -225,3 +226,10 @@ def test_parser_rejects_bad_flags(flags, message, capsys):
         predict.parse_args(["run", "--images", "x", "--out", "y", *flags])
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_runs_are_rebuilt_from_architecture_json_and_older_runs_from_config(trained_run, bce_run):
+    assert Architecture.load(trained_run) == load_run(trained_run).model.architecture  # written beside best weights
+    old_run, _ = bce_run  # config.json and weights only, as runs written before architecture.json
+    assert not (old_run / ARCHITECTURE_FILE).exists()
+    assert load_run(old_run).model.architecture == Architecture(width=WIDTH, outputs=1)

@@ -11,15 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models.runner.cli import run
+from models.runner.training import train_loop
+from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator
+
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import pretrain.colorize as colorize
-from models.cli import run
-from models.training import Checkpoints, NonFiniteLoss, train_loop
-from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator
 
 REPO = Path(__file__).resolve().parents[1]
 CROP, SMALL = 65, 17  # the generator's stride-4 output for a 65-pixel crop: (65 - 1) // 4 + 1
@@ -95,10 +96,10 @@ def test_short_run_writes_every_output(first_run):
 
 
 def test_evaluate_rebuilds_the_holdout_and_scores_rgb_and_chroma(first_run, capsys):
-    from pretrain.evaluate import main as evaluate
+    from pretrain.evaluate import main, parse_args
 
     before = json.loads((first_run / "pretrain_metrics.json").read_text())
-    assert evaluate([str(first_run)]) == 0
+    assert run(main, parse_args([str(first_run)])) == 0
     assert "chroma L1" in capsys.readouterr().out
     after = json.loads((first_run / "pretrain_metrics.json").read_text())
     # Same held-out images and generator: the RGB scores the run wrote are reproduced exactly.
@@ -108,7 +109,7 @@ def test_evaluate_rebuilds_the_holdout_and_scores_rgb_and_chroma(first_run, caps
 
 
 def test_batch_statistics_scoring_leaves_the_generator_as_it_was(first_run):
-    from pretrain.evaluate import colorization_scores, holdout_batch, run_holdout
+    from pretrain.holdout import colorization_scores, holdout_batch, run_holdout
 
     config = json.loads((first_run / "config.json").read_text())
     batch = holdout_batch(run_holdout(config), config["crop"], config["seed"])
@@ -124,9 +125,9 @@ def test_batch_statistics_scoring_leaves_the_generator_as_it_was(first_run):
 
 
 def test_evaluate_names_a_directory_that_is_not_a_run(tmp_path, capsys):
-    from pretrain.evaluate import main as evaluate
+    from pretrain.evaluate import main, parse_args
 
-    assert evaluate([str(tmp_path)]) == 1
+    assert run(main, parse_args([str(tmp_path)])) == 1
     assert capsys.readouterr().err.startswith(f"error: {tmp_path}: no config.json")
 
 
@@ -262,64 +263,3 @@ def test_parser_rejects_surrogate_init(init, capsys):
         colorize.parse_args(["--out", "x", "--init", init])
     assert stop.value.code == 2
     assert f"--init {init}" in capsys.readouterr().err
-
-
-def toy_training(run_dir, checkpoint_every=2, nan_at=3):
-    """A one-variable 'model' whose loss turns NaN at step `nan_at`."""
-    counter = tf.Variable(0.0)
-    checkpoints = Checkpoints(run_dir, counter=counter)
-
-    def step_fn(batch):
-        counter.assign_add(1.0)
-        return {"loss": tf.where(counter >= nan_at, tf.constant(np.nan), batch)}
-
-    def make_dataset(start):
-        return tf.data.Dataset.range(start, 1000).map(lambda i: tf.cast(i, tf.float32))
-
-    def main(args=None):
-        return train_loop(step_fn, make_dataset, strategy=tf.distribute.get_strategy(), checkpoints=checkpoints,
-                          steps=10, global_batch=1, checkpoint_every=checkpoint_every, desc="toy")
-
-    return main, counter
-
-
-def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
-    main, _ = toy_training(tmp_path)
-
-    with pytest.raises(NonFiniteLoss, match=r"non-finite loss at step 3; the last good checkpoint \(step 2\)"):
-        main()
-
-    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
-    _, counter = toy_training(tmp_path)
-    assert Checkpoints(tmp_path, counter=counter).restore() == 2 and float(counter.numpy()) == 2.0
-
-
-def test_nan_found_at_a_later_log_step_still_names_its_own_step(tmp_path):
-    # Logs stay on the device between log steps; the check at step 10 still finds step 3 and saves nothing.
-    main, _ = toy_training(tmp_path, checkpoint_every=100)
-
-    with pytest.raises(NonFiniteLoss, match=r"non-finite loss at step 3; the last good checkpoint \(step 0\)"):
-        main()
-
-    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) is None
-
-
-def test_logs_reach_the_host_only_at_log_and_checkpoint_steps(tmp_path, monkeypatch):
-    import models.training as training
-
-    copied = []
-    to_host = training._to_host
-    monkeypatch.setattr(training, "_to_host", lambda pending, c: copied.append([s for s, _ in pending]) or
-                        to_host(pending, c))
-    main, _ = toy_training(tmp_path, checkpoint_every=4, nan_at=1e9)
-    assert main() == 0
-    assert copied == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]  # one host copy per checkpoint or log step
-
-
-def test_nan_loss_exits_1_with_one_line(tmp_path, capsys):
-    main, _ = toy_training(tmp_path)
-
-    assert run(main, None) == 1
-
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "step 3" in errors[0]

@@ -7,15 +7,16 @@ import csv
 import json
 import math
 
+from models import build_deeplabv3plus, build_generator
+from models.colour_classify import BINS_FILE
+from models.surrogate_checkpoints import BEST_PROBE_FILE, choose_surrogate
+from models.transfer import GENERATOR_FILE, TransferError, load_generator
+
 import numpy as np
 import pytest
 
 import finetune.segment as segment
 import pretrain.colorize as colorize
-from models import build_deeplabv3plus, build_generator
-from models.colour_classify import BINS_FILE
-from models.surrogate_checkpoints import BEST_PROBE_FILE, choose_surrogate
-from models.transfer import GENERATOR_FILE, TransferError, load_generator
 from pretrain.probe import PROBE_FILE, Probe, ProbeSettings
 from tests.test_pretrain import FLAGS, event_values
 
@@ -68,7 +69,7 @@ def test_probe_scores_the_initial_body_and_every_interval(classify_run):
 def test_best_probe_generator_is_kept_beside_the_final_one(classify_run):
     assert (classify_run / BEST_PROBE_FILE).is_file() and (classify_run / GENERATOR_FILE).is_file()
     best = load_generator(classify_run / BEST_PROBE_FILE)
-    assert best.architecture["output"] == "classify"
+    assert best.architecture.output == "classify"
 
 
 def test_resume_probes_only_new_steps(classify_run, synthetic_root):

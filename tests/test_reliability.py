@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+from models.runner.training import Checkpoints
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from models.training import Checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--width", "0.125", "--crop", "65", "--batch", "2"]
@@ -53,7 +53,7 @@ def test_sigkill_during_pretraining_then_rerun_finishes_the_same_schedule(synthe
     assert result.returncode == 0, result.stderr[-2000:]
     assert checkpoint_steps(out)[-1] == 8
     assert json.loads((out / "pretrain_metrics.json").read_text())["steps"] == 8
-    assert not list(out.rglob(".*.tmp")) and not list(out.glob(".config.json.*")), "temporary files left behind"
+    assert not list(out.rglob(".tmp.*")) and not list(out.glob(".config.json.*")), "temporary files left behind"
 
 
 def test_sigint_saves_a_checkpoint_and_exits_cleanly(synthetic_root, tmp_path):

@@ -23,8 +23,8 @@ MIRRORED_CHECK = textwrap.dedent("""
     keras.config.set_floatx("float64")
     from models import build_deeplabv3plus
     from models.batchnorm import BatchNormalization
-    from finetune.losses import make_loss
-    from models.training import make_distributed_step
+    from models.losses import make_loss
+    from models.runner.training import make_distributed_step
 
     x = tf.random.stateless_uniform((4, 65, 65, 3), [1, 2], -1, 1, dtype="float64")
     y = tf.random.stateless_uniform((4, 65, 65), [3, 4], 0, 5, tf.int32)
@@ -145,7 +145,7 @@ def test_mixed_precision_trains_finite_steps(synthetic_root, tmp_path):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     config = json.loads((out / "config.json").read_text())
-    from models.runtime import slow_low_precision_reason  # a CPU without native bfloat16 falls back to float32
+    from models.runner.runtime import slow_low_precision_reason  # a CPU without native bfloat16 falls back to float32
     assert config["precision"] in (("float32",) if slow_low_precision_reason() else ("mixed_bfloat16", "mixed_float16"))
     scores = json.loads((out / "pretrain_metrics.json").read_text())
     assert np.isfinite(scores["l1_colorized"])

@@ -13,8 +13,14 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from models.runtime import is_chief
-from models.training import Interrupted, NonFiniteLoss, write_json
+from models import INITS, Architecture, TransferError
+from models.io import write_json
+from models.runner.runtime import is_chief
+from models.runner.training import Interrupted, NonFiniteLoss
+
+import tensorflow as tf
+
+from datasets import DatasetError, unwrap_dataset_error
 
 FLAGS = {
     "data": dict(nargs="+", type=Path, default=None, help="dataset root(s); for pretraining also folders of images or videos (default: built-in synthetic set)"),
@@ -31,7 +37,7 @@ FLAGS = {
     "width": dict(type=float, default=1.0, help="channel multiplier (1.0 is the real model)"),
     "output_stride": dict(type=int, choices=(8, 16), default=16, help="backbone output stride"),
     "regular_conv": dict(action="store_true", help="regular 3x3 convolutions in ASPP/decoder instead of atrous separable ones"),
-    "init": dict(default="scratch", help="how the network starts: scratch | imagenet | surrogate | imagenet+surrogate | control (a generator pretrained on the no-colour target)"),
+    "init": dict(default="scratch", help=f"how the network starts: {' | '.join(INITS)} (control: a generator pretrained on the no-colour target)"),
     "imagenet_weights": dict(type=Path, default=None, help="local Keras ResNet50 ImageNet weights file (default: Keras' download and cache)"),
     "surrogate": dict(type=Path, default=None, help="colorization run directory or its generator.weights.h5"),
     "surrogate_checkpoint": dict(choices=("final", "best-probe"), default="final", help="with --surrogate RUN: its last generator, or the one its downstream probe scored best (colorize.py --probe-data)"),
@@ -64,13 +70,14 @@ def add_flags(parser, *names, **defaults):
     return parser
 
 
-def architecture_kwargs(args):
-    """The network-shape flags as keyword arguments for `models.build_*`."""
-    return dict(backbone=args.backbone, output_stride=args.output_stride, width=args.width,
-                separable=not args.regular_conv)
+def architecture_from_flags(args):
+    """The `Architecture` that `--backbone`, `--width`, `--output-stride` and `--regular-conv` describe."""
+    return Architecture(backbone=args.backbone, width=args.width, output_stride=args.output_stride,
+                        separable=not args.regular_conv)
 
 
-def _config(args):
+def run_config(args):
+    """The flags as config.json records them (paths as strings)."""
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config["data"] = [str(p) for p in args.data] if getattr(args, "data", None) else None
     return config
@@ -84,9 +91,10 @@ def _comparable(key, value):
 
 
 def check_resume(args, out):
-    """Refuses to resume, or to call finished, a run in `out` whose computation-defining flags changed."""
+    """Refuses to resume, or to call finished, a run in `out` whose computation-defining flags changed; returns
+    the flags as config.json will record them (for `save_config`)."""
     out = Path(out)
-    path, config = out / "config.json", _config(args)
+    path, config = out / "config.json", run_config(args)
     if path.is_file() and (out / "checkpoints").is_dir():
         previous = json.loads(path.read_text())
         for key in RESUME_FIXED:
@@ -96,11 +104,10 @@ def check_resume(args, out):
     return config
 
 
-def save_config(args, out, **extra):
-    """Writes `<out>/config.json`; refuses to resume a run whose computation-defining flags changed."""
+def save_config(config, out, **extra):
+    """Writes `<out>/config.json`: `config` (from `check_resume` or `run_config`), `extra`, the command line."""
     out = Path(out)
-    path, config = out / "config.json", check_resume(args, out)
-    config.update(extra)
+    path, config = out / "config.json", {**config, **extra}
     config["command"] = shlex.join(["python"] + sys.argv)
     config["saved_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if is_chief():
@@ -122,12 +129,6 @@ def check_writable(out):
 
 def run(main, args):
     """Runs `main(args)`; expected failures become one line on stderr and a non-zero exit status."""
-    import tensorflow as tf
-
-    from datasets.errors import DatasetError
-    from datasets.pipeline import unwrap_dataset_error
-    from models.transfer import TransferError
-
     try:
         return main(args) or 0
     except tf.errors.OpError as error:  # a bad file met mid-stream, wrapped by tf.data

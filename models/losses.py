@@ -9,7 +9,7 @@
 import keras
 import tensorflow as tf
 
-from finetune.metrics import IGNORE
+from datasets import IGNORE_ID
 
 LOSSES = ("ce", "dice", "ce+dice", "bce")
 
@@ -25,9 +25,9 @@ class SoftDiceLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_true = tf.cast(y_true, tf.int32)
-        valid = tf.cast(y_true != IGNORE, y_pred.dtype)[..., None]
+        valid = tf.cast(y_true != IGNORE_ID, y_pred.dtype)[..., None]
         probs = tf.nn.softmax(y_pred) * valid
-        onehot = tf.one_hot(tf.where(y_true == IGNORE, 0, y_true), self.num_classes, dtype=y_pred.dtype) * valid
+        onehot = tf.one_hot(tf.where(y_true == IGNORE_ID, 0, y_true), self.num_classes, dtype=y_pred.dtype) * valid
         axes = [0, 1, 2]
         intersection = tf.reduce_sum(probs * onehot, axes)
         total = tf.reduce_sum(probs, axes) + tf.reduce_sum(onehot, axes)
@@ -44,7 +44,7 @@ class CEDiceLoss(keras.losses.Loss):
     def __init__(self, num_classes, name="ce_dice", **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = num_classes
-        self.ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE)
+        self.ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_ID)
         self.dice = SoftDiceLoss(num_classes)
 
     def call(self, y_true, y_pred):
@@ -63,8 +63,8 @@ class MaskedBinaryCrossentropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_true = tf.cast(y_true, tf.int32)
-        valid = tf.cast(y_true != IGNORE, tf.float32)
-        target = tf.cast((y_true > 0) & (y_true != IGNORE), tf.float32)
+        valid = tf.cast(y_true != IGNORE_ID, tf.float32)
+        target = tf.cast((y_true > 0) & (y_true != IGNORE_ID), tf.float32)
         logits = tf.cast(y_pred[..., 0], tf.float32)
         per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits) * valid
         return tf.reduce_sum(per_pixel, [1, 2]) / tf.maximum(tf.reduce_sum(valid, [1, 2]), 1.0)
@@ -73,7 +73,7 @@ class MaskedBinaryCrossentropy(keras.losses.Loss):
 def make_loss(name, num_classes):
     """The Keras loss for `--loss`."""
     if name == "ce":
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_ID)
     if name == "dice":
         return SoftDiceLoss(num_classes)
     if name == "ce+dice":

@@ -4,24 +4,28 @@
     labels = Predictor(run.model).labels(image)      # run.class_names[i] names label i
 
 Shared by finetune/predict.py and finetune/export.py, so both rebuild the network exactly as
-finetune/segment.py built it for training, and list their input images the same way.
+finetune/segment.py built it for training (its architecture.json; for runs written before it existed, the
+flags in config.json), and list their input images the same way.
 """
 
-import argparse
 import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from models import Architecture, build_segmenter
+from models.io import atomic_path
 
 import keras
 
 from datasets import DatasetError
 from datasets.images import IMAGE_EXTENSIONS
 from datasets.labeled import list_files_by_stem
-from finetune.segment import BEST_WEIGHTS, build_model
 
 CONFIG_FILE = "config.json"
-ARCHITECTURE_KEYS = ("backbone", "width", "output_stride", "regular_conv", "loss", "classes")
+BEST_WEIGHTS = "best.weights.h5"
+RUN_KEYS = ("loss", "classes")
+ARCHITECTURE_KEYS = ("backbone", "width", "output_stride", "regular_conv")  # runs without architecture.json
 
 
 class RunError(ValueError):
@@ -60,7 +64,8 @@ def read_run_config(run_dir):
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise RunError(f"{path}: unreadable ({error})") from None
-    missing = [key for key in ARCHITECTURE_KEYS if key not in config]
+    needed = RUN_KEYS if (run_dir / "architecture.json").is_file() else RUN_KEYS + ARCHITECTURE_KEYS
+    missing = [key for key in needed if key not in config]
     if missing:
         raise RunError(f"{path}: lacks {', '.join(missing)}; not a finetune/segment.py run configuration")
     return config
@@ -78,8 +83,7 @@ def load_run(run_dir):
     if not weights.is_file():
         raise RunError(f"{run_dir}: no {BEST_WEIGHTS}; the run has not validated yet "
                        "(train longer than --eval-every steps, or wait for it to finish)")
-    flags = argparse.Namespace(**{**config, "freeze_encoder": False})
-    model = build_model(flags, len(config["classes"]))
+    model = build_segmenter(len(config["classes"]), loss=config["loss"], architecture=run_architecture(run_dir, config))
     # Keras warns, and may go on, when it skips part of a weights file: a partial load is refused here too.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -97,6 +101,28 @@ def load_run(run_dir):
     for w in caught:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return TrainedRun(run_dir, model, list(config["classes"]), config)
+
+
+def run_architecture(run_dir, config):
+    """The network of a run: its architecture.json, or for runs written before it, the flags in config.json."""
+    try:
+        architecture = Architecture.load(run_dir)
+    except ValueError as error:
+        raise RunError(f"{Path(run_dir) / 'architecture.json'}: {error}") from None
+    return architecture.body() if architecture is not None else Architecture.from_config(config)
+
+
+def network_only(model):
+    """A view of a compiled model's layers without its optimizer, whose state Keras would otherwise save
+    alongside the weights (three times their size with Adam); loading through it updates `model`."""
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
+def save_network_weights(model, path):
+    """Writes the network's weights atomically (no optimizer state) and its architecture.json beside them."""
+    with atomic_path(path) as tmp:
+        network_only(model).save_weights(tmp)
+    model.architecture.save(Path(path).parent)
 
 
 def list_images(paths):

@@ -15,11 +15,6 @@ import tensorflow as tf
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 
-def quiet_tensorflow():
-    """Silences TensorFlow's C++ start-up chatter; real warnings still reach the console."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def make_strategy(name):
     """`--distribute`: one device, all local devices (MirroredStrategy), or workers from TF_CONFIG."""
     if name == "none":
@@ -131,13 +126,6 @@ def set_precision(mixed_precision):
     return policy
 
 
-def wrap_optimizer(optimizer):
-    """Adds dynamic loss scaling when float16 needs it (Keras 3 `LossScaleOptimizer`)."""
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        return keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
 def seed_everything(seed, deterministic=False):
     """Seeds Python, NumPy, TensorFlow and Keras; `--deterministic` also forces deterministic kernels."""
     random.seed(seed)
@@ -147,12 +135,12 @@ def seed_everything(seed, deterministic=False):
         tf.config.experimental.enable_op_determinism()
 
 
-def configure(args):
-    """Applies the accelerator flags of `args` and returns the strategy to build models under.
+def configure(*, seed, distribute="none", deterministic=False, mixed_precision=False):
+    """Applies the accelerator options and returns (the strategy to build models under, the precision policy).
 
     The strategy comes first: a multi-worker strategy must configure TensorFlow's runtime before any op runs.
     """
-    strategy = make_strategy(getattr(args, "distribute", "none"))
-    seed_everything(args.seed, getattr(args, "deterministic", False))
-    precision = set_precision(getattr(args, "mixed_precision", False))
+    strategy = make_strategy(distribute)
+    seed_everything(seed, deterministic)
+    precision = set_precision(mixed_precision)
     return strategy, precision

@@ -4,20 +4,17 @@ A run's position is one integer, the step: the data stream restarts at element `
 so a resumed run sees exactly the batches an uninterrupted one would have seen.
 """
 
-import json
 import math
-import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from models.runner.runtime import is_chief, worker_id
+
 import tensorflow as tf
 from tqdm import tqdm
-
-from models.runtime import is_chief, worker_id
 
 
 class NonFiniteLoss(RuntimeError):
@@ -30,32 +27,6 @@ class Interrupted(RuntimeError):
     def __init__(self, step):
         super().__init__(f"interrupted at step {step}; checkpoint saved, re-run the same command to resume")
         self.step = step
-
-
-def write_atomic(path, text):
-    """Writes through a temporary file and a rename, so a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_json(path, default=None):
-    """A JSON file's content, or `default` when the file does not exist."""
-    path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else default
-
-
-def write_json(path, obj):
-    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def random_states(**models):
@@ -106,7 +77,8 @@ class Checkpoints:
         try:
             self.manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as error:
-            raise OSError(f"could not write a checkpoint in {self.directory}: {error}; the previous one is kept")
+            raise OSError(f"could not write a checkpoint in {self.directory}: {error}; "
+                          f"the previous one is kept") from None
         if not self.chief:
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -158,6 +130,9 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
                metrics=(), writer=None, hooks=(), log_every=10, xla=False, desc="train"):
     """Runs `step_fn` from the last checkpoint up to `steps`; returns the step it started from.
 
+    Not `keras.Model.fit`: Keras 3 does not support multi-worker `fit`, and `BackupAndRestore` resumes at
+    epoch granularity, where this loop resumes at the exact step (and batch) it stopped at.
+
     Args:
         step_fn: per-replica step, batch → dict of scalar logs (e.g. a Keras model's `train_step`).
         make_dataset: start element → a `tf.data.Dataset` of global batches from that element on.
@@ -201,7 +176,7 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
             stop = False
             for hook in hooks_due:
                 stop = bool(hook(step, logs)) or stop
-            if save_due or stop:
+            if save_due or stop or interrupt.raised:  # a signal may also arrive during a hook
                 checkpoints.save(step)
             if interrupt.raised:
                 raise Interrupted(step)

@@ -1,10 +1,11 @@
 """Pictures of what a network does: sample grids for colorization and overlays for segmentation."""
 
-import os
-from pathlib import Path
+from models.io import write_atomic
 
 import cv2
 import numpy as np
+
+from datasets import IGNORE_ID
 
 
 def to_uint8(image):
@@ -29,7 +30,7 @@ def colorize_mask(mask, num_classes):
     palette = class_palette(num_classes)
     mask = np.asarray(mask)
     out = palette[np.clip(mask, 0, num_classes - 1)]
-    out[mask == 255] = 255
+    out[mask == IGNORE_ID] = 255
     return out
 
 
@@ -53,13 +54,8 @@ def tile(rows, gap=2):
 
 
 def write_png(path, rgb):
-    """Writes an RGB uint8 image atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes an RGB uint8 image atomically."""
     ok, data = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, data.tobytes())

@@ -4,9 +4,9 @@ import argparse
 import json
 from pathlib import Path
 
-import pytest
+from models.runner.cli import check_resume
 
-from models.cli import check_resume
+import pytest
 
 BEFORE = dict(data=[Path("/data/a")], holdout=32, video_every=10, freeze_encoder=False, val_images=None, crop=65,
               width=0.125, steps=10)

@@ -2,10 +2,10 @@
 
 import os
 
+from models.runner import runtime
+
 import keras
 import pytest
-
-from models import runtime
 
 
 @pytest.fixture

@@ -1,16 +1,17 @@
 """Split-level segmentation scores: confusion matrix, pooled Dice, IoU, class groups — on hand-counted cases."""
 
-import numpy as np
-import pytest
-
-from finetune.metrics import (
-    IGNORE,
+from models.metrics import (
     confusion_matrix,
     group_confusion,
     parse_groups,
     scores_from_confusion,
     segmentation_metrics,
 )
+
+import numpy as np
+import pytest
+
+from datasets import IGNORE_ID as IGNORE
 
 NAMES3 = ["background", "a", "b"]
 

@@ -10,14 +10,14 @@ import re
 
 import numpy as np
 
-IGNORE = 255
+from datasets import IGNORE_ID
 
 
 def confusion_matrix(truth, prediction, num_classes):
     """(num_classes × num_classes) counts, rows = truth, columns = prediction; ignore pixels excluded."""
     truth = np.asarray(truth).ravel()
     prediction = np.asarray(prediction).ravel()
-    keep = truth != IGNORE
+    keep = truth != IGNORE_ID
     index = truth[keep].astype(np.int64) * num_classes + np.clip(prediction[keep], 0, num_classes - 1)
     return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 

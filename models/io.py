@@ -1,0 +1,58 @@
+"""The toolkit's one way of writing a file: beside it under a temporary name, then renamed over it.
+
+A crash or Ctrl-C therefore never leaves a half-written weights file, JSON record, PNG or export; readers see
+the old file or the new one. Every layer above (`models.runner`, the scripts) writes through these functions.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+
+def _remove(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path` to write (a file or a folder), then swaps it in.
+
+    The temporary name keeps `path`'s suffix (`.tmp.best.weights.h5`), since some writers check it. If the
+    block raises, the temporary is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp.{path.name}")
+    _remove(tmp)
+    try:
+        yield tmp
+        if tmp.is_dir() or path.is_dir():  # os.replace cannot put a folder over a folder, or a file over one
+            _remove(path)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def write_atomic(path, data):
+    """Writes `data` (str or bytes) to `path` atomically, flushed to disk before the rename."""
+    with atomic_path(path) as tmp, open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
+
+
+def read_json(path, default=None):
+    """A JSON file's content, or `default` when the file does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
+def write_json(path, obj, indent=2):
+    return write_atomic(path, json.dumps(obj, indent=indent, default=str) + "\n")

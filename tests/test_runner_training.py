@@ -1,0 +1,121 @@
+"""The training loop in-process, on a one-variable toy model: NaN, hooks, interrupts, resume, host copies.
+
+The end-to-end runs in test_pretrain.py, test_finetune_segment.py and test_reliability.py drive the same loop
+through the scripts (and a real SIGINT / SIGKILL); these pin each behaviour on its own, in milliseconds.
+"""
+
+import signal
+
+from models.runner.cli import run
+from models.runner.training import Checkpoints, Interrupted, NonFiniteLoss, train_loop
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+
+def toy_training(run_dir, checkpoint_every=2, nan_at=3, hooks=(), steps=10):
+    """A one-variable 'model' whose loss turns NaN at step `nan_at`."""
+    counter = tf.Variable(0.0)
+    checkpoints = Checkpoints(run_dir, counter=counter)
+
+    def step_fn(batch):
+        counter.assign_add(1.0)
+        return {"loss": tf.where(counter >= nan_at, tf.constant(np.nan), batch)}
+
+    def make_dataset(start):
+        return tf.data.Dataset.range(start, 1000).map(lambda i: tf.cast(i, tf.float32))
+
+    def main(args=None):
+        return train_loop(step_fn, make_dataset, strategy=tf.distribute.get_strategy(), checkpoints=checkpoints,
+                          steps=steps, global_batch=1, checkpoint_every=checkpoint_every, hooks=hooks, desc="toy")
+
+    return main, counter
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+    main, _ = toy_training(tmp_path)
+
+    with pytest.raises(NonFiniteLoss, match=r"non-finite loss at step 3; the last good checkpoint \(step 2\)"):
+        main()
+
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+    _, counter = toy_training(tmp_path)
+    assert Checkpoints(tmp_path, counter=counter).restore() == 2 and float(counter.numpy()) == 2.0
+
+
+def test_nan_found_at_a_later_log_step_still_names_its_own_step(tmp_path):
+    # Logs stay on the device between log steps; the check at step 10 still finds step 3 and saves nothing.
+    main, _ = toy_training(tmp_path, checkpoint_every=100)
+
+    with pytest.raises(NonFiniteLoss, match=r"non-finite loss at step 3; the last good checkpoint \(step 0\)"):
+        main()
+
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) is None
+
+
+def test_logs_reach_the_host_only_at_log_and_checkpoint_steps(tmp_path, monkeypatch):
+    import models.runner.training as training
+
+    copied = []
+    to_host = training._to_host
+    monkeypatch.setattr(training, "_to_host", lambda pending, c: copied.append([s for s, _ in pending]) or
+                        to_host(pending, c))
+    main, _ = toy_training(tmp_path, checkpoint_every=4, nan_at=1e9)
+    assert main() == 0
+    assert copied == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]  # one host copy per checkpoint or log step
+
+
+def test_nan_loss_exits_1_with_one_line(tmp_path, capsys):
+    main, _ = toy_training(tmp_path)
+
+    assert run(main, None) == 1
+
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "step 3" in errors[0]
+
+
+def test_hooks_run_every_n_steps_and_at_the_end(tmp_path):
+    calls = []
+    main, _ = toy_training(tmp_path, nan_at=1e9, hooks=[(4, lambda step, logs: calls.append((step, logs["loss"])))])
+
+    assert main() == 0
+
+    assert [step for step, _ in calls] == [4, 8, 10]
+    assert calls[0][1] == 3.0  # the logs of the hook's own step (batch = element index, from 0)
+
+
+def test_a_hook_that_returns_true_stops_and_checkpoints_that_step(tmp_path):
+    main, counter = toy_training(tmp_path, checkpoint_every=100, nan_at=1e9, hooks=[(3, lambda step, logs: step >= 6)])
+
+    assert main() == 0
+
+    assert float(counter.numpy()) == 6.0
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-6")
+
+
+def test_an_interrupt_saves_a_checkpoint_and_a_rerun_resumes_there(tmp_path):
+    def interrupt_at_5(step, logs):
+        if step == 5:
+            signal.raise_signal(signal.SIGINT)  # the loop's handler turns it into a flag, checked after the step
+
+    main, _ = toy_training(tmp_path, checkpoint_every=100, nan_at=1e9, hooks=[(1, interrupt_at_5)])
+    with pytest.raises(Interrupted, match="interrupted at step 5"):
+        main()
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-5")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+
+    seen = []
+    main, counter = toy_training(tmp_path, checkpoint_every=100, nan_at=1e9,
+                                 hooks=[(1, lambda step, logs: seen.append((step, logs["loss"])))])
+    assert main() == 5  # the step it resumed from
+    assert seen[0] == (6, 5.0) and float(counter.numpy()) == 10.0  # the batch an uninterrupted run sees next
+
+
+def test_an_interrupt_exits_130_with_one_line(tmp_path, capsys):
+    main, _ = toy_training(tmp_path, nan_at=1e9,
+                           hooks=[(2, lambda step, logs: signal.raise_signal(signal.SIGINT))])
+
+    assert run(main, None) == 130
+
+    assert "interrupted at step 2; checkpoint saved" in capsys.readouterr().err
