@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 
@@ -22,13 +23,14 @@ def _remove(path):
 def atomic_path(path):
     """Yields a temporary path beside `path` to write (a file or a folder), then swaps it in.
 
-    The temporary name keeps `path`'s suffix (`.tmp.best.weights.h5`), since some writers check it. If the
-    block raises, the temporary is removed and `path` is left as it was.
+    The temporary name keeps `path`'s suffix (`.tmp.<pid>.<random>.best.weights.h5`), since some writers check
+    it, and is unique to this call: the workers of a multi-worker run may write the same file at once, and a
+    shared temporary name let one rename away the file another was still writing. If the block raises, the
+    temporary is removed and `path` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp.{path.name}")
-    _remove(tmp)
+    tmp = path.with_name(f".tmp.{os.getpid()}.{uuid.uuid4().hex[:8]}.{path.name}")
     try:
         yield tmp
         if tmp.is_dir() or path.is_dir():  # os.replace cannot put a folder over a folder, or a file over one
