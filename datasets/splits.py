@@ -87,6 +87,20 @@ def write_splits(splits: dict, folder: Path) -> None:
             raise
 
 
+def dataset_splits(ds, *, seed=0, val=0.1, test=0.1) -> dict[str, list[str]]:
+    """The dataset's own train/val/test stems, no run directory involved: DATASET_ROOT/splits completed by the
+    seeded draw (over every stem, including pairs removed by drop_bad, which are then taken out)."""
+    universe = set(ds.stems) | set(ds.dropped)
+    given = read_split_folder(ds.root / "splits", universe, require_all=False) \
+        if (ds.root / "splits").is_dir() else {}
+    return _without(assign_splits(universe, given, seed=seed, val=val, test=test), ds.dropped)
+
+
+def _without(splits, dropped):
+    dropped = set(dropped)
+    return {name: [stem for stem in stems if stem not in dropped] for name, stems in splits.items()}
+
+
 def load_or_make_splits(ds, run_dir, *, seed=0, val=0.1, test=0.1) -> dict[str, list[str]]:
     """The run's train/val/test stems, saved in RUN_DIR/splits/ and read back on resume.
 
@@ -94,15 +108,12 @@ def load_or_make_splits(ds, run_dir, *, seed=0, val=0.1, test=0.1) -> dict[str, 
     some files are missing), the seeded draw. The draw is over every image stem, including pairs removed by
     drop_bad, which are then taken out, so --skip-bad does not reshuffle the split.
     """
-    run_splits, universe = Path(run_dir) / "splits", set(ds.stems) | set(ds.dropped)
+    run_splits = Path(run_dir) / "splits"
     if run_splits.is_dir():
-        splits = read_split_folder(run_splits, universe, require_all=True)
+        splits = _without(read_split_folder(run_splits, set(ds.stems) | set(ds.dropped), require_all=True),
+                          ds.dropped)
     else:
-        given = read_split_folder(ds.root / "splits", universe, require_all=False) \
-            if (ds.root / "splits").is_dir() else {}
-        splits = assign_splits(universe, given, seed=seed, val=val, test=test)
-    dropped = set(ds.dropped)
-    splits = {name: [stem for stem in stems if stem not in dropped] for name, stems in splits.items()}
+        splits = dataset_splits(ds, seed=seed, val=val, test=test)
     if not splits["train"]:
         raise DatasetError(f"{run_splits}: the train split is empty")
     if not run_splits.is_dir():

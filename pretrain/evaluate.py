@@ -1,6 +1,6 @@
 """How well a colorization run colorizes held-out images, against the trivial answer: the gray input.
 
-    python pretrain/evaluate.py RUN
+    python pretrain/evaluate.py RUN [--by-class LABELED_ROOT]
 
 Rebuilds the run's held-out images (the same seeded draw `colorize.py` made) and its generator, and writes
 RUN/pretrain_metrics.json. Two views, both in [-1, 1] units at the generator's stride-4 resolution:
@@ -10,24 +10,36 @@ With --colour-loss classify also the cross-entropy of the real colours' soft-enc
 distribution and under the training prior (the classification counterpart of the gray baseline).
 Each is given twice: with BatchNorm's moving averages (inference mode), and with the statistics of each batch
 of 4 held-out crops, as pix2pix evaluates its generators (`*_batch_stats`; dropout off, weights untouched).
+With --by-class, also the chroma L1 per class of a labeled root's test split (RUN/colour_by_class.json,
+`pretrain/colour_by_class.py`): where in the image the colour error is, and where a colorizer could win.
 """
 
 import sys
 from pathlib import Path
 
+from models.io import read_json, write_json
 from models.runner.cli import parser, run
+from models.transfer import load_generator
 
+from pretrain.colour_by_class import class_colour_scores, describe_by_class
 from pretrain.holdout import describe, evaluate_run
 
 
 def parse_args(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="colorization run directory")
+    p.add_argument("--by-class", type=Path, default=None, metavar="LABELED_ROOT",
+                   help="also score chroma L1 per class on this labeled root's test split (colour_by_class.json)")
     return p.parse_args(argv)
 
 
 def main(args):
     print(describe(evaluate_run(args.run)))
+    if args.by_class:
+        config = read_json(args.run / "config.json")
+        result = class_colour_scores(load_generator(args.run), args.by_class, split_seed=config["split_seed"])
+        write_json(args.run / "colour_by_class.json", result)
+        print(describe_by_class(result))
     return 0
 
 

@@ -5,6 +5,7 @@ Shared by pretrain/colorize.py (samples, the final score) and pretrain/evaluate.
 
 from pathlib import Path
 
+from models.colour_bins import CHROMA  # a NumPy constant: importing it starts no TensorFlow runtime
 from models.colour_classify import BINS_FILE, bin_cross_entropies, load_colour_bins
 from models.io import read_json, write_json
 from models.transfer import load_generator
@@ -14,11 +15,6 @@ import numpy as np
 import tensorflow as tf
 
 import datasets
-
-# ITU-R BT.601 chroma rows: gray pixels (R = G = B) have Cb = Cr = 0.
-# (A NumPy constant: a TensorFlow one at import time would start TensorFlow's runtime before a multi-worker
-# strategy can configure it.)
-CHROMA = np.array([[-0.168736, 0.5], [-0.331264, -0.418688], [0.5, -0.081312]], np.float32)
 
 
 def split_holdout(sources, n, seed):
