@@ -11,6 +11,7 @@ synthetic set is used.
 import sys
 
 from models import INITS, build_segmenter, make_loss, transfer_weights
+from models.conv_bias import load_weights
 from models.io import read_json, write_atomic, write_json
 from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
 from models.optimizers import make_adam
@@ -195,7 +196,7 @@ def evaluate_on_test(model, ds, splits, groups, train, args, stopped_step):
     confusion counts (every statistic can be recomputed from them without the weights) and a grid."""
     out = args.out
     best_file = out / "best.json"
-    network_only(model).load_weights(out / BEST_WEIGHTS)
+    load_weights(network_only(model), out / BEST_WEIGHTS)  # also one an earlier version wrote, biases folded
     evaluator = Evaluator(model, ds, splits["test"], groups)
     metrics, shown = evaluator(limit_images=4)
     best = read_json(best_file, {})

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from models.architecture import ARCHITECTURE_FILE, Architecture
+from models.conv_bias import fold_conv_biases, load_weights
 from models.deeplab import HEAD_LAYER, build_generator
 from models.io import atomic_path, read_json
 from models.resnet import is_backbone_layer
@@ -82,7 +83,8 @@ def _layer_weights(model):
 
 
 def read_imagenet_weights(path):
-    """Layer name → arrays from either Keras' legacy ImageNet file or a Keras 3 `.weights.h5` of ResNet50."""
+    """Layer name → arrays from either Keras' legacy ImageNet file or a Keras 3 `.weights.h5` of ResNet50, in
+    Keras' layout (convolutions with [kernel, bias]; `load_imagenet` folds the biases)."""
     path = Path(path)
     if not path.is_file():
         raise TransferError(f"--imagenet-weights {path}: no such file")
@@ -114,7 +116,8 @@ FIRST_CONV = "conv1_conv"
 
 
 def fold_caffe_preprocessing(kernel, bias):
-    """conv1's (kernel, bias) for RGB input in [-1, 1] from those trained on caffe input.
+    """conv1's (kernel, bias) for RGB input in [-1, 1] from those trained on caffe input (Keras' layout, with a
+    bias: the constant it gains then moves into conv1_bn's moving mean with the bias, in `fold_conv_biases`).
 
     caffe_k = 127.5·(x_rgb(k) + 1) − mean_k for BGR channel k, so the kernel's input channels are reversed
     and scaled by 127.5 and the constant 127.5 − mean_k moves into the bias. Exact wherever the 7×7 window
@@ -129,7 +132,12 @@ def fold_caffe_preprocessing(kernel, bias):
 
 def load_imagenet(model, weights_path=None):
     """Copies ImageNet ResNet50 weights into every backbone layer of `model`, with their caffe input
-    convention folded into conv1, so the network keeps its one input contract (RGB in [-1, 1])."""
+    convention folded into conv1, so the network keeps its one input contract (RGB in [-1, 1]), and every
+    convolution's bias folded into the moving mean of the BatchNorm after it (our convolutions have none).
+
+    The order matters: the caffe fold turns the mean colour into part of conv1's bias, which the second fold
+    then moves into conv1_bn with the rest of it.
+    """
     arch = getattr(model, "architecture", None) or Architecture()
     if weights_path is None and (arch.backbone != "resnet50" or arch.width != 1.0):
         raise TransferError(f"ImageNet weights exist for the standard 'resnet50' at width 1.0 only; this network is "
@@ -146,6 +154,7 @@ def load_imagenet(model, weights_path=None):
         )
     weights = dict(weights)
     weights[FIRST_CONV] = fold_caffe_preprocessing(*weights[FIRST_CONV])
+    weights = fold_conv_biases(weights)
     try:
         _copy_layers(model, weights, backbone, source)
     except TransferError as error:
@@ -180,7 +189,8 @@ def resolve_surrogate(path):
 
 def load_generator(path, architecture=None):
     """Rebuilds a colorization generator from its weights file (its `Architecture` from the file beside it;
-    `architecture` only where there is none, as for weights written by earlier versions)."""
+    `architecture` only where there is none, as for weights written by earlier versions). Files written before
+    the backbone lost its convolution biases load too, folded (`models/conv_bias.py`)."""
     path = resolve_surrogate(path)
     try:
         architecture = Architecture.load(path.parent) or architecture
@@ -190,7 +200,7 @@ def load_generator(path, architecture=None):
         raise TransferError(f"--surrogate {path}: no {ARCHITECTURE_FILE} beside it to rebuild the generator")
     generator = build_generator(output=architecture.output or "rgb", architecture=architecture.body())
     try:
-        generator.load_weights(path)
+        load_weights(generator, path)
     except Exception as error:
         raise TransferError(f"--surrogate {path}: does not match a generator of {architecture.body().to_dict()} "
                             f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 from models.resnet import apply_resnet50
 
+import h5py
 import keras
 import numpy as np
 
@@ -22,6 +23,20 @@ def randomize(model, seed):
 def layer_weights(model):
     """Layer name → its weights as arrays, for every layer that has weights."""
     return {layer.name: [w.numpy() for w in layer.weights] for layer in model.layers if layer.weights}
+
+
+def write_legacy_h5(model, path):
+    """Writes `model`'s weights in the Keras 2 HDF5 layout, as in Keras'
+    resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5."""
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = np.array([layer.name.encode() for layer in model.layers], dtype="S")
+        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.2.4"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
+            group.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S")
+            for name, weight in zip(names, layer.weights):
+                group.create_dataset(name, data=weight.numpy())
 
 
 def build_resnet50(input_shape=(None, None, 3), **kwargs):

@@ -5,33 +5,20 @@ nothing is downloaded) provides the reference names and the random "ImageNet" fi
 """
 
 from models import TransferError, build_deeplabv3plus, transfer_weights
-from models.resnet import is_backbone_layer
+from models.conv_bias import fold_conv_biases
+from models.resnet import batch_norm_after, is_backbone_layer
 from models.transfer import fold_caffe_preprocessing
 
-import h5py
 import keras
 import numpy as np
 import pytest
 
-from helpers import layer_weights, randomize
+from helpers import layer_weights, randomize, write_legacy_h5
 
 pytestmark = pytest.mark.slow  # the full-width network (setup.cfg); deselect with -m "not slow"
 
 NUM_CLASSES = 9
 SMP_PARAMS = 26.68e6  # segmentation_models_pytorch DeepLabV3Plus("resnet50", encoder_output_stride=16, classes=9)
-
-
-def write_legacy_h5(model, path):
-    """Keras 2 HDF5 layout, as in Keras' resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5."""
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = np.array([layer.name.encode() for layer in model.layers], dtype="S")
-        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.2.4"
-        for layer in model.layers:
-            group = f.create_group(layer.name)
-            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
-            group.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S")
-            for name, weight in zip(names, layer.weights):
-                group.create_dataset(name, data=weight.numpy())
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +56,19 @@ def test_decoder_widths_at_full_width(segmenter):
     assert segmenter.get_layer("conv5_block3_out").output.shape[-1] == 2048
 
 
-def test_backbone_layer_names_match_keras_resnet50(segmenter, reference):
+def test_backbone_layer_names_match_keras_resnet50_less_the_conv_biases(segmenter, reference):
+    def keras_layout(layer):  # Keras' convolutions have [kernel, bias], ours [kernel]
+        return layer.weights[:1] if batch_norm_after(layer.name) else layer.weights
+
     ours = {layer.name: [tuple(w.shape) for w in layer.weights] for layer in segmenter.layers
             if layer.weights and is_backbone_layer(layer.name)}
-    keras_ = {layer.name: [tuple(w.shape) for w in layer.weights] for layer in reference.layers if layer.weights}
+    keras_ = {layer.name: [tuple(w.shape) for w in keras_layout(layer)] for layer in reference.layers if layer.weights}
     assert len(keras_) == 106
+    assert sum(len(reference.get_layer(name).weights) == 2 for name in keras_) == 53  # every conv, all dropped
     assert ours == keras_
-    for name in keras_:  # same variable order too (kernel, bias; gamma, beta, moving mean, variance)
+    for name in keras_:  # same variable order too (kernel; gamma, beta, moving mean, variance)
         ours_names = [w.name for w in segmenter.get_layer(name).weights]
-        assert ours_names == [w.name for w in reference.get_layer(name).weights]
+        assert ours_names == [w.name for w in keras_layout(reference.get_layer(name))]
 
 
 @pytest.mark.parametrize("kind", ["legacy", "keras3"])
@@ -92,7 +83,7 @@ def test_imagenet_init_copies_the_whole_backbone_only(segmenter, imagenet_files,
     assert sorted(report.copied) == sorted(expected)
     assert sorted(report.skipped) == sorted(set(after) - set(expected))
     assert "logits" in report.skipped and "aspp_proj_conv" in report.skipped and "decoder_proj_conv" in report.skipped
-    expected = {**expected, "conv1_conv": fold_caffe_preprocessing(*expected["conv1_conv"])}
+    expected = fold_conv_biases({**expected, "conv1_conv": fold_caffe_preprocessing(*expected["conv1_conv"])})
     for name, values in expected.items():
         assert len(after[name]) == len(values)
         for actual, wanted in zip(after[name], values):
@@ -116,15 +107,16 @@ def test_imagenet_file_refuses_other_networks(imagenet_files, arch, message):
 
 @pytest.mark.parametrize("kind", ["legacy", "keras3"])
 def test_imagenet_conv1_on_rgb_in_unit_range_equals_keras_on_caffe_input(segmenter, reference, imagenet_files, kind):
-    """The folded conv1 sees what Keras' ResNet50 sees after `preprocess_input` (BGR, 0-255, minus the
-    ImageNet mean). Compared where the 7×7 window lies inside the image: on the outer 2 rows and columns
-    the zero padding means pixel 127.5 here and the mean colour there, by construction."""
+    """The folded conv1 and its BatchNorm (inference mode) see what Keras' ResNet50 sees after
+    `preprocess_input` (BGR, 0-255, minus the ImageNet mean): the caffe fold and the bias fold composed.
+    Compared where the 7×7 window lies inside the image: on the outer 2 rows and columns the zero padding
+    means pixel 127.5 here and the mean colour there, by construction."""
     path, _ = imagenet_files[kind]
     transfer_weights(segmenter, "imagenet", imagenet_weights=path)
     randomize(reference, seed=10 if kind == "legacy" else 11)  # the values written to that file
     image = np.random.default_rng(0).integers(0, 256, (1, 69, 69, 3)).astype(np.uint8)
-    ours = keras.Model(segmenter.inputs, segmenter.get_layer("conv1_conv").output)
-    theirs = keras.Model(reference.inputs, reference.get_layer("conv1_conv").output)
+    ours = keras.Model(segmenter.inputs, segmenter.get_layer("conv1_bn").output)
+    theirs = keras.Model(reference.inputs, reference.get_layer("conv1_bn").output)
 
     got = keras.ops.convert_to_numpy(ours(image.astype(np.float32) / 127.5 - 1.0))
     want = keras.ops.convert_to_numpy(theirs(keras.applications.resnet50.preprocess_input(image.astype(np.float32))))

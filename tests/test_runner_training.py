@@ -7,7 +7,7 @@ through the scripts (and a real SIGINT / SIGKILL); these pin each behaviour on i
 import signal
 
 from models.runner.cli import run
-from models.runner.training import Checkpoints, Interrupted, NonFiniteLoss, train_loop
+from models.runner.training import Checkpoints, Interrupted, NonFiniteLoss, checkpoint_format, train_loop
 
 import numpy as np
 import pytest
@@ -120,3 +120,23 @@ def test_an_interrupt_exits_130_with_one_line(tmp_path, capsys):
     assert run(main, None) == 130
 
     assert "interrupted at step 2; checkpoint saved" in capsys.readouterr().err
+
+
+def test_checkpoint_of_an_earlier_format_is_refused_in_one_line(tmp_path):
+    """Checkpoints from before the backbone dropped its convolution biases record no format: resuming one is
+    refused, naming it and what to do, instead of restoring variables that moved."""
+    counter = tf.Variable(5.0)
+    earlier = tf.train.Checkpoint(step=tf.Variable(4, dtype=tf.int64), counter=counter)  # as earlier versions saved
+    tf.train.CheckpointManager(earlier, str(tmp_path / "checkpoints"), max_to_keep=2).save(checkpoint_number=4)
+    counter.assign(0.0)
+
+    with pytest.raises(OSError) as error:
+        Checkpoints(tmp_path, counter=counter).restore()
+
+    message = str(error.value)
+    assert message.startswith(f"checkpoint {tmp_path / 'checkpoints' / 'ckpt-4'} is format 1 (backbone convolutions "
+                              f"with a bias)") and f"move {tmp_path / 'checkpoints'} away" in message
+    assert "\n" not in message and float(counter.numpy()) == 0.0
+    current = Checkpoints(tmp_path / "new", counter=counter)
+    current.save(2)
+    assert checkpoint_format(tf.train.latest_checkpoint(str(current.shared))) == 2  # format recorded

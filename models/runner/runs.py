@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models import Architecture, build_segmenter
+from models.conv_bias import load_weights
 from models.io import atomic_path
 
 import keras
@@ -75,7 +76,8 @@ def load_run(run_dir):
     """Rebuilds a segmentation run's network from `config.json` and loads `best.weights.h5` into it.
 
     Raises RunError (a ValueError, so scripts print one line) when either file is missing or the weights
-    do not fit the network the configuration describes.
+    do not fit the network the configuration describes. Weights written before the backbone's convolutions lost
+    their bias load too, folded into its BatchNorms (`models/conv_bias.py`).
     """
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
@@ -88,7 +90,7 @@ def load_run(run_dir):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model.load_weights(weights)
+            load_weights(model, weights)
             problem = ""
         except (ValueError, OSError) as error:
             problem = str(error) or type(error).__name__

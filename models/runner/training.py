@@ -40,15 +40,34 @@ def random_states(**models):
             for layer in model.layers if getattr(layer, "seed_generator", None) is not None}
 
 
+# What the variables of a checkpoint mean; the number is saved in each one (one without it is format 1).
+CHECKPOINT_FORMATS = {1: "backbone convolutions with a bias", 2: "backbone convolutions without bias"}
+CHECKPOINT_FORMAT = 2
+FORMAT_KEY = "format/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def checkpoint_format(path):
+    """The CHECKPOINT_FORMAT a checkpoint was written in (1 for those written before it was recorded)."""
+    reader = tf.train.load_checkpoint(path)
+    return int(reader.get_tensor(FORMAT_KEY)) if reader.has_tensor(FORMAT_KEY) else 1
+
+
 class Checkpoints:
     """Model and optimizer states, dropout's random state and the step, every N steps; the last two are kept.
 
     In a multi-worker run every worker must take part in saving; only the chief's copy is kept.
+
+    A checkpoint of another format is refused in one line, not converted. Checkpoints key most variables and
+    their Adam moments by position, so without the biases of format 1 every later one moves: restoring it
+    would fail at the first shape that differs (and read as a damaged file), or put values in the wrong
+    variables where shapes agree. Converting would take the old network and optimizers rebuilt to read it.
     """
 
     def __init__(self, run_dir, max_to_keep=2, **trackables):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.checkpoint = tf.train.Checkpoint(step=self.step, random_states=random_states(**trackables), **trackables)
+        self.format = tf.Variable(CHECKPOINT_FORMAT, dtype=tf.int64, trainable=False, name="format")
+        self.checkpoint = tf.train.Checkpoint(step=self.step, format=self.format,
+                                              random_states=random_states(**trackables), **trackables)
         self.chief = is_chief()
         self.shared = Path(run_dir) / "checkpoints"
         directory = self.shared
@@ -63,11 +82,18 @@ class Checkpoints:
         candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
         for path in candidates:  # newest first; a damaged file falls back to the one before
             try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
-                return int(self.step.numpy())
+                written = checkpoint_format(path)
+                if written == CHECKPOINT_FORMAT:
+                    self.checkpoint.restore(path).assert_existing_objects_matched()
+                    return int(self.step.numpy())
             except Exception as error:  # TF raises OpError, IndexError, ValueError... for damaged files
                 print(f"warning: checkpoint {path} is unreadable ({type(error).__name__}); trying an older one",
                       file=sys.stderr)
+                continue
+            raise OSError(f"checkpoint {path} is format {written} ({CHECKPOINT_FORMATS.get(written, 'unknown')}); "
+                          f"this version resumes format {CHECKPOINT_FORMAT} only "
+                          f"({CHECKPOINT_FORMATS[CHECKPOINT_FORMAT]}): finish the run with the version that "
+                          f"started it, or move {self.shared} away to start over")
         if candidates:
             raise OSError(f"no readable checkpoint in {self.shared}; move it away to start over")
         return 0
