@@ -310,22 +310,11 @@ def cmd_profile(args):
             **machine()}
 
 
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-
-
-def cpu_model():
-    for line in open("/proc/cpuinfo") if os.path.exists("/proc/cpuinfo") else ():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
 def machine():
     """Where a figure was taken: CPU model, its vector ISA flags and any oneDNN / ATen instruction-set cap."""
     import platform
 
+    from models.runner.provenance import ISA_FLAGS, cpu_model
     from models.runner.runtime import cpu_flags, onednn_enabled, onednn_isa_cap
 
     import tensorflow as tf

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from models import INITS
 from models.runner.cli import add_flags
+from models.runner.provenance import code_version, machine_summary
 
 from tqdm import tqdm
 
@@ -203,6 +204,10 @@ def main(args):
     state = read_runner_state(args.out)
     state["__args__"] = {k: str(v) for k, v in vars(args).items()}
     state["__command__"] = shlex.join(["python", "experiments/label_efficiency.py"] + sys.argv[1:])
+    codes, code = state.setdefault("__codes__", []), code_version()  # every code version that ran part of it
+    if code not in codes:
+        codes.append(code)
+    state["__machine__"] = machine_summary()
     cells = plan(args)
     with open(args.out / "runner.log", "a") as log:
         for pretraining in pretraining_runs(args, cells):

@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from models.io import read_json, write_atomic
+from models.runner.provenance import describe_provenance
 
 from matplotlib.figure import Figure
 
@@ -192,9 +193,10 @@ def write_plots_and_report(experiment):
     stats = pair_statistics(cells, groups)
     write_statistics(experiment, stats)
     png = plot(rows, experiment / "dice_vs_fraction", title=experiment.name, cells=cells, groups=groups)
+    code, cpu = describe_provenance(state.get("__codes__", []), state.get("__machine__"))
     parts = [f"# Label-efficiency experiment: {experiment.name}", "",
-             f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-             f"Python {platform.python_version()}",
+             f"Code: {code}. CPU: {cpu}. Platform: {platform.platform()}, Python {platform.python_version()} "
+             "(the CPU of the grid runner's last start; each run's config.json records its own).",
              "", "Command:", "", f"    {state.get('__command__', '(unknown)')}", "",
              f"![Dice vs label fraction: mean over seeds, band = 95 % bootstrap interval]({png.name})", "",
              table(rows), ""]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from models.io import write_json
 from models.runner.cli import run as run_script
+from models.runner.provenance import code_version
 
 import numpy as np
 import pytest
@@ -489,6 +490,9 @@ def test_report_has_table_plot_samples_and_commands(experiment):
     samples = re.findall(r"!\[colorization samples\]\((.+?)\)", report)
     assert samples and all((experiment / s).is_file() for s in samples)
     assert state["__command__"] in report and "--preset smoke" in state["__command__"]
+    # the commit and the CPU the grid ran on; a fresh clone is a git checkout
+    assert state["__codes__"] == [code_version()] and code_version() is not None
+    assert f"Code: commit {code_version()['commit'][:10]}" in report and state["__machine__"]["cpu_model"] in report
     for name, entry in state.items():
         if not name.startswith("__") and entry["status"] != "skipped":  # skipped cells never ran a command
             assert entry["command"] in report, name

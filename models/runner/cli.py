@@ -15,6 +15,7 @@ from pathlib import Path
 
 from models import INITS, Architecture, TransferError
 from models.io import write_json
+from models.runner.provenance import code_version, machine_summary
 from models.runner.runtime import is_chief
 from models.runner.training import Interrupted, NonFiniteLoss
 
@@ -105,11 +106,13 @@ def check_resume(args, out):
 
 
 def save_config(config, out, **extra):
-    """Writes `<out>/config.json`: `config` (from `check_resume` or `run_config`), `extra`, the command line."""
+    """Writes `<out>/config.json`: `config` (from `check_resume` or `run_config`), `extra`, the command line, the
+    commit and the CPU it ran on."""
     out = Path(out)
     path, config = out / "config.json", {**config, **extra}
     config["command"] = shlex.join(["python"] + sys.argv)
     config["saved_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    config["code"], config["machine"] = code_version(), machine_summary()
     if is_chief():
         write_json(path, config)
     return config
