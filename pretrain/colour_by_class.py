@@ -25,7 +25,8 @@ MEDIAN_SAMPLE = 2000  # pixels drawn per class and image for the class median (p
 
 
 def split_batches(ds, stems, crop, chunk):
-    """Centre crops of `stems` as (images, masks) batches, masks at the stride-4 grid (255 = ignore/padding)."""
+    """Centre crops of `stems` (whole images when `crop` covers them) as (images, masks) batches, masks at the
+    stride-4 grid (255 = ignore and padding)."""
     images = [ds.image_paths[s] for s in stems]
     masks = [ds.mask_paths[s] for s in stems]
     data = datasets.segmentation_dataset(images, masks, crop=crop, batch=chunk, training=False,
