@@ -41,12 +41,14 @@ PRESETS = {
                   pretrain_lr=2e-4, eval_every=5000, checkpoint_every=5000, sample_every=5000, patience=10,
                   min_delta=0.0, seeds=[1, 2, 3], pretrain_seeds=3, **REFERENCE_PRETEXT),
     # Sized for the label-efficiency study (experiments/results/ccp_human_parsing/, kvasir_seg/): two ~1,000-image
-    # datasets, 3 arms x 4 fractions x 5 seeds each, about 8 hours per dataset on one core (the two grids run side
-    # by side, one per core: these small networks gain ~30 % throughput from two 1-thread processes over one
-    # 2-thread one). Crop 129 is the crop the pretexts were compared at (pretext.md). Measured at crop 129 on all
-    # labels, Adam 1e-3, from scratch: CCP's validation Dice climbed 0.21 -> 0.55 over 4,000 steps by noisy steps
-    # of +-0.05, and Kvasir-SEG's jumped at 1,250 steps and then wandered; hence patience 6 (1,500 steps) with
-    # min-delta 0.005 so a single noisy evaluation neither stops nor prolongs a cell, and a cap of 8,000.
+    # datasets, 3 arms x 4 fractions x 5 seeds each, the two grids side by side, one per core (these small networks
+    # gain ~30 % throughput from two 1-thread processes over one 2-thread one). Planned at about 8 hours per
+    # dataset; the first cells (10 % of the labels) were still gaining at 3,750 steps and took 10-20 minutes at
+    # ~7 steps/s, which puts the whole grid nearer 12-15 hours per core. Crop 129 is the crop the pretexts were
+    # compared at (pretext.md). Measured at crop 129 on all labels, Adam 1e-3, from scratch: CCP's validation Dice
+    # climbed 0.21 -> 0.60 over 4,500 steps by noisy steps of +-0.05, and Kvasir-SEG's jumped at 1,250 steps and
+    # then wandered; hence patience 6 (1,500 steps) with min-delta 0.005 so a single noisy evaluation neither stops
+    # nor prolongs a cell, and a cap of 8,000.
     "cpu": dict(crop=129, width=0.25, batch=4, pretrain_steps=5000, finetune_steps=8000, lr=1e-3, pretrain_lr=2e-4,
                 eval_every=250, checkpoint_every=250, sample_every=1000, patience=6, min_delta=0.005,
                 seeds=[1, 2, 3, 4, 5], pretrain_seeds=2, **CPU_PRETEXT),
