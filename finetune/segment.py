@@ -42,6 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--patience", type=int, default=None,
                    help="stop when validation mean Dice has not improved for this many evaluations (--steps stays "
                         "the cap; default: train to --steps)")
+    p.add_argument("--min-steps", type=int, default=0,
+                   help="with --patience: never stop before this step (a warm-up in which no progress is expected, "
+                        "like Keras' EarlyStopping start_from_epoch: a model may sit on a plateau before it learns)")
     p.add_argument("--min-delta", type=float, default=0.0,
                    help="with --patience: a validation mean Dice counts as progress only when it beats the last "
                         "progress by more than this (the best checkpoint still follows every gain)")
@@ -50,6 +53,8 @@ def parse_args(argv=None):
         p.error(f"--patience must be at least 1, got {args.patience}")
     if args.min_delta < 0:
         p.error(f"--min-delta must be >= 0, got {args.min_delta}")
+    if args.min_steps < 0:
+        p.error(f"--min-steps must be >= 0, got {args.min_steps}")
     if args.patience and args.distribute == "multiworker":
         p.error("--patience: not with --distribute multiworker (validation runs on the chief only, so the other "
                 "workers could not stop with it)")
@@ -185,9 +190,9 @@ def main(args):
 
 def is_plateau(progress_step, step, args):
     """True once `--patience` evaluations in a row (one every --eval-every steps) have not beaten the last
-    progress (the best validation mean Dice, by more than --min-delta). Decided from steps alone, so a resumed
-    run stops where an uninterrupted one would."""
-    return (bool(args.patience) and progress_step is not None
+    progress (the best validation mean Dice, by more than --min-delta), and never before --min-steps. Decided
+    from steps alone, so a resumed run stops where an uninterrupted one would."""
+    return (bool(args.patience) and progress_step is not None and step >= args.min_steps
             and step - progress_step >= args.patience * args.eval_every)
 
 
@@ -202,7 +207,8 @@ def evaluate_on_test(model, ds, splits, groups, train, args, stopped_step):
     best = read_json(best_file, {})
     metrics.update(n_test_images=len(splits["test"]), n_train_images=len(train), init=args.init, frac=args.frac,
                    seed=args.seed, steps=args.steps, best_step=best.get("step"), stopped_step=stopped_step,
-                   patience=args.patience, min_delta=args.min_delta, val_dice_mean=best.get("val_dice_mean"),
+                   patience=args.patience, min_delta=args.min_delta, min_steps=args.min_steps,
+                   val_dice_mean=best.get("val_dice_mean"),
                    classes=ds.class_names)
     write_json(out / TEST_COUNTS, {"classes": ds.class_names, "groups": metrics["groups"],
                                    "rows": "truth", "columns": "prediction",

@@ -220,6 +220,7 @@ def test_truncated_image_exits_1_naming_the_file(corrupt_root, tmp_path):
     (["--init", "bogus"], "Wrong --init 'bogus', supported: scratch, imagenet, surrogate, imagenet+surrogate, control"),
     (["--patience", "0"], "--patience must be at least 1, got 0"),
     (["--min-delta", "-0.1"], "--min-delta must be >= 0, got -0.1"),
+    (["--min-steps", "-1"], "--min-steps must be >= 0, got -1"),
     (["--patience", "3", "--distribute", "multiworker"], "--patience: not with --distribute multiworker"),
     (["--frac", "0"], "--frac must be in (0, 1], got 0.0"),
     (["--frac", "1.5"], "--frac must be in (0, 1], got 1.5"),
@@ -362,6 +363,18 @@ def test_min_delta_stops_a_run_that_only_creeps_up_and_keeps_its_best_step(synth
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["best_step"], metrics["stopped_step"], metrics["min_delta"]) == (4, 4, 0.1)
     assert read_json(out / "best.json")["progress_step"] == 2
+
+
+def test_min_steps_keeps_a_run_past_an_early_plateau(synthetic_root, tmp_path, monkeypatch):
+    """The plateau that stops the run at step 4 under --patience 2 is a warm-up under --min-steps 6: the run goes
+    on, finds its best at step 6, and stops at the cap."""
+    monkeypatch.setattr(segment, "Evaluator", ScriptedValidation)
+    monkeypatch.setattr(ScriptedValidation, "script", [0.2, 0.5, 0.4, 0.45, 0.3, 0.9, 0.1, 0.1])
+    out = tmp_path / "run"
+    flags = ("--steps", "8", "--val-images", "2", "--patience", "2", "--min-steps", "6")
+    assert segment.main(segment_args(synthetic_root, out, *flags)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["best_step"], metrics["stopped_step"], metrics["min_steps"]) == (6, 8, 6)
 
 
 @pytest.fixture(scope="module")
