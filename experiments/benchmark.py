@@ -314,16 +314,14 @@ def machine():
     """Where a figure was taken: CPU model, its vector ISA flags and any oneDNN / ATen instruction-set cap."""
     import platform
 
-    from models.runner.provenance import ISA_FLAGS, cpu_model
-    from models.runner.runtime import cpu_flags, onednn_enabled, onednn_isa_cap
+    from models.runner.provenance import machine_summary
+    from models.runner.runtime import onednn_enabled
 
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    flags = cpu_flags()
     return {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs" + (f", {len(gpus)} GPU(s)" if gpus else ""),
-            "cpu_model": cpu_model(), "cpu_isa": [f for f in ISA_FLAGS if f in flags],
-            "tensorflow_onednn": onednn_enabled(), "onednn_max_cpu_isa": onednn_isa_cap() or "native",
+            **machine_summary(), "tensorflow_onednn": onednn_enabled(),
             "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", "native"),
             "load_average_1min": os.getloadavg()[0], "tensorflow": tf.__version__}
 

@@ -14,12 +14,14 @@ seed). Whole images (one centred crop that covers the largest image, padding ign
 border (footwear, hair) count; scored at the generator's stride-4 grid like `pretrain/holdout.py`.
 """
 
+from models.colour_bins import rgb_to_chroma
+
 import numpy as np
 
 import datasets
 from datasets.pipeline import luma, stride4_view
 from datasets.splits import dataset_splits
-from pretrain.holdout import CHROMA, colorize
+from pretrain.holdout import colorize
 
 MEDIAN_SAMPLE = 2000  # pixels drawn per class and image for the class median (plenty for a median)
 
@@ -36,7 +38,7 @@ def split_batches(ds, stems, crop, chunk):
 
 
 def chroma(rgb):
-    return np.asarray(rgb, np.float32) @ CHROMA
+    return rgb_to_chroma(rgb).numpy()
 
 
 def class_medians(ds, stems, crop, num_classes, seed=0):

@@ -34,10 +34,11 @@ def parse_args(argv=None):
 
 
 def main(args):
-    print(describe(evaluate_run(args.run)))
+    generator = load_generator(args.run)
+    print(describe(evaluate_run(args.run, generator)))
     if args.by_class:
         config = read_json(args.run / "config.json")
-        result = class_colour_scores(load_generator(args.run), args.by_class, split_seed=config["split_seed"])
+        result = class_colour_scores(generator, args.by_class, split_seed=config["split_seed"])
         write_json(args.run / "colour_by_class.json", result)
         print(describe_by_class(result))
     return 0

@@ -5,7 +5,7 @@ Shared by pretrain/colorize.py (samples, the final score) and pretrain/evaluate.
 
 from pathlib import Path
 
-from models.colour_bins import CHROMA  # a NumPy constant: importing it starts no TensorFlow runtime
+from models.colour_bins import rgb_to_chroma
 from models.colour_classify import BINS_FILE, bin_cross_entropies, load_colour_bins
 from models.io import read_json, write_json
 from models.transfer import load_generator
@@ -38,13 +38,12 @@ def colorization_scores(generator, batch, chunk=4, bins=None):
     input, to the real image; for a classify generator with its `bins`, the bin cross-entropies too."""
     real, gray = batch["rgb_small"], batch["gray_small"]
     l1 = lambda a, b: float(tf.reduce_mean(tf.abs(a - b)))
-    chroma = lambda x: tf.tensordot(tf.cast(x, tf.float32), CHROMA, axes=[[-1], [0]])
-    scores = {"l1_gray": l1(gray, real), "chroma_l1_gray": l1(chroma(gray), chroma(real)),
+    scores = {"l1_gray": l1(gray, real), "chroma_l1_gray": l1(rgb_to_chroma(gray), rgb_to_chroma(real)),
               "n_images": int(gray.shape[0])}
     for suffix, fake in (("", colorize(generator, batch["gray"], chunk, batch_stats=False)),
                          ("_batch_stats", colorize(generator, batch["gray"], chunk, batch_stats=True))):
         scores[f"l1_colorized{suffix}"] = l1(fake, real)
-        scores[f"chroma_l1_colorized{suffix}"] = l1(chroma(fake), chroma(real))
+        scores[f"chroma_l1_colorized{suffix}"] = l1(rgb_to_chroma(fake), rgb_to_chroma(real))
     if bins is not None and generator.architecture.output == "classify":
         scores.update(bin_cross_entropies(generator, batch["gray"], real, bins["prior"], chunk))
     return scores
@@ -76,8 +75,9 @@ def run_holdout(config):
     return split_holdout(sources, config["holdout"], config["seed"])[1]
 
 
-def evaluate_run(run_dir):
-    """Scores a finished colorization run on its held-out images; updates RUN/pretrain_metrics.json."""
+def evaluate_run(run_dir, generator=None):
+    """Scores a finished colorization run on its held-out images (its generator, unless one is given: the run's,
+    already loaded); updates RUN/pretrain_metrics.json."""
     run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json")
     if config is None:
@@ -85,7 +85,8 @@ def evaluate_run(run_dir):
     batch = holdout_batch(run_holdout(config), config["crop"], config["seed"])
     if batch is None:
         raise ValueError(f"{run_dir}: no held-out images (--holdout 0 or a tiny dataset)")
-    scores = colorization_scores(load_generator(run_dir), batch, bins=load_colour_bins(run_dir / BINS_FILE))
+    generator = load_generator(run_dir) if generator is None else generator
+    scores = colorization_scores(generator, batch, bins=load_colour_bins(run_dir / BINS_FILE))
     summary = {**read_json(run_dir / "pretrain_metrics.json", {}), **scores}
     write_json(run_dir / "pretrain_metrics.json", summary)
     return summary

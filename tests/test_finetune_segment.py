@@ -332,17 +332,19 @@ class ScriptedValidation(segment.Evaluator):
         return metrics, shown
 
 
-@pytest.mark.parametrize("patience, best_step, stopped_step", [(2, 2, 4), (None, 6, 8)])
-def test_patience_stops_a_plateaued_run_and_keeps_the_best_step(patience, best_step, stopped_step, synthetic_root,
-                                                                tmp_path, monkeypatch):
+# With --min-steps 6 the plateau that stops the run at step 4 is a warm-up: it goes on to its best at step 6.
+@pytest.mark.parametrize("patience, min_steps, best_step, stopped_step", [(2, 0, 2, 4), (2, 6, 6, 8), (None, 0, 6, 8)])
+def test_patience_stops_a_plateaued_run_and_keeps_the_best_step(patience, min_steps, best_step, stopped_step,
+                                                                synthetic_root, tmp_path, monkeypatch):
     monkeypatch.setattr(segment, "Evaluator", ScriptedValidation)
     monkeypatch.setattr(ScriptedValidation, "script", [0.2, 0.5, 0.4, 0.45, 0.3, 0.9, 0.1, 0.1])
     out = tmp_path / "run"
-    extra = ["--patience", str(patience)] if patience else []
+    extra = ["--patience", str(patience), "--min-steps", str(min_steps)] if patience else []
     assert segment.main(segment_args(synthetic_root, out, "--steps", "8", "--val-images", "2", *extra)) == 0
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["best_step"], metrics["stopped_step"], metrics["steps"]) == (best_step, stopped_step, 8)
+    assert metrics["min_steps"] == min_steps
     assert read_json(out / "best.json")["step"] == best_step
     assert f"ckpt-{stopped_step}.index" in {p.name for p in (out / "checkpoints").iterdir()}
     assert not (out / "checkpoints" / f"ckpt-{stopped_step + 1}.index").exists()
@@ -363,18 +365,6 @@ def test_min_delta_stops_a_run_that_only_creeps_up_and_keeps_its_best_step(synth
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["best_step"], metrics["stopped_step"], metrics["min_delta"]) == (4, 4, 0.1)
     assert read_json(out / "best.json")["progress_step"] == 2
-
-
-def test_min_steps_keeps_a_run_past_an_early_plateau(synthetic_root, tmp_path, monkeypatch):
-    """The plateau that stops the run at step 4 under --patience 2 is a warm-up under --min-steps 6: the run goes
-    on, finds its best at step 6, and stops at the cap."""
-    monkeypatch.setattr(segment, "Evaluator", ScriptedValidation)
-    monkeypatch.setattr(ScriptedValidation, "script", [0.2, 0.5, 0.4, 0.45, 0.3, 0.9, 0.1, 0.1])
-    out = tmp_path / "run"
-    flags = ("--steps", "8", "--val-images", "2", "--patience", "2", "--min-steps", "6")
-    assert segment.main(segment_args(synthetic_root, out, *flags)) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert (metrics["best_step"], metrics["stopped_step"], metrics["min_steps"]) == (6, 8, 6)
 
 
 @pytest.fixture(scope="module")

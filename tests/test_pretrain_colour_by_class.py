@@ -2,11 +2,13 @@
 
 import json
 
+from models.colour_bins import CHROMA
+
 import numpy as np
 
 import datasets
 import pretrain.evaluate as evaluate
-from pretrain.colour_by_class import CHROMA, accumulate, class_colour_scores, covering_crop, describe_by_class
+from pretrain.colour_by_class import accumulate, class_colour_scores, covering_crop, describe_by_class
 
 
 def rgb_with_chroma(cb, cr):
@@ -47,7 +49,7 @@ def test_evaluate_by_class_writes_the_json(synthetic_root, tmp_path, monkeypatch
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"split_seed": 0}))
-    monkeypatch.setattr(evaluate, "evaluate_run", lambda run: None)
+    monkeypatch.setattr(evaluate, "evaluate_run", lambda run, generator: None)
     monkeypatch.setattr(evaluate, "describe", lambda scores: "")
     monkeypatch.setattr(evaluate, "load_generator", lambda run: (lambda x, training: x[:, ::4, ::4]))
     assert evaluate.main(evaluate.parse_args([str(run), "--by-class", str(synthetic_root)])) == 0
