@@ -5,8 +5,9 @@
 
 Variants: atrous (the network as it is), keras_dw (ASPP/decoder on Keras' own Conv2D/DepthwiseConv2D),
 bias (backbone convolutions with a bias, the layout before they dropped it: what that change is measured
-against), bf16 (mixed_bfloat16 policy). Prints wall and process CPU seconds per step (median over ROUNDS
-alternated steps); CPU seconds hold up better on a loaded machine.
+against), bf16 (mixed_bfloat16 policy), noremap (Grappler's remapper off: set before each of its steps, since
+TensorFlow optimizes a function once per setting, read at the call). Prints wall and process CPU seconds per
+step (median over ROUNDS alternated steps); CPU seconds hold up better on a loaded machine.
 """
 
 import contextlib
@@ -20,6 +21,7 @@ import models.deeplab as deeplab
 import models.resnet as resnet
 
 import keras
+import tensorflow as tf
 
 from experiments.train_step import build_step
 
@@ -35,13 +37,21 @@ def variant(name):
         resnet.layers = namespace
     elif name == "bf16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    elif name != "atrous":
+    elif name not in ("atrous", "noremap"):
         raise SystemExit(f"unknown variant {name!r}")
     try:
         yield
     finally:
         deeplab.DepthwiseConv2D, deeplab.Conv2D, resnet.layers = saved
         keras.mixed_precision.set_global_policy("float32")
+
+
+def with_remapping(enabled, step):
+    """`step` run with Grappler's remapper on or off, whatever the other variants set."""
+    def run():
+        tf.config.optimizer.set_experimental_options({"remapping": enabled})
+        return step()
+    return run
 
 
 def main():
@@ -52,7 +62,7 @@ def main():
     for name in names:
         keras.utils.set_random_seed(0)
         with variant(name):
-            steps[name] = build_step(task, size, 4, 1.0, False)[0]
+            steps[name] = with_remapping(name != "noremap", build_step(task, size, 4, 1.0, False)[0])
         steps[name]()  # trace
     for name in names:
         steps[name]()  # warm

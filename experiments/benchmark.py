@@ -57,7 +57,7 @@ def cmd_train_step(args):
     seconds, times = timed(run_once, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
     return {"benchmark": "train-step", "task": args.task, "size": args.size, "batch": args.batch,
             "width": args.width, "mixed_precision_flag": args.mixed_precision, "precision": precision,
-            "xla": args.xla, "seconds_per_step": seconds,
+            "xla": args.xla, "remapping": remapping(), "seconds_per_step": seconds,
             "images_per_second": args.batch / seconds, "repeats_seconds_per_step": times,
             "parameters": sum(int(np.prod(v.shape)) for v in model.trainable_variables), **peak_memory_mb(),
             **machine()}
@@ -158,6 +158,7 @@ def cmd_predict(args):
     import tensorflow as tf
 
     model = build_deeplabv3plus(9, width=args.width)
+
     def inference(x):
         return model(x, training=False)
 
@@ -165,7 +166,15 @@ def cmd_predict(args):
     x = tf.random.uniform((1, args.size, args.size, 3), -1, 1)
     seconds, times = timed(lambda: forward(x).numpy(), warmup=args.warmup, repeats=args.repeats, steps=args.steps)
     return {"benchmark": "predict", "size": args.size, "width": args.width, "xla": args.xla,
-            "seconds_per_image": seconds, **peak_memory_mb(), **machine()}
+            "remapping": remapping(),
+            "seconds_per_image": seconds, "seconds_per_repeat": times, **peak_memory_mb(), **machine()}
+
+
+def remapping():
+    """Whether Grappler's remapper runs: True, False, or "default" (TensorFlow's own default: on)."""
+    import tensorflow as tf
+
+    return tf.config.optimizer.get_experimental_options().get("remapping", "default")
 
 
 def rss_mb():
@@ -343,6 +352,10 @@ def parse_args(argv=None):
         s.add_argument("--task", choices=("segment", "colorize"), default="segment")
         s.add_argument("--mixed-precision", action="store_true")
         s.add_argument("--xla", action="store_true")
+        if name in ("predict", "train-step"):
+            s.add_argument("--remapping", choices=("default", "on", "off"), default="default",
+                           help="Grappler's remapper (fuses Conv2D + BatchNorm + ReLU for inference); default: "
+                                "the toolkit's choice for this CPU")
         if name == "data":
             s.add_argument("--data", required=True)
             s.add_argument("--crop", type=int, default=513)
@@ -362,6 +375,14 @@ COMMANDS = {"train-step": cmd_train_step, "data": cmd_data, "peer": cmd_peer, "p
 
 def main(argv=None):
     args = parse_args(argv)
+    if getattr(args, "remapping", "default") != "default":
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options({"remapping": args.remapping == "on"})
+    elif args.command in ("train-step", "predict"):
+        from models.runner.runtime import avoid_slow_fused_inference
+
+        avoid_slow_fused_inference()  # as the scripts do
     result = COMMANDS[args.command](args)
     print(json.dumps(result, indent=2))
     rows = [(f"{key}.{sub}", v) for key, value in result.items() if isinstance(value, dict) for sub, v in value.items()]

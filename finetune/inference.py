@@ -4,6 +4,8 @@ Tiles overlap and their logits are blended with a weight that falls towards each
 do not show and memory stays bounded by the tile size whatever the image size.
 """
 
+from models.runner.runtime import avoid_slow_fused_inference
+
 import numpy as np
 import tensorflow as tf
 
@@ -24,9 +26,13 @@ class Predictor:
             value, so every feature of the output-stride map sees image on both sides as in training.
         max_side: images with a longer side are predicted by tiles of `tile` pixels.
         overlap: fraction of a tile shared with its neighbour.
+
+    Switches TensorFlow's remapper off on CPUs where its fused convolutions are slow
+    (`models.runner.runtime.avoid_slow_fused_inference`: 10× on an AVX2 CPU).
     """
 
     def __init__(self, model, *, stride=16, max_side=1025, tile=513, overlap=0.25):
+        avoid_slow_fused_inference()
         self.model = model
         self.stride = stride
         self.max_side = max_side

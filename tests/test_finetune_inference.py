@@ -1,10 +1,12 @@
 """Whole-image prediction: padding to the stride, cropping back, and blended overlapping tiles."""
 
 from models import build_deeplabv3plus
+from models.runner import runtime
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from finetune.inference import Predictor, _starts
 
@@ -110,3 +112,19 @@ def test_whole_images_go_in_on_the_training_grid(deeplab, side, padded):
 
     assert predictor.logits(random_image(side, 50)).shape == (side, 50, 3)
     assert seen == [(padded, 65)]
+
+
+def test_a_predictor_switches_the_slow_remapper_off_and_predicts_the_same(deeplab, monkeypatch):
+    """On a CPU where the fused convolutions are slow the Predictor runs unfused: same logits, 10× faster there."""
+    image = random_image(40, 56)
+    tf.config.optimizer.set_experimental_options({"remapping": True})  # TensorFlow's default, made explicit
+    fused = Predictor(deeplab).logits(image)
+    remapper_setting = tf.config.optimizer.get_experimental_options
+    monkeypatch.setattr(runtime, "slow_fused_inference_reason", lambda: "this CPU has no AVX-512")
+    monkeypatch.setattr(runtime.tf.config.optimizer, "get_experimental_options", dict)  # as if the user set none
+    try:
+        unfused = Predictor(deeplab)
+        assert remapper_setting()["remapping"] is False
+        np.testing.assert_allclose(unfused.logits(image), fused, rtol=1e-5, atol=1e-5)
+    finally:
+        tf.config.optimizer.set_experimental_options({"remapping": True})

@@ -86,3 +86,45 @@ def test_onednn_turned_on_before_tensorflow_loads_on_x86_linux_unless_the_user_c
         env = {}
         assert not enable_onednn(env, machine, system) and env == {}
     assert runtime.onednn_enabled() == (os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0")
+
+
+@pytest.mark.parametrize("flags, env, why", [
+    ("fpu avx2 fma", {}, "no AVX-512"),
+    ("fpu avx2 avx512f avx512_bf16", {"ONEDNN_MAX_CPU_ISA": "avx2"}, "ONEDNN_MAX_CPU_ISA=AVX2"),
+    ("fpu avx2 avx512f avx512_bf16", {}, None),
+    ("fpu avx2 avx512f", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, None),
+    ("fpu avx2 fma", {"onednn": False}, None),  # Eigen's fused kernels: the remapper is TensorFlow's default there
+    ("", {}, None),  # not x86 (no "flags" line in /proc/cpuinfo)
+])
+def test_fused_inference_is_slow_below_avx512_with_onednn(cpu, flags, env, why):
+    cpu(flags, **env)
+    reason = runtime.slow_fused_inference_reason()
+    assert reason is None if why is None else why in reason
+
+
+@pytest.fixture
+def optimizer_options(monkeypatch):
+    """TensorFlow's process-wide Grappler options, replaced by a dict for the test."""
+    options = {}
+    monkeypatch.setattr(runtime.tf.config.optimizer, "get_experimental_options", lambda: dict(options))
+    monkeypatch.setattr(runtime.tf.config.optimizer, "set_experimental_options", options.update)
+    return options
+
+
+@pytest.mark.parametrize("flags, env, remapping", [
+    ("fpu avx2 fma", {}, False),
+    ("fpu avx2 avx512f avx512_bf16", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+    ("fpu avx2 avx512f avx512_bf16", {}, None),
+])
+def test_configure_switches_the_remapper_off_where_its_fusions_are_slow(cpu, optimizer_options, flags, env,
+                                                                       remapping):
+    cpu(flags, **env)
+    runtime.configure(seed=0)
+    assert optimizer_options.get("remapping") is remapping
+
+
+def test_a_remapper_setting_the_user_made_is_kept(cpu, optimizer_options):
+    cpu("fpu avx2 fma")
+    optimizer_options["remapping"] = True
+    assert runtime.avoid_slow_fused_inference() == "this CPU has no AVX-512"
+    assert optimizer_options == {"remapping": True}

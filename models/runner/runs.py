@@ -16,6 +16,7 @@ from pathlib import Path
 from models import Architecture, build_segmenter
 from models.conv_bias import load_weights
 from models.io import atomic_path
+from models.runner.runtime import avoid_slow_fused_inference
 
 import keras
 
@@ -77,8 +78,11 @@ def load_run(run_dir):
 
     Raises RunError (a ValueError, so scripts print one line) when either file is missing or the weights
     do not fit the network the configuration describes. Weights written before the backbone's convolutions lost
-    their bias load too, folded into its BatchNorms (`models/conv_bias.py`).
+    their bias load too, folded into its BatchNorms (`models/conv_bias.py`). The run is loaded for inference,
+    so TensorFlow's remapper is switched off where its fused convolutions are slow
+    (`runtime.avoid_slow_fused_inference`).
     """
+    avoid_slow_fused_inference()
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     weights = run_dir / BEST_WEIGHTS

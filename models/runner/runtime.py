@@ -1,4 +1,5 @@
-"""Accelerator options shared by every script: distribution strategy, mixed precision, determinism.
+"""Accelerator options shared by every script: distribution strategy, mixed precision, determinism, and
+the graph rewrites that suit this CPU.
 
 The engine is TensorFlow's own `tf.distribute`; this module only maps our flags onto it.
 """
@@ -57,8 +58,9 @@ def wait_for_workers(strategy):
     all_arrived()
 
 
-# oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA) below which it has no native bfloat16 arithmetic.
-ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+# oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA) below AVX-512, and below its native bfloat16 arithmetic.
+ONEDNN_ISAS_BELOW_AVX512 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
+ONEDNN_ISAS_WITHOUT_BF16 = ONEDNN_ISAS_BELOW_AVX512 + ("AVX512_CORE", "AVX512_CORE_VNNI")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -106,6 +108,37 @@ def slow_low_precision_reason():
     return None
 
 
+def slow_fused_inference_reason():
+    """Why oneDNN's fused inference convolutions would be slow on this CPU, or None where they are not.
+
+    In inference, Grappler's remapper fuses Conv2D + BatchNorm (+ ReLU) into one oneDNN convolution with
+    post-ops. Below AVX-512, oneDNN 3.7 runs those on its generic `gemm:jit` kernel: `predict --size 513`
+    measured 10× slower than with the remapper off (7.3 against 0.70 s per image, oneDNN capped at AVX2),
+    while natively (AVX-512) the remapper saves about 6 % (experiments/results/benchmarks.md).
+    """
+    if not onednn_enabled():
+        return None
+    flags = cpu_flags()
+    if flags and "avx512f" not in flags:  # an x86 CPU (its /proc/cpuinfo has "flags") without AVX-512
+        return "this CPU has no AVX-512"
+    if onednn_isa_cap() in ONEDNN_ISAS_BELOW_AVX512:
+        return f"ONEDNN_MAX_CPU_ISA={onednn_isa_cap()} caps oneDNN below AVX-512"
+    return None
+
+
+def avoid_slow_fused_inference():
+    """Switches Grappler's remapper off where `slow_fused_inference_reason()` gives a reason; returns it.
+
+    Process-wide, and read by TensorFlow when a function runs: set before a run's first step, so training
+    and validation run one setting throughout (the training step measured the same either way, within 2 %,
+    on both CPU kinds). A remapper setting the user has already made is left alone.
+    """
+    reason = slow_fused_inference_reason()
+    if reason and "remapping" not in tf.config.optimizer.get_experimental_options():
+        tf.config.optimizer.set_experimental_options({"remapping": False})
+    return reason
+
+
 def set_precision(mixed_precision):
     """`--mixed-precision`: float16 with loss scaling on GPU, bfloat16 on CPUs with native bfloat16 math.
 
@@ -143,4 +176,5 @@ def configure(*, seed, distribute="none", deterministic=False, mixed_precision=F
     strategy = make_strategy(distribute)
     seed_everything(seed, deterministic)
     precision = set_precision(mixed_precision)
+    avoid_slow_fused_inference()
     return strategy, precision
