@@ -17,12 +17,12 @@ With --by-class, also the chroma L1 per class of a labeled root's test split (RU
 import sys
 from pathlib import Path
 
-from models.io import read_json, write_json
+from models.io import write_json
 from models.runner.cli import parser, run
 from models.transfer import load_generator
 
 from pretrain.colour_by_class import class_colour_scores, describe_by_class
-from pretrain.holdout import describe, evaluate_run
+from pretrain.holdout import colorization_config, describe, evaluate_run
 
 
 def parse_args(argv=None):
@@ -34,10 +34,10 @@ def parse_args(argv=None):
 
 
 def main(args):
+    config = colorization_config(args.run)  # first, so a folder that is not a run is named in one line
     generator = load_generator(args.run)
     print(describe(evaluate_run(args.run, generator)))
     if args.by_class:
-        config = read_json(args.run / "config.json")
         result = class_colour_scores(generator, args.by_class, split_seed=config["split_seed"])
         write_json(args.run / "colour_by_class.json", result)
         print(describe_by_class(result))

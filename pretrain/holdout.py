@@ -75,13 +75,19 @@ def run_holdout(config):
     return split_holdout(sources, config["holdout"], config["seed"])[1]
 
 
+def colorization_config(run_dir):
+    """RUN/config.json of a colorization run; a one-line ValueError naming the folder when it has none."""
+    config = read_json(Path(run_dir) / "config.json")
+    if config is None:
+        raise ValueError(f"{run_dir}: no config.json (not a colorization run directory)")
+    return config
+
+
 def evaluate_run(run_dir, generator=None):
     """Scores a finished colorization run on its held-out images (its generator, unless one is given: the run's,
     already loaded); updates RUN/pretrain_metrics.json."""
     run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json")
-    if config is None:
-        raise ValueError(f"{run_dir}: no config.json (not a colorization run directory)")
+    config = colorization_config(run_dir)
     batch = holdout_batch(run_holdout(config), config["crop"], config["seed"])
     if batch is None:
         raise ValueError(f"{run_dir}: no held-out images (--holdout 0 or a tiny dataset)")

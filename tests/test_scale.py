@@ -110,7 +110,9 @@ def run_two_workers(command):
     except subprocess.TimeoutExpired:
         for p in processes:
             p.kill()
-        pytest.fail("a worker of the localhost cluster hung for 10 minutes (collective op waiting on its peer)")
+        tails = [f"worker {i} (exit {p.wait()}): {p.communicate()[1][-1500:]}" for i, p in enumerate(processes)]
+        pytest.fail("a worker of the localhost cluster hung for 10 minutes (collective op waiting on its peer)\n"
+                    + "\n".join(tails))
     for p, (_, err) in zip(processes, outputs):
         assert p.returncode == 0, err[-3000:]
     return outputs
