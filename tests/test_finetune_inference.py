@@ -117,6 +117,7 @@ def test_whole_images_go_in_on_the_training_grid(deeplab, side, padded):
 def test_a_predictor_switches_the_slow_remapper_off_and_predicts_the_same(deeplab, monkeypatch):
     """On a CPU where the fused convolutions are slow the Predictor runs unfused: same logits, 10× faster there."""
     image = random_image(40, 56)
+    toolkit_choice = runtime.slow_fused_inference_reason() is None  # what later tests should run with
     tf.config.optimizer.set_experimental_options({"remapping": True})  # TensorFlow's default, made explicit
     fused = Predictor(deeplab).logits(image)
     remapper_setting = tf.config.optimizer.get_experimental_options
@@ -126,5 +127,5 @@ def test_a_predictor_switches_the_slow_remapper_off_and_predicts_the_same(deepla
         unfused = Predictor(deeplab)
         assert remapper_setting()["remapping"] is False
         np.testing.assert_allclose(unfused.logits(image), fused, rtol=1e-5, atol=1e-5)
-    finally:
-        tf.config.optimizer.set_experimental_options({"remapping": True})
+    finally:  # the option cannot be unset: leave this CPU's own choice, not the fused path, to later tests
+        tf.config.optimizer.set_experimental_options({"remapping": toolkit_choice})
