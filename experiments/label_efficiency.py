@@ -39,7 +39,7 @@ CPU_PRETEXT = dict(colour_loss="classify", predict="chroma", l1_weight=1.0, gan_
 PRESETS = {
     "paper": dict(crop=513, width=1.0, batch=4, pretrain_steps=76_000, finetune_steps=300_000, lr=1e-4,
                   pretrain_lr=2e-4, eval_every=5000, checkpoint_every=5000, sample_every=5000, patience=10,
-                  min_delta=0.0, min_steps=0, seeds=[1, 2, 3], pretrain_seeds=3, **REFERENCE_PRETEXT),
+                  min_delta=0.0, min_steps=0, seeds=[1, 2, 3], pretrain_seeds=3, loss="ce", **REFERENCE_PRETEXT),
     # Sized for the label-efficiency study (experiments/results/ccp_human_parsing/, kvasir_seg/): two ~1,000-image
     # datasets, 3 arms x 4 fractions x 5 seeds each, the two grids side by side, one per core (these small networks
     # gain ~30 % throughput from two 1-thread processes over one 2-thread one). Planned at about 8 hours per
@@ -51,19 +51,22 @@ PRESETS = {
     # nor prolongs a cell, and a cap of 8,000. min_steps 4,000: Kvasir-SEG cells first sit for ~3,000 steps on the
     # all-background plateau (validation 0.46-0.52) before they find polyps (0.58); at 5183ef2, without it, a 25 %
     # cell stopped there at 2,000 steps with its best checkpoint at 500 (test 0.520, below the 10 % cell's 0.582).
+    # Loss CE + Dice: with CE alone the Kvasir-SEG 25 % cell never left that plateau in 4,000 steps and 2 of CCP's
+    # first 3 cells hit the cap still climbing; CE + Dice left it by step 1,000 and reached CCP's 0.60 at 3,750
+    # steps instead of 6,750 (kvasir_seg/loss_pilot.md).
     "cpu": dict(crop=129, width=0.25, batch=4, pretrain_steps=5000, finetune_steps=8000, lr=1e-3, pretrain_lr=2e-4,
                 eval_every=250, checkpoint_every=250, sample_every=1000, patience=6, min_delta=0.005, min_steps=4000,
-                seeds=[1, 2, 3, 4, 5], pretrain_seeds=2, **CPU_PRETEXT),
+                seeds=[1, 2, 3, 4, 5], pretrain_seeds=2, loss="ce+dice", **CPU_PRETEXT),
     # The cpu grid scaled to the 128-px synthetic set: the README's main command (two 400-step pretraining runs,
     # 12 cells). The synthetic scenes reward training for thousands of steps by ever smaller gains, so a cell
     # stops once 150 steps have added less than 0.01 validation Dice: scratch cells measured stopping at
     # 850-1,050 steps (experiments/results/demo.md), well inside the 1,500-step cap.
     "demo": dict(crop=129, width=0.25, batch=4, pretrain_steps=400, finetune_steps=1500, lr=1e-3,
                  pretrain_lr=2e-4, eval_every=50, checkpoint_every=50, sample_every=200, patience=3, min_delta=0.01,
-                 min_steps=0, seeds=[1], pretrain_seeds=1, **CPU_PRETEXT),
+                 min_steps=0, seeds=[1], pretrain_seeds=1, loss="ce", **CPU_PRETEXT),
     "smoke": dict(crop=65, width=0.125, batch=2, pretrain_steps=4, finetune_steps=4, lr=1e-4, pretrain_lr=2e-4,
                   eval_every=2, checkpoint_every=2, sample_every=2, patience=1, min_delta=0.0, min_steps=0, seeds=[1],
-                  pretrain_seeds=1, **REFERENCE_PRETEXT),
+                  pretrain_seeds=1, loss="ce", **REFERENCE_PRETEXT),
 }
 IMAGENET_INITS = ("imagenet", "imagenet+surrogate")
 
@@ -78,10 +81,11 @@ def parse_args(argv=None):
     p.add_argument("--inits", nargs="+", default=["scratch", "imagenet", "surrogate", "control"], choices=INITS)
     p.add_argument("--fracs", nargs="+", type=float, default=[0.1, 0.25, 0.5, 1.0])
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="fine-tuning seeds (overrides the preset)")
-    add_flags(p, "group", "imagenet_weights", "backbone", "loss")
+    add_flags(p, "group", "imagenet_weights", "backbone")
+    add_flags(p, "loss", loss=None)  # None: the preset's loss
     for name in PRESETS["cpu"]:
-        if name == "seeds":
-            continue
+        if name in ("seeds", "loss"):
+            continue  # added above
         kind = float if name in ("width", "lr", "pretrain_lr", "l1_weight", "gan_weight", "min_delta") else int
         kind = str if name in ("colour_loss", "predict") else kind
         help = {"patience": "stop a cell after this many evaluations without a better validation Dice",

@@ -98,6 +98,15 @@ def test_explicit_flag_beats_preset():
     assert args.crop == PRESETS["smoke"]["crop"] and args.pretrain_steps == PRESETS["smoke"]["pretrain_steps"]
 
 
+def test_cpu_preset_fine_tunes_with_ce_plus_dice_and_a_flag_overrides_it():
+    # kvasir_seg/loss_pilot.md: with CE alone the cpu grid's cells sat on the all-background plateau
+    cell = Cell("scratch", 0.25, 1)
+    assert _flag(finetune_command(parse_args(["--out", "x", "--data", "root"]), cell), "--loss") == "ce+dice"
+    assert _flag(finetune_command(parse_args(["--out", "x", "--preset", "paper"]), cell), "--loss") == "ce"
+    explicit = parse_args(["--out", "x", "--data", "root", "--loss", "ce"])
+    assert _flag(finetune_command(explicit, cell), "--loss") == "ce"
+
+
 def test_cell_names_and_pretraining():
     assert Cell("scratch", 0.5, 1).name == "segment/scratch_frac0.5_seed1"
     assert Cell("surrogate", 1.0, 2).name == "segment/surrogate_frac1_seed2"
