@@ -6,6 +6,9 @@ Rebuilds the run's held-out images (the same seeded draw `colorize.py` made) and
 RUN/pretrain_metrics.json. Two views, both in [-1, 1] units at the generator's stride-4 resolution:
 - RGB L1, |G(g) − x| vs |g − x|: the generator must also reproduce the luminance it was given;
 - chroma L1 (YCbCr Cb and Cr), where the gray input has none: the colour alone.
+- colour accuracy AuC, raw and rebalanced (`pretrain/colour_accuracy.py`, Zhang et al. 2016's scores): the share
+  of pixels within a chroma distance of the truth, averaged over distances; rebalanced, each true colour bin
+  weighs the same, so gray, right on the many near-gray pixels and wrong on every colourful one, scores low.
 With --colour-loss classify also the cross-entropy of the real colours' soft-encoded bins under the generator's
 distribution and under the training prior (the classification counterpart of the gray baseline).
 Each is given twice: with BatchNorm's moving averages (inference mode), and with the statistics of each batch

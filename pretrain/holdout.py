@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 import datasets
+from pretrain.colour_accuracy import accuracy_auc
 
 
 def split_holdout(sources, n, seed):
@@ -35,15 +36,19 @@ def holdout_batch(sources, crop, seed):
 
 def colorization_scores(generator, batch, chunk=4, bins=None):
     """RGB and chroma L1 of the colorization (moving-average and batch BatchNorm statistics) and of the gray
-    input, to the real image; for a classify generator with its `bins`, the bin cross-entropies too."""
+    input, to the real image, and the colour accuracy AuC, raw and rebalanced (`pretrain.colour_accuracy`); for a
+    classify generator with its `bins`, the bin cross-entropies too."""
     real, gray = batch["rgb_small"], batch["gray_small"]
     l1 = lambda a, b: float(tf.reduce_mean(tf.abs(a - b)))
     scores = {"l1_gray": l1(gray, real), "chroma_l1_gray": l1(rgb_to_chroma(gray), rgb_to_chroma(real)),
               "n_images": int(gray.shape[0])}
+    scores.update({f"{k}_gray": v for k, v in accuracy_auc(rgb_to_chroma(gray), rgb_to_chroma(real)).items()})
     for suffix, fake in (("", colorize(generator, batch["gray"], chunk, batch_stats=False)),
                          ("_batch_stats", colorize(generator, batch["gray"], chunk, batch_stats=True))):
         scores[f"l1_colorized{suffix}"] = l1(fake, real)
         scores[f"chroma_l1_colorized{suffix}"] = l1(rgb_to_chroma(fake), rgb_to_chroma(real))
+        auc = accuracy_auc(rgb_to_chroma(fake), rgb_to_chroma(real))
+        scores.update({f"{k}_colorized{suffix}": v for k, v in auc.items()})
     if bins is not None and generator.architecture.output == "classify":
         scores.update(bin_cross_entropies(generator, batch["gray"], real, bins["prior"], chunk))
     return scores
@@ -102,6 +107,10 @@ def describe(scores):
     text = (f"held-out L1 to the real image: colorized {scores['l1_colorized']:.4f} vs gray {scores['l1_gray']:.4f}; "
             f"chroma L1: colorized {scores['chroma_l1_colorized']:.4f} vs gray {scores['chroma_l1_gray']:.4f} "
             f"({scores['n_images']} images)")
+    if "auc_rebalanced_gray" in scores:  # runs scored before it existed lack it
+        text += (f"; colour accuracy AuC raw / rebalanced: colorized {scores['auc_colorized']:.3f} / "
+                 f"{scores['auc_rebalanced_colorized']:.3f} vs gray {scores['auc_gray']:.3f} / "
+                 f"{scores['auc_rebalanced_gray']:.3f}")
     if "bin_ce_colorized" in scores:
         text += (f"; colour-bin cross-entropy: generator {scores['bin_ce_colorized']:.3f} vs training prior "
                  f"{scores['bin_ce_prior']:.3f} nats/pixel, chroma L1 of its plain mean (T = 1) "

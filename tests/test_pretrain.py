@@ -106,6 +106,9 @@ def test_evaluate_rebuilds_the_holdout_and_scores_rgb_and_chroma(first_run, caps
     assert after["l1_gray"] == pytest.approx(before["l1_gray"], abs=1e-6)
     assert after["l1_colorized"] == pytest.approx(before["l1_colorized"], abs=1e-5)
     assert 0 < after["chroma_l1_gray"] < 1 and math.isfinite(after["chroma_l1_colorized"])
+    # Zhang et al.'s colour accuracy, for the colorization and the gray answer (pretrain/colour_accuracy.py)
+    for key in ("auc", "auc_rebalanced"):
+        assert 0 < after[f"{key}_gray"] <= 1 and 0 <= after[f"{key}_colorized"] <= 1
 
 
 def test_batch_statistics_scoring_leaves_the_generator_as_it_was(first_run):
