@@ -14,7 +14,7 @@ from models import INITS, build_segmenter, make_loss, transfer_weights
 from models.conv_bias import load_weights
 from models.io import read_json, write_atomic, write_json
 from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
-from models.optimizers import make_adam
+from models.optimizers import learning_rate, make_adam
 from models.runner.cli import add_flags, architecture_from_flags, check_resume, check_writable, parser, run, save_config
 from models.runner.runs import BEST_WEIGHTS, network_only, save_network_weights
 from models.runner.runtime import configure, is_chief, wait_for_workers
@@ -34,10 +34,10 @@ TEST_COUNTS = "test_counts.json"
 
 def parse_args(argv=None):
     p = parser(__doc__.splitlines()[0])
-    add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "beta1", "beta2", "seed", "split_seed", "backbone",
-              "width", "output_stride", "regular_conv", "init", "imagenet_weights", "surrogate", "surrogate_checkpoint",
-              "frac", "loss", "freeze_encoder", "group", "mixed_precision", "xla", "distribute", "checkpoint_every",
-              "eval_every", "skip_bad", "deterministic", steps=300_000, lr=1e-4)
+    add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "lr_schedule", "beta1", "beta2", "seed", "split_seed",
+              "backbone", "width", "output_stride", "regular_conv", "init", "imagenet_weights", "surrogate",
+              "surrogate_checkpoint", "frac", "loss", "freeze_encoder", "group", "mixed_precision", "xla", "distribute",
+              "checkpoint_every", "eval_every", "skip_bad", "deterministic", steps=300_000, lr=1e-4)
     p.add_argument("--val-images", type=int, default=None, help="validate on at most this many images (all by default)")
     p.add_argument("--patience", type=int, default=None,
                    help="stop when validation mean Dice has not improved for this many evaluations (--steps stays "
@@ -136,7 +136,8 @@ def main(args):
     with strategy.scope():
         model = build_segmenter(ds.num_classes, loss=args.loss, freeze_encoder=args.freeze_encoder,
                                 architecture=architecture_from_flags(args))
-        model.compile(optimizer=make_adam(args.lr, args.beta1, args.beta2), loss=make_loss(args.loss, ds.num_classes))
+        optimizer = make_adam(learning_rate(args.lr, args.lr_schedule, args.steps), args.beta1, args.beta2)
+        model.compile(optimizer=optimizer, loss=make_loss(args.loss, ds.num_classes))
         model.optimizer.build(model.trainable_variables)
     checkpoints = Checkpoints(out, model=model, optimizer=model.optimizer)
     if tf.train.latest_checkpoint(str(checkpoints.shared)) is None:

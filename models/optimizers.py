@@ -47,6 +47,21 @@ def wrap_optimizer(optimizer):
     return optimizer
 
 
+POLY_POWER = 0.9  # DeepLab's (and MMSegmentation's) poly learning-rate policy
+
+
+def learning_rate(lr, schedule="constant", steps=None):
+    """`lr` as Adam takes it: a number (constant) or, for "poly", Keras' `PolynomialDecay` from `lr` to 0 over
+    `steps` (DeepLab's policy: the decay lets a run settle by its last step instead of wandering at full rate).
+    The schedule reads the optimizer's own step counter, so a resumed run continues the decay where it was."""
+    if schedule == "constant":
+        return lr
+    if schedule == "poly":
+        return keras.optimizers.schedules.PolynomialDecay(lr, decay_steps=steps, end_learning_rate=0.0,
+                                                          power=POLY_POWER)
+    raise ValueError(f"unknown learning-rate schedule {schedule!r} (constant or poly)")
+
+
 def make_adam(learning_rate, beta_1=0.9, beta_2=0.999):
     """`FusedAdam`, wrapped for loss scaling under the current mixed-precision policy."""
     return wrap_optimizer(FusedAdam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2))

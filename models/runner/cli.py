@@ -30,6 +30,7 @@ FLAGS = {
     "batch": dict(type=int, default=4, help="global batch size (split across replicas)"),
     "crop": dict(type=int, default=513, help="square crop size"),
     "lr": dict(type=float, help="Adam learning rate"),
+    "lr_schedule": dict(choices=("constant", "poly"), default="constant", help="learning rate over the run: constant, or DeepLab's poly decay lr·(1 − step/steps)^0.9, reaching 0 at --steps"),
     "beta1": dict(type=float, default=0.5, help="Adam beta1 (pix2pix's 0.5)"),
     "beta2": dict(type=float, default=0.999, help="Adam beta2"),
     "seed": dict(type=int, default=0, help="seed for label fractions, data order and weights"),
@@ -57,7 +58,7 @@ FLAGS = {
 }
 # Flags that fix what a run computes: a resumed run must not change them.
 RESUME_FIXED = ("data", "holdout", "video_every", "crop", "batch", "seed", "split_seed", "backbone", "width",
-                "output_stride", "regular_conv", "init", "frac", "loss", "freeze_encoder", "val_images", "gan_loss",
+                "output_stride", "regular_conv", "init", "frac", "loss", "freeze_encoder", "val_images", "gan_loss", "lr_schedule",
                 "l1_weight", "predict", "lr", "beta1", "beta2", "colour_loss", "gan_weight", "surrogate_checkpoint")
 
 
@@ -98,7 +99,9 @@ def check_resume(args, out):
     path, config = out / "config.json", run_config(args)
     if path.is_file() and (out / "checkpoints").is_dir():
         previous = json.loads(path.read_text())
-        for key in RESUME_FIXED:
+        # a poly schedule is a function of --steps: another --steps would bend the decay mid-run
+        fixed = RESUME_FIXED + (("steps",) if config.get("lr_schedule") == "poly" else ())
+        for key in fixed:
             if key in previous and key in config and _comparable(key, previous[key]) != _comparable(key, config[key]):
                 raise ValueError(f"--{key.replace('_', '-')} {config[key]} differs from the run being resumed "
                                  f"in {out} ({previous[key]}); use a new --out")
