@@ -85,7 +85,7 @@ def corrupt_root(synthetic_root, tmp_path_factory):
 def scratch_run(synthetic_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("scratch")
     assert segment.main(segment_args(synthetic_root, out, "--init", "scratch", "--frac", "0.5",
-                                     "--group", "bg:0;people:1-2;things:3-4")) == 0
+                                     "--group", "bg:0;people:1-2;things:3-4", "--lr-schedule", "poly")) == 0
     return out
 
 
@@ -190,10 +190,11 @@ def test_rerunning_a_finished_run_returns_at_once(scratch_run, synthetic_root, m
     monkeypatch.setattr(segment, "configure", lambda **options: pytest.fail("a finished run started again"))
 
     assert segment.main(segment_args(synthetic_root, scratch_run, "--init", "scratch", "--frac", "0.5",
-                                     "--group", "bg:0;people:1-2;things:3-4")) == 0
+                                     "--group", "bg:0;people:1-2;things:3-4", "--lr-schedule", "poly")) == 0
 
     assert "already finished" in capsys.readouterr().out
     assert (scratch_run / "metrics.json").stat().st_mtime_ns == before
+    assert json.loads((scratch_run / "config.json").read_text())["lr_schedule"] == "poly"
 
 
 def test_skip_bad_skips_the_truncated_image_and_reports_the_count(skip_bad_run, corrupt_root):

@@ -1,6 +1,6 @@
 """FusedAdam: TensorFlow's fused kernel gives Keras' Adam update, with interchangeable checkpoints."""
 
-from models.optimizers import FusedAdam
+from models.optimizers import POLY_POWER, FusedAdam, learning_rate, make_adam
 
 import keras
 import numpy as np
@@ -44,3 +44,22 @@ def _keras_slots():
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build([keras.Variable(np.zeros(2, "float32"), name="w")])
     return optimizer.variables
+
+
+def test_poly_schedule_decays_to_zero_at_the_last_step():
+    schedule = learning_rate(1e-3, "poly", steps=100)
+    assert [float(schedule(s)) for s in (0, 50, 100, 150)] == pytest.approx(
+        [1e-3, 1e-3 * 0.5**POLY_POWER, 0.0, 0.0], abs=1e-9)
+    assert learning_rate(1e-3, "constant", steps=100) == 1e-3
+    with pytest.raises(ValueError, match="cosine"):
+        learning_rate(1e-3, "cosine", steps=100)
+
+
+def test_the_fused_kernel_follows_the_schedule_step_by_step():
+    # With a constant gradient Adam's step is lr_t · m̂/(√v̂ + ε) ≈ lr_t: the variable walks the schedule's sum.
+    variable = tf.Variable(np.zeros(3, np.float32))
+    optimizer = make_adam(learning_rate(0.1, "poly", steps=4), beta_1=0.5)
+    for _ in range(6):
+        optimizer.apply([tf.ones(3)], [variable])
+    expected = -sum(0.1 * (1 - t / 4) ** POLY_POWER for t in range(4))  # steps 5 and 6: rate 0
+    np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-4)

@@ -33,3 +33,13 @@ def test_the_same_data_named_another_way_resumes(tmp_path, monkeypatch):
     (tmp_path / "run").mkdir()
     out = started_run(tmp_path / "run", data=[tmp_path / "data"])
     check_resume(argparse.Namespace(**{**BEFORE, "data": [Path("data")], "steps": 20}), out)  # no error
+
+
+def test_under_a_poly_schedule_steps_are_fixed_on_resume_and_free_otherwise(tmp_path):
+    # the poly decay is a function of --steps: extending the run would bend it mid-way
+    out = started_run(tmp_path, lr_schedule="poly")
+    with pytest.raises(ValueError, match="^--steps 20 differs from the run being resumed"):
+        check_resume(argparse.Namespace(**{**BEFORE, "lr_schedule": "poly", "steps": 20}), out)
+    check_resume(argparse.Namespace(**{**BEFORE, "lr_schedule": "poly"}), out)  # same steps: resumes
+    with pytest.raises(ValueError, match="^--lr-schedule constant differs"):
+        check_resume(argparse.Namespace(**{**BEFORE, "lr_schedule": "constant", "steps": 20}), out)
