@@ -39,7 +39,8 @@ CPU_PRETEXT = dict(colour_loss="classify", predict="chroma", l1_weight=1.0, gan_
 PRESETS = {
     "paper": dict(crop=513, width=1.0, batch=4, pretrain_steps=76_000, finetune_steps=300_000, lr=1e-4,
                   pretrain_lr=2e-4, eval_every=5000, checkpoint_every=5000, sample_every=5000, patience=10,
-                  min_delta=0.0, min_steps=0, seeds=[1, 2, 3], pretrain_seeds=3, loss="ce", **REFERENCE_PRETEXT),
+                  min_delta=0.0, min_steps=0, seeds=[1, 2, 3], pretrain_seeds=3, loss="ce", lr_schedule="constant",
+                  **REFERENCE_PRETEXT),
     # Sized for the label-efficiency study (experiments/results/ccp_human_parsing/, kvasir_seg/): two ~1,000-image
     # datasets, 3 arms x 4 fractions x 5 seeds each, the two grids side by side, one per core (these small networks
     # gain ~30 % throughput from two 1-thread processes over one 2-thread one). Planned at about 8 hours per
@@ -53,20 +54,24 @@ PRESETS = {
     # cell stopped there at 2,000 steps with its best checkpoint at 500 (test 0.520, below the 10 % cell's 0.582).
     # Loss CE + Dice: with CE alone the Kvasir-SEG 25 % cell never left that plateau in 4,000 steps and 2 of CCP's
     # first 3 cells hit the cap still climbing; CE + Dice left it by step 1,000 and reached CCP's 0.60 at 3,750
-    # steps instead of 6,750 (kvasir_seg/loss_pilot.md).
+    # steps instead of 6,750 (kvasir_seg/loss_pilot.md). Poly learning-rate decay (DeepLab's) to 0 at the cap: at a
+    # constant 1e-3 CCP's 25 % cell was still climbing at the cap (validation 0.647 -> 0.678 over its last 500
+    # steps) and Kvasir-SEG's wandered (its 100 % cell peaked at step 2,250, test 0.654, below the 10 % cell's 0.715);
+    # with poly the CCP cell reached the same test Dice (0.699 vs 0.697) and flattened, stopping by patience at 7,750.
     "cpu": dict(crop=129, width=0.25, batch=4, pretrain_steps=5000, finetune_steps=8000, lr=1e-3, pretrain_lr=2e-4,
                 eval_every=250, checkpoint_every=250, sample_every=1000, patience=6, min_delta=0.005, min_steps=4000,
-                seeds=[1, 2, 3, 4, 5], pretrain_seeds=2, loss="ce+dice", **CPU_PRETEXT),
+                seeds=[1, 2, 3, 4, 5], pretrain_seeds=2, loss="ce+dice", lr_schedule="poly", **CPU_PRETEXT),
     # The cpu grid scaled to the 128-px synthetic set: the README's main command (two 400-step pretraining runs,
     # 12 cells). The synthetic scenes reward training for thousands of steps by ever smaller gains, so a cell
     # stops once 150 steps have added less than 0.01 validation Dice: scratch cells measured stopping at
     # 850-1,050 steps (experiments/results/demo.md), well inside the 1,500-step cap.
     "demo": dict(crop=129, width=0.25, batch=4, pretrain_steps=400, finetune_steps=1500, lr=1e-3,
                  pretrain_lr=2e-4, eval_every=50, checkpoint_every=50, sample_every=200, patience=3, min_delta=0.01,
-                 min_steps=0, seeds=[1], pretrain_seeds=1, loss="ce", **CPU_PRETEXT),
+                 min_steps=0, seeds=[1], pretrain_seeds=1, loss="ce", lr_schedule="constant",
+                 **CPU_PRETEXT),
     "smoke": dict(crop=65, width=0.125, batch=2, pretrain_steps=4, finetune_steps=4, lr=1e-4, pretrain_lr=2e-4,
                   eval_every=2, checkpoint_every=2, sample_every=2, patience=1, min_delta=0.0, min_steps=0, seeds=[1],
-                  pretrain_seeds=1, loss="ce", **REFERENCE_PRETEXT),
+                  pretrain_seeds=1, loss="ce", lr_schedule="constant", **REFERENCE_PRETEXT),
 }
 IMAGENET_INITS = ("imagenet", "imagenet+surrogate")
 
@@ -82,9 +87,9 @@ def parse_args(argv=None):
     p.add_argument("--fracs", nargs="+", type=float, default=[0.1, 0.25, 0.5, 1.0])
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="fine-tuning seeds (overrides the preset)")
     add_flags(p, "group", "imagenet_weights", "backbone")
-    add_flags(p, "loss", loss=None)  # None: the preset's loss
+    add_flags(p, "loss", "lr_schedule", loss=None, lr_schedule=None)  # None: the preset's
     for name in PRESETS["cpu"]:
-        if name in ("seeds", "loss"):
+        if name in ("seeds", "loss", "lr_schedule"):
             continue  # added above
         kind = float if name in ("width", "lr", "pretrain_lr", "l1_weight", "gan_weight", "min_delta") else int
         kind = str if name in ("colour_loss", "predict") else kind
@@ -138,7 +143,7 @@ def finetune_command(args, cell):
     command = ["finetune/segment.py", "--out", cell.run_dir(args.out), "--init", cell.init, "--frac", cell.frac,
                "--seed", cell.seed, "--steps", args.finetune_steps, "--lr", args.lr, "--eval-every", args.eval_every,
                "--patience", args.patience, "--min-delta", args.min_delta, "--min-steps", args.min_steps,
-               "--loss", args.loss]
+               "--loss", args.loss, "--lr-schedule", args.lr_schedule]
     command += (["--data", args.data] if args.data else []) + shared_flags(args)
     command += ["--group", args.group] if args.group else []
     if cell.init in IMAGENET_INITS and args.imagenet_weights:

@@ -86,9 +86,14 @@ def plot(rows, path_stem, title="", cells=None, groups=None):
     return png
 
 
-def hit_cap(row):
-    """A finished cell that trained to the --finetune-steps cap: it may not have converged."""
+def ran_to_the_last_step(row):
     return row["status"] == "done" and row.get("stopped_step") is not None and row["stopped_step"] >= row["steps"]
+
+
+def hit_cap(row):
+    """A finished cell that trained to the --finetune-steps cap at a constant learning rate: it may not have
+    converged. Under the poly schedule the last step is where the rate reaches 0: the run ended settled."""
+    return ran_to_the_last_step(row) and row.get("lr_schedule") != "poly"
 
 
 def table(rows):
@@ -100,7 +105,7 @@ def table(rows):
         status = r["status"] if r["status"] == "done" else f"{r['status']}: {r['note']}"
         steps = "" if r["steps"] is None else " / ".join(
             "?" if v is None else str(v) for v in (r.get("best_step"), r.get("stopped_step"), r["steps"]))
-        steps += " **hit the cap**" if hit_cap(r) else ""
+        steps += " **hit the cap**" if hit_cap(r) else " (poly: to rate 0)" if ran_to_the_last_step(r) else ""
         lines.append(f"| {r['init']} | {r['frac']:g} | {r['seed']} | {r['n_train'] or ''} | {number(r['dice_mean'])} | "
                      f"{number(r['dice_grouped'])} | {number(r.get('dice_foreground'))} | {number(r['miou'])} | "
                      f"{number(r['pixel_accuracy'])} | {steps} | {r['wall_seconds']:.0f} | {status} |")
@@ -111,10 +116,14 @@ def budget_section(rows):
     """Which finished cells stopped on their own (validation plateaued) and which ran into the step cap."""
     done = [r for r in rows if r["status"] == "done"]
     capped = [r for r in done if hit_cap(r)]
+    scheduled = [r for r in done if ran_to_the_last_step(r) and not hit_cap(r)]
     unknown = [r for r in done if r.get("stopped_step") is None]
     if not done:
         return []
     lines = ["## Fine-tuning budget", ""]
+    if scheduled:
+        lines += [f"{len(scheduled)} of {len(done)} cells ran the poly learning-rate schedule to its last step, where "
+                  "the rate reaches 0 (the others stopped earlier by --patience); they ended settled, not cut off.", ""]
     if unknown:
         lines += [f"{len(unknown)} of {len(done)} finished cells record no stopped step (written before "
                   "--patience existed): whether they hit the cap is unknown.", ""]
@@ -122,7 +131,7 @@ def budget_section(rows):
         names = ", ".join(f"{r['init']} {r['frac']:g} seed {r['seed']}" for r in capped)
         lines += [f"**{len(capped)} of {len(done)} cells hit the --finetune-steps cap** before validation stopped "
                   f"improving ({names}): they may not have converged; raise --finetune-steps.", ""]
-    elif not unknown:
+    elif not unknown and not scheduled:
         lines += [f"Every one of the {len(done)} finished cells stopped before the --finetune-steps cap "
                   "(validation mean Dice stopped improving for --patience evaluations).", ""]
     return lines

@@ -12,7 +12,7 @@ from pathlib import Path
 from models.io import read_json, write_atomic, write_json
 
 COLUMNS = ("init", "frac", "seed", "n_train", "dice_mean", "dice_grouped", "dice_foreground", "miou", "pixel_accuracy",
-           "steps", "best_step", "stopped_step", "wall_seconds", "status", "run_dir", "note")
+           "steps", "best_step", "stopped_step", "lr_schedule", "wall_seconds", "status", "run_dir", "note")
 SCORES = ("dice_mean", "dice_grouped", "dice_foreground", "miou", "pixel_accuracy")
 STATE_FILE = "runner_state.json"
 # Each pretext arm: the init fine-tuning starts from it, and where colorize.py starts (--init). `control` trains on
@@ -74,8 +74,9 @@ def cell_row(experiment, cell, state):
     row = {"init": cell.init, "frac": cell.frac, "seed": cell.seed, "run_dir": str(run_dir.relative_to(experiment)),
            "wall_seconds": round(entry.get("wall_seconds", 0.0), 1)}
     if metrics:
+        schedule = read_json(run_dir / "config.json", {}).get("lr_schedule", "constant")  # older runs: constant
         row.update(n_train=metrics["n_train_images"], steps=metrics["steps"], status="done", note="",
-                   best_step=metrics.get("best_step"), stopped_step=metrics.get("stopped_step"),
+                   lr_schedule=schedule, best_step=metrics.get("best_step"), stopped_step=metrics.get("stopped_step"),
                    **{k: round(metrics[k], 6) for k in SCORES if metrics.get(k) is not None})
     else:
         row.update(status=entry.get("status", "pending"), note=entry.get("error", ""))

@@ -36,7 +36,7 @@ from experiments.label_efficiency import (
 )
 from experiments.plot import main as plot_main
 from experiments.plot import parse_args as plot_args
-from experiments.report import plot, summarize, write_plots_and_report
+from experiments.report import budget_section, hit_cap, plot, summarize, write_plots_and_report
 from experiments.results import COLUMNS, Cell, Pretraining, collect_results, read_results, read_runner_state
 from experiments.stats import PAIRS, STAT_COLUMNS, VIEWS
 
@@ -98,13 +98,16 @@ def test_explicit_flag_beats_preset():
     assert args.crop == PRESETS["smoke"]["crop"] and args.pretrain_steps == PRESETS["smoke"]["pretrain_steps"]
 
 
-def test_cpu_preset_fine_tunes_with_ce_plus_dice_and_a_flag_overrides_it():
+def test_cpu_preset_fine_tunes_with_ce_plus_dice_and_poly_and_flags_override_them():
     # kvasir_seg/loss_pilot.md: with CE alone the cpu grid's cells sat on the all-background plateau
     cell = Cell("scratch", 0.25, 1)
     assert _flag(finetune_command(parse_args(["--out", "x", "--data", "root"]), cell), "--loss") == "ce+dice"
     assert _flag(finetune_command(parse_args(["--out", "x", "--preset", "paper"]), cell), "--loss") == "ce"
-    explicit = parse_args(["--out", "x", "--data", "root", "--loss", "ce"])
+    explicit = parse_args(["--out", "x", "--data", "root", "--loss", "ce", "--lr-schedule", "constant"])
     assert _flag(finetune_command(explicit, cell), "--loss") == "ce"
+    # and with the poly schedule (the same file): the cells end settled instead of at the cap or wandering
+    assert _flag(finetune_command(parse_args(["--out", "x", "--data", "root"]), cell), "--lr-schedule") == "poly"
+    assert _flag(finetune_command(explicit, cell), "--lr-schedule") == "constant"
 
 
 def test_cell_names_and_pretraining():
@@ -235,9 +238,20 @@ def test_collect_results_writes_atomically_and_reads_back(tmp_path):
     first, second = read_results(tmp_path)
     assert first == dict(init="scratch", frac=0.5, seed=1, n_train=7, dice_mean=0.123457, dice_grouped=0.5,
                          dice_foreground=0.4, miou=0.25, pixel_accuracy=0.75, steps=4, best_step=2, stopped_step=2,
-                         wall_seconds=12.3, status="done", run_dir="segment/scratch_frac0.5_seed1", note="")
+                         lr_schedule="constant", wall_seconds=12.3, status="done",
+                         run_dir="segment/scratch_frac0.5_seed1", note="")
     assert (second["status"], second["note"], second["n_train"], second["dice_mean"], second["steps"]) == (
         "failed", "error: no weights", None, None, None)
+
+
+def test_a_poly_cell_that_reaches_its_last_step_ran_its_schedule_out_not_into_the_cap():
+    row = lambda schedule, stopped: dict(init="scratch", frac=1.0, seed=1, status="done", steps=8, stopped_step=stopped,
+                                         lr_schedule=schedule)
+    constant, poly, stopped = row("constant", 8), row("poly", 8), row("poly", 5)
+    assert (hit_cap(constant), hit_cap(poly), hit_cap(stopped)) == (True, False, False)
+    text = "\n".join(budget_section([poly, stopped]))
+    assert "1 of 2 cells ran the poly learning-rate schedule to its last step" in text and "hit the" not in text
+    assert "1 of 2 cells hit the --finetune-steps cap" in "\n".join(budget_section([constant, stopped]))
 
 
 def _counts(rng, rate, images=40):
