@@ -18,14 +18,29 @@ import numpy as np
 THRESHOLDS = np.round(np.arange(0.0, 15 * GRID_STEP + 1e-9, GRID_STEP / 10), 6)  # 151 distances, 0 … 1.5
 
 
-def accuracy_auc(fake_chroma, real_chroma):
-    """(…, 2) predicted and true chroma → {"auc": raw, "auc_rebalanced": rebalanced}, each in [0, 1]
-    (1: every pixel exact; a pixel at distance d counts for the share of thresholds ≥ d)."""
+def bin_sums(fake_chroma, real_chroma):
+    """(NUM_BINS, 2): per true colour bin, the summed share of thresholds each pixel is within, and the pixel
+    count; sums over batches add up, so a split can be scored batch by batch (`auc_from_bin_sums`)."""
     fake = np.asarray(fake_chroma, np.float64).reshape(-1, 2)
     real = np.asarray(real_chroma, np.float64).reshape(-1, 2)
     distance = np.linalg.norm(fake - real, axis=1)
-    # the share of thresholds at or above each pixel's distance (a tiny tolerance: 0.1 + 0.2 ≠ 0.3 in floats)
-    within = (len(THRESHOLDS) - np.searchsorted(THRESHOLDS, distance - 1e-9, side="left")) / len(THRESHOLDS)
+    # the share of thresholds at or above each pixel's distance, with a tolerance far below the thresholds' step:
+    # chroma comes in float32, so an exact colour can land 1e-7 away
+    within = (len(THRESHOLDS) - np.searchsorted(THRESHOLDS, distance - 1e-6, side="left")) / len(THRESHOLDS)
     bins = nearest_bins(real)
-    weights = 1.0 / np.bincount(bins, minlength=NUM_BINS)[bins]
-    return {"auc": float(within.mean()), "auc_rebalanced": float(np.sum(weights * within) / np.sum(weights))}
+    return np.stack([np.bincount(bins, within, NUM_BINS), np.bincount(bins, minlength=NUM_BINS)], axis=1)
+
+
+def auc_from_bin_sums(sums):
+    """{"auc": raw, "auc_rebalanced": rebalanced} from `bin_sums`: the raw score pools every pixel, the
+    rebalanced one averages the bins present (each pixel weighted by the inverse of its bin's count)."""
+    within, count = np.asarray(sums, np.float64).T
+    present = count > 0
+    return {"auc": float(within.sum() / count.sum()),
+            "auc_rebalanced": float(np.mean(within[present] / count[present]))}
+
+
+def accuracy_auc(fake_chroma, real_chroma):
+    """(…, 2) predicted and true chroma → {"auc": raw, "auc_rebalanced": rebalanced}, each in [0, 1]
+    (1: every pixel exact; a pixel at distance d counts for the share of thresholds ≥ d)."""
+    return auc_from_bin_sums(bin_sums(fake_chroma, real_chroma))

@@ -9,18 +9,21 @@ skin has a typical colour, a shirt has not. Two references per class:
 - the class median: the median chroma of the class on the training split, painted on every pixel of the class.
   A colorizer that knew each pixel's class and nothing else could reach it; where it is close to gray, no
   pretext can be asked to beat gray there.
+Besides chroma L1, each class gets the colour accuracy AuC, raw and rebalanced (`pretrain/colour_accuracy.py`):
+the classification view of the same question.
 The test split is the one `finetune/segment.py` tests on and `colorize.py` leaves out of pretraining (same split
 seed). Whole images (one centred crop that covers the largest image, padding ignored), so that classes near the
 border (footwear, hair) count; scored at the generator's stride-4 grid like `pretrain/holdout.py`.
 """
 
-from models.colour_bins import rgb_to_chroma
+from models.colour_bins import NUM_BINS, rgb_to_chroma
 
 import numpy as np
 
 import datasets
 from datasets.pipeline import luma, stride4_view
 from datasets.splits import dataset_splits
+from pretrain.colour_accuracy import auc_from_bin_sums, bin_sums
 from pretrain.holdout import colorize
 
 MEDIAN_SAMPLE = 2000  # pixels drawn per class and image for the class median (plenty for a median)
@@ -54,17 +57,23 @@ def class_medians(ds, stems, crop, num_classes, seed=0):
     return [np.median(np.concatenate(s), axis=0) if s else np.zeros(2, np.float32) for s in samples]
 
 
-def accumulate(totals, real, fake, gray, mask, medians):
+REFERENCES = ("gray", "colorized", "class_median")
+
+
+def accumulate(totals, accuracy, real, fake, gray, mask, medians):
     """Adds one batch's per-class sums of |chroma error| (both channels) to `totals`[k] = [gray, colorized,
-    class median, values]; pixels outside 0..K-1 (ignore, padding) are left out."""
+    class median, values] and its colour-accuracy bin sums to `accuracy`[k, reference]; pixels outside
+    0..K-1 (ignore, padding) are left out."""
     real, fake, gray = chroma(real), chroma(fake), chroma(gray)
     for k, median in enumerate(medians):
         inside = mask == k
         if not inside.any():
             continue
         target = real[inside]
-        totals[k] += [np.abs(gray[inside] - target).sum(), np.abs(fake[inside] - target).sum(),
-                      np.abs(median - target).sum(), target.size]
+        answers = (gray[inside], fake[inside], np.broadcast_to(median, target.shape))
+        totals[k] += [*(np.abs(answer - target).sum() for answer in answers), target.size]
+        for r, answer in enumerate(answers):
+            accuracy[k, r] += bin_sums(answer, target)
 
 
 def covering_crop(ds, stems):
@@ -81,30 +90,39 @@ def class_colour_scores(generator, root, *, split_seed=0, test=0.1, chunk=4):
     crop = covering_crop(ds, stems["train"] + stems["test"])
     medians = class_medians(ds, stems["train"], crop, ds.num_classes)
     totals = np.zeros((ds.num_classes, 4))
+    accuracy = np.zeros((ds.num_classes, len(REFERENCES), NUM_BINS, 2))
     for image, mask in split_batches(ds, stems["test"], crop, chunk):
         gray = luma(image)
         fake = colorize(generator, gray, chunk, batch_stats=False)
-        accumulate(totals, stride4_view(image), fake, stride4_view(gray), mask, medians)
+        accumulate(totals, accuracy, stride4_view(image), fake, stride4_view(gray), mask, medians)
 
-    def scores(row):
+    def scores(row, sums):
         gray, colorized, median, n = row
+        if not n:
+            return None
+        aucs = {f"{key}_{reference}": value for reference, reference_sums in zip(REFERENCES, sums)
+                for key, value in auc_from_bin_sums(reference_sums).items()}
         return {"chroma_l1_gray": gray / n, "chroma_l1_colorized": colorized / n, "chroma_l1_class_median":
-                median / n, "pixel_share": n / totals[:, 3].sum(), "values": int(n)} if n else None
+                median / n, **aucs, "pixel_share": n / totals[:, 3].sum(), "values": int(n)}
 
-    per_class = {name: scores(row) for name, row in zip(ds.class_names, totals)}
-    return {"classes": per_class, "all": scores(totals.sum(axis=0)), "root": str(root), "crop": crop,
+    per_class = {name: scores(row, sums) for name, row, sums in zip(ds.class_names, totals, accuracy)}
+    return {"classes": per_class, "all": scores(totals.sum(axis=0), accuracy.sum(axis=0)), "root": str(root),
+            "crop": crop,
             "split_seed": split_seed, "n_test_images": len(stems["test"]),
             "class_median": {n: [float(v) for v in m] for n, m in zip(ds.class_names, medians)}}
 
 
 def describe_by_class(result):
     """A small table: per class, its share of pixels and chroma L1 of gray, the class median and the generator."""
-    lines = [f"chroma L1 on {result['root']}'s test split ({result['n_test_images']} whole images, crop "
-             f"{result['crop']}):", f"{'class':14s} {'pixels':>7s} {'gray':>7s} {'median':>7s} {'colorized':>9s} "
-             f"{'vs gray':>8s}"]
+    lines = [f"chroma L1 and rebalanced colour accuracy AuC on {result['root']}'s test split "
+             f"({result['n_test_images']} whole images, crop {result['crop']}):",
+             f"{'class':14s} {'pixels':>7s} {'gray':>7s} {'median':>7s} {'colorized':>9s} {'vs gray':>8s}   "
+             f"{'AuC gray':>8s} {'median':>7s} {'colorized':>9s} {'vs gray':>8s}"]
     for name, s in [*result["classes"].items(), ("all", result["all"])]:
         if s:
             change = s["chroma_l1_colorized"] / s["chroma_l1_gray"] - 1
+            auc = [s.get(f"auc_rebalanced_{r}", float("nan")) for r in REFERENCES]  # absent in older files
             lines.append(f"{name:14s} {s['pixel_share']:7.1%} {s['chroma_l1_gray']:7.4f} "
-                         f"{s['chroma_l1_class_median']:7.4f} {s['chroma_l1_colorized']:9.4f} {change:+8.1%}")
+                         f"{s['chroma_l1_class_median']:7.4f} {s['chroma_l1_colorized']:9.4f} {change:+8.1%}   "
+                         f"{auc[0]:8.3f} {auc[2]:7.3f} {auc[1]:9.3f} {auc[1] / auc[0] - 1:+8.1%}")
     return "\n".join(lines)
