@@ -44,8 +44,9 @@ PRESETS = {
     # Sized for the label-efficiency study (experiments/results/ccp_human_parsing/, kvasir_seg/): two ~1,000-image
     # datasets, 3 arms x 4 fractions x 5 seeds each, the two grids side by side, one per core (these small networks
     # gain ~30 % throughput from two 1-thread processes over one 2-thread one). Planned at about 8 hours per
-    # dataset; the first cells (10 % of the labels) were still gaining at 3,750 steps and took 10-20 minutes at
-    # ~7 steps/s, which puts the whole grid nearer 12-15 hours per core. Crop 129 is the crop the pretexts were
+    # dataset, it takes far longer: with CE + Dice and poly most cells train 5,000-8,000 steps at ~10 steps/s plus
+    # an 8-second validation every 250 steps (a quarter of the time), ~20 minutes a cell, so ~20 hours per core
+    # for 60 cells (measured on the 2-core AMD EPYC, 2026-11-25, at 0e515d2). Crop 129 is the crop the pretexts were
     # compared at (pretext.md). Measured at crop 129 on all labels, Adam 1e-3, from scratch: CCP's validation Dice
     # climbed 0.21 -> 0.60 over 4,500 steps by noisy steps of +-0.05, and Kvasir-SEG's jumped at 1,250 steps and
     # then wandered; hence patience 6 (1,500 steps) with min-delta 0.005 so a single noisy evaluation neither stops
