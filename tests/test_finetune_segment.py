@@ -25,6 +25,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import finetune.segment as segment
 import pretrain.colorize as colorize
@@ -195,6 +196,11 @@ def test_rerunning_a_finished_run_returns_at_once(scratch_run, synthetic_root, m
     assert "already finished" in capsys.readouterr().out
     assert (scratch_run / "metrics.json").stat().st_mtime_ns == before
     assert json.loads((scratch_run / "config.json").read_text())["lr_schedule"] == "poly"
+    # TensorBoard shows the schedule: after the last step poly has brought the rate to 0
+    rates = [float(tf.make_ndarray(v.tensor)) for path in (scratch_run / "logs").rglob("events.out.tfevents.*")
+             for event in tf.compat.v1.train.summary_iterator(str(path)) for v in event.summary.value
+             if v.tag == "train/learning_rate"]
+    assert rates == [0.0]
 
 
 def test_skip_bad_skips_the_truncated_image_and_reports_the_count(skip_bad_run, corrupt_root):

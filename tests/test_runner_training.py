@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 
-def toy_training(run_dir, checkpoint_every=2, nan_at=3, hooks=(), steps=10):
+def toy_training(run_dir, checkpoint_every=2, nan_at=3, hooks=(), steps=10, **loop_options):
     """A one-variable 'model' whose loss turns NaN at step `nan_at`."""
     counter = tf.Variable(0.0)
     checkpoints = Checkpoints(run_dir, counter=counter)
@@ -28,7 +28,8 @@ def toy_training(run_dir, checkpoint_every=2, nan_at=3, hooks=(), steps=10):
 
     def main(args=None):
         return train_loop(step_fn, make_dataset, strategy=tf.distribute.get_strategy(), checkpoints=checkpoints,
-                          steps=steps, global_batch=1, checkpoint_every=checkpoint_every, hooks=hooks, desc="toy")
+                          steps=steps, global_batch=1, checkpoint_every=checkpoint_every, hooks=hooks, desc="toy",
+                          **loop_options)
 
     return main, counter
 
@@ -140,3 +141,20 @@ def test_checkpoint_of_an_earlier_format_is_refused_in_one_line(tmp_path):
     current = Checkpoints(tmp_path / "new", counter=counter)
     current.save(2)
     assert checkpoint_format(tf.train.latest_checkpoint(str(current.shared))) == 2  # format recorded
+
+
+def test_extra_scalars_are_written_at_each_log_step(tmp_path):
+    # e.g. the learning rate a poly schedule gives, which is not one of the step's outputs
+    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
+    calls = []
+    main, _ = toy_training(tmp_path, nan_at=1e9, steps=6, log_every=2, writer=writer,
+                           scalars={"learning_rate": lambda: calls.append(None) or 0.5 * len(calls)})
+    assert main() == 0
+    writer.flush()
+    written = {}
+    for path in (tmp_path / "logs").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == "train/learning_rate":
+                    written[event.step] = float(tf.make_ndarray(value.tensor))
+    assert written == {2: 0.5, 4: 1.0, 6: 1.5}  # read once per log step

@@ -153,7 +153,7 @@ def _to_host(pending, checkpoints):
 
 
 def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_batch, checkpoint_every,
-               metrics=(), writer=None, hooks=(), log_every=10, xla=False, desc="train"):
+               metrics=(), writer=None, scalars=None, hooks=(), log_every=10, xla=False, desc="train"):
     """Runs `step_fn` from the last checkpoint up to `steps`; returns the step it started from.
 
     Not `keras.Model.fit`: Keras 3 does not support multi-worker `fit`, and `BackupAndRestore` resumes at
@@ -163,6 +163,8 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
         step_fn: per-replica step, batch → dict of scalar logs (e.g. a Keras model's `train_step`).
         make_dataset: start element → a `tf.data.Dataset` of global batches from that element on.
         metrics: Keras metrics behind the logs, reset after each TensorBoard write.
+        scalars: name → zero-argument function, written to TensorBoard as train/<name> at each log step: values
+            that are not the step's outputs, such as the learning rate a schedule gives.
         hooks: (every, fn(step, logs)) pairs, run on the chief every `every` steps and at the end. A hook
             that returns True ends the run early (e.g. validation stopped improving): the step is
             checkpointed and the loop returns. Single-process strategies only: other workers cannot hear it.
@@ -197,6 +199,8 @@ def train_loop(step_fn, make_dataset, *, strategy, checkpoints, steps, global_ba
                         for k, v in logs.items():
                             tf.summary.scalar(f"train/{k}", v)
                         tf.summary.scalar("train/images_per_second", rate)
+                        for name, value in (scalars or {}).items():
+                            tf.summary.scalar(f"train/{name}", value())
                 for metric in metrics:
                     metric.reset_state()
             stop = False
