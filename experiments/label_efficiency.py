@@ -46,7 +46,7 @@ PRESETS = {
     # gain ~30 % throughput from two 1-thread processes over one 2-thread one). Planned at about 8 hours per
     # dataset, it takes far longer: with CE + Dice and poly most cells train 5,000-8,000 steps at ~10 steps/s plus
     # an 8-second validation every 250 steps (a quarter of the time), ~20 minutes a cell, so ~20 hours per core
-    # for 60 cells (measured on the 2-core AMD EPYC, 2026-11-25, at 0e515d2). Crop 129 is the crop the pretexts were
+    # for 60 cells (2-core AMD EPYC, AVX-512, 2026-11-25, at 0e515d2). Crop 129 is the crop the pretexts were
     # compared at (pretext.md). Measured at crop 129 on all labels, Adam 1e-3, from scratch: CCP's validation Dice
     # climbed 0.21 -> 0.60 over 4,500 steps by noisy steps of +-0.05, and Kvasir-SEG's jumped at 1,250 steps and
     # then wandered; hence patience 6 (1,500 steps) with min-delta 0.005 so a single noisy evaluation neither stops

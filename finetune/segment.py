@@ -181,6 +181,7 @@ def main(args):
     if not is_plateau(best.get("progress_step", best.get("step")), stopped_step, args):  # resumed after stopping
         train_loop(model.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
                    global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=model.metrics,
+                   # the schedule at the optimizer's step count: the rate the next step will use
                    writer=writer, scalars={"learning_rate": lambda: model.optimizer.learning_rate},
                    hooks=[(args.eval_every, evaluate)], xla=args.xla, desc=f"segment {args.init}")
         stopped_step = int(checkpoints.step.numpy())

@@ -83,8 +83,8 @@ def covering_crop(ds, stems):
 
 
 def class_colour_scores(generator, root, *, split_seed=0, test=0.1, chunk=4):
-    """Chroma L1 of the generator, gray and the class median per class of `root`'s test split, and over all
-    labeled pixels; BatchNorm moving averages (inference mode)."""
+    """Chroma L1 and colour accuracy AuC of the generator, gray and the class median per class of `root`'s test
+    split, and over all labeled pixels; BatchNorm moving averages (inference mode)."""
     ds = datasets.load_labeled(root)
     stems = dataset_splits(ds, seed=split_seed, test=test)
     crop = covering_crop(ds, stems["train"] + stems["test"])
@@ -107,13 +107,13 @@ def class_colour_scores(generator, root, *, split_seed=0, test=0.1, chunk=4):
 
     per_class = {name: scores(row, sums) for name, row, sums in zip(ds.class_names, totals, accuracy)}
     return {"classes": per_class, "all": scores(totals.sum(axis=0), accuracy.sum(axis=0)), "root": str(root),
-            "crop": crop,
-            "split_seed": split_seed, "n_test_images": len(stems["test"]),
+            "crop": crop, "split_seed": split_seed, "n_test_images": len(stems["test"]),
             "class_median": {n: [float(v) for v in m] for n, m in zip(ds.class_names, medians)}}
 
 
 def describe_by_class(result):
-    """A small table: per class, its share of pixels and chroma L1 of gray, the class median and the generator."""
+    """A small table: per class, its share of pixels, then chroma L1 and rebalanced colour accuracy AuC of gray, the
+    class median and the generator."""
     lines = [f"chroma L1 and rebalanced colour accuracy AuC on {result['root']}'s test split "
              f"({result['n_test_images']} whole images, crop {result['crop']}):",
              f"{'class':14s} {'pixels':>7s} {'gray':>7s} {'median':>7s} {'colorized':>9s} {'vs gray':>8s}   "

@@ -3,7 +3,7 @@
     python pretrain/evaluate.py RUN [--by-class LABELED_ROOT]
 
 Rebuilds the run's held-out images (the same seeded draw `colorize.py` made) and its generator, and writes
-RUN/pretrain_metrics.json. Two views, both in [-1, 1] units at the generator's stride-4 resolution:
+RUN/pretrain_metrics.json. Three views, at the generator's stride-4 resolution (L1 in [-1, 1] units):
 - RGB L1, |G(g) − x| vs |g − x|: the generator must also reproduce the luminance it was given;
 - chroma L1 (YCbCr Cb and Cr), where the gray input has none: the colour alone.
 - colour accuracy AuC, raw and rebalanced (`pretrain/colour_accuracy.py`, Zhang et al. 2016's scores): the share

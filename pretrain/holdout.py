@@ -39,16 +39,17 @@ def colorization_scores(generator, batch, chunk=4, bins=None):
     input, to the real image, and the colour accuracy AuC, raw and rebalanced (`pretrain.colour_accuracy`); for a
     classify generator with its `bins`, the bin cross-entropies too."""
     real, gray = batch["rgb_small"], batch["gray_small"]
+    real_chroma, gray_chroma = rgb_to_chroma(real), rgb_to_chroma(gray)
     l1 = lambda a, b: float(tf.reduce_mean(tf.abs(a - b)))
-    scores = {"l1_gray": l1(gray, real), "chroma_l1_gray": l1(rgb_to_chroma(gray), rgb_to_chroma(real)),
+    scores = {"l1_gray": l1(gray, real), "chroma_l1_gray": l1(gray_chroma, real_chroma),
               "n_images": int(gray.shape[0])}
-    scores.update({f"{k}_gray": v for k, v in accuracy_auc(rgb_to_chroma(gray), rgb_to_chroma(real)).items()})
+    scores.update({f"{k}_gray": v for k, v in accuracy_auc(gray_chroma, real_chroma).items()})
     for suffix, fake in (("", colorize(generator, batch["gray"], chunk, batch_stats=False)),
                          ("_batch_stats", colorize(generator, batch["gray"], chunk, batch_stats=True))):
+        fake_chroma = rgb_to_chroma(fake)
         scores[f"l1_colorized{suffix}"] = l1(fake, real)
-        scores[f"chroma_l1_colorized{suffix}"] = l1(rgb_to_chroma(fake), rgb_to_chroma(real))
-        auc = accuracy_auc(rgb_to_chroma(fake), rgb_to_chroma(real))
-        scores.update({f"{k}_colorized{suffix}": v for k, v in auc.items()})
+        scores[f"chroma_l1_colorized{suffix}"] = l1(fake_chroma, real_chroma)
+        scores.update({f"{k}_colorized{suffix}": v for k, v in accuracy_auc(fake_chroma, real_chroma).items()})
     if bins is not None and generator.architecture.output == "classify":
         scores.update(bin_cross_entropies(generator, batch["gray"], real, bins["prior"], chunk))
     return scores
