@@ -169,9 +169,9 @@ def run_step(name, command, state, log, outputs=()):
     A step marked done is run again when one of its `outputs` is gone (e.g. a fresh checkout that kept
     results.csv but not the pretrained weights); the script then resumes or finishes at once.
     """
-    entry = state.setdefault(name, {"wall_seconds": 0.0, "attempts": 0})
-    if entry.get("status") == "done" and all(Path(p).exists() for p in outputs):
+    if finished(state, name, outputs):
         return True
+    entry = state.setdefault(name, {"wall_seconds": 0.0, "attempts": 0})
     argv = [sys.executable, str(REPO / command[0])] + [str(c) for c in command[1:]]
     entry["command"] = shlex.join(["python"] + [str(c) for c in command])
     tick = time.time()
@@ -186,6 +186,15 @@ def run_step(name, command, state, log, outputs=()):
         entry.update(status="failed", error=(lines[-1] if lines else f"exit status {returncode}")[:500])
         tqdm.write(f"{name}: failed: {entry['error']}")
     return returncode == 0
+
+
+def finished(state, name, outputs=()):
+    """Whether the step `name` ran to the end and every one of its `outputs` is still there."""
+    return state.get(name, {}).get("status") == "done" and all(Path(p).exists() for p in outputs)
+
+
+def cell_outputs(args, cell):
+    return [cell.run_dir(args.out) / "metrics.json"]
 
 
 def _die_with_parent():
@@ -225,8 +234,11 @@ def main(args):
         codes.append(code)
     state["__machine__"] = machine_summary()
     cells = plan(args)
+    # Only cells still to run need their pretraining: a grid restored from its committed results on a new
+    # machine (no weights) pretrains again just the runs that unfinished cells start from.
+    pending = [cell for cell in cells if not finished(state, cell.name, cell_outputs(args, cell))]
     with open(args.out / "runner.log", "a") as log:
-        for pretraining in pretraining_runs(args, cells):
+        for pretraining in pretraining_runs(args, pending):
             tqdm.write(f"pretraining ({pretraining.name}) → {pretraining.run_dir(args.out)}")
             run_step(f"pretrain/{pretraining.name}", pretrain_command(args, pretraining), state, log,
                      outputs=[pretraining.run_dir(args.out) / "generator.weights.h5"])
@@ -241,8 +253,7 @@ def main(args):
                 state[cell.name] = {"status": "failed", "wall_seconds": 0.0, "attempts": 0,
                                     "error": f"pretraining {needs.name} failed: {error}"}
             else:
-                run_step(cell.name, finetune_command(args, cell), state, log,
-                         outputs=[cell.run_dir(args.out) / "metrics.json"])
+                run_step(cell.name, finetune_command(args, cell), state, log, outputs=cell_outputs(args, cell))
             write_runner_state(args.out, state)
             collect_results(args.out, cells, state)
     write_plots_and_report(args.out)

@@ -194,6 +194,30 @@ def colour_section(stats):
     return lines + [""]
 
 
+def weights_used(experiment, rows):
+    """pretraining run name → {weights file SHA-256: [cells that started from it]}, from each finished cell's
+    init.json. A run whose weights were lost (a new machine) is pretrained again by the runner; unless that is
+    bit-exact, its later cells start from a different file, and this tells which."""
+    used = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        init = read_json(experiment / row["run_dir"] / "init.json", {}) if row["status"] == "done" else {}
+        if init.get("source_sha256") and row["init"] not in ("scratch", "imagenet"):
+            used[Path(init["source"]).parent.name][init["source_sha256"]].append(f"{row['frac']:g}/seed {row['seed']}")
+    return used
+
+
+def weights_lines(versions):
+    if not versions:
+        return []
+    lines = [f"Fine-tuned from generator weights SHA-256 {digest[:12]} ({len(cells)} cells)."
+             for digest, cells in versions.items()]
+    if len(versions) > 1:
+        lines.append(f"**This run was pretrained {len(versions)} times** (same command and seed, its weights lost in "
+                     "between); the files differ, so each counts as its own pretraining run: " + "; ".join(
+                         f"{digest[:12]}: {', '.join(cells)}" for digest, cells in versions.items()) + ".")
+    return [" ".join(lines), ""]
+
+
 def write_plots_and_report(experiment):
     experiment = Path(experiment)
     rows = read_results(experiment)
@@ -210,6 +234,7 @@ def write_plots_and_report(experiment):
              f"![Dice vs label fraction: mean over seeds, band = 95 % bootstrap interval]({png.name})", "",
              table(rows), ""]
     parts += budget_section(rows) + statistics_section(stats)
+    weights = weights_used(experiment, rows)
     for run in sorted(p for p in (experiment / "pretrain").glob("*") if p.is_dir()):
         start = run.name
         samples = sorted((run / "samples").glob("*.png"))
@@ -222,6 +247,7 @@ def write_plots_and_report(experiment):
             if "l1_colorized" in score:
                 parts += [f"Held-out L1 to the real colours ([-1, 1] units): colorized {score['l1_colorized']:.4f}, "
                           f"grayscale input {score['l1_gray']:.4f} ({score['n_images']} images).", ""]
+            parts += weights_lines(weights.get(start, {}))
             parts += [f"Gray | colorized | real, step {samples[-1].stem.split('_')[-1].lstrip('0')}:", "",
                       f"![colorization samples]({samples[-1].relative_to(experiment)})", ""]
     shown = [r for r in rows if r["status"] == "done" and r["frac"] == min(x["frac"] for x in rows)]

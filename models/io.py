@@ -5,6 +5,7 @@ the old file or the new one. Every layer above (`models.runner`, the scripts) wr
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -48,6 +49,15 @@ def write_atomic(path, data):
         f.flush()
         os.fsync(f.fileno())
     return Path(path)
+
+
+def file_sha256(path):
+    """The SHA-256 of a file's bytes, hex: names exactly which weights a run started from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path, default=None):

@@ -11,7 +11,7 @@ from pathlib import Path
 from models.architecture import ARCHITECTURE_FILE, Architecture
 from models.conv_bias import fold_conv_biases, load_weights
 from models.deeplab import HEAD_LAYER, build_generator
-from models.io import atomic_path, read_json
+from models.io import atomic_path, file_sha256, read_json
 from models.resnet import is_backbone_layer
 
 import h5py
@@ -39,6 +39,7 @@ class TransferReport:
     source: str = ""
     copied: list = dataclasses.field(default_factory=list)
     skipped: list = dataclasses.field(default_factory=list)
+    source_sha256: str = ""  # the source file's hash: a regenerated pretraining run shows as a different file
 
     def summary(self):
         return f"init {self.init}: copied {len(self.copied)} layers, skipped {len(self.skipped)}" + (
@@ -274,6 +275,6 @@ def transfer_weights(model, init, *, imagenet_weights=None, surrogate=None):
         raise TransferError(f"Wrong --init {init!r}, supported: {', '.join(INITS)}")
     if init == "scratch":
         return TransferReport("scratch", skipped=list(_weighted_layers(model)))
-    if init == "imagenet":
-        return load_imagenet(model, imagenet_weights)
-    return load_surrogate(model, surrogate, init)
+    report = load_imagenet(model, imagenet_weights) if init == "imagenet" else load_surrogate(model, surrogate, init)
+    report.source_sha256 = file_sha256(report.source)
+    return report

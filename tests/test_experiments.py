@@ -25,6 +25,7 @@ from models.runner.provenance import code_version
 import numpy as np
 import pytest
 
+from experiments import label_efficiency
 from experiments.label_efficiency import (
     PRESETS,
     finetune_command,
@@ -146,6 +147,24 @@ def test_fine_tuning_seed_i_starts_from_pretraining_run_i_mod_p(tmp_path):
             (predict, "rgb" if predict == "gray" else "gray")])
 
 
+def test_a_restored_grid_pretrains_again_only_the_runs_unfinished_cells_need(tmp_path, monkeypatch):
+    """Committed results on a new machine: every cell's metrics.json, no weights. Re-running the grid must not
+    spend hours pretraining runs whose cells are all finished."""
+    args = parse_args(["--out", str(tmp_path), "--preset", "smoke", "--seeds", "1", "2", "--pretrain-seeds", "2",
+                       "--inits", "scratch", "surrogate", "control"])
+    cells = plan(args)
+    unfinished = Cell("control", 1.0, 2)  # starts from pretraining run `control` (2 mod 2 = 0)
+    state = _fake_grid(tmp_path, cells, {c: 0.5 for c in cells if c != unfinished})
+    state.update({f"pretrain/{r.name}": {"status": "done", "wall_seconds": 1.0, "attempts": 1}
+                  for r in pretraining_runs(args, cells)})
+    write_json(tmp_path / "runner_state.json", state)
+    ran = []
+    monkeypatch.setattr(label_efficiency, "run_and_tee", lambda argv: (ran.append(argv), (0, ""))[1])
+    label_efficiency.main(args)
+    assert [(Path(argv[1]).name, _flag(argv, "--out")) for argv in ran] == [
+        ("colorize.py", str(tmp_path / "pretrain" / "control")), ("segment.py", str(unfinished.run_dir(tmp_path)))]
+
+
 def test_imagenet_cells_at_reduced_width_without_weights_are_skipped(tmp_path):
     weights = tmp_path / "resnet50.h5"
     demo = parse_args(["--out", str(tmp_path)])
@@ -252,6 +271,27 @@ def test_a_poly_cell_that_reaches_its_last_step_ran_its_schedule_out_not_into_th
     text = "\n".join(budget_section([poly, stopped]))
     assert "1 of 2 cells ran the poly learning-rate schedule to its last step" in text and "hit the" not in text
     assert "1 of 2 cells hit the --finetune-steps cap" in "\n".join(budget_section([constant, stopped]))
+
+
+def test_report_names_the_weights_each_pretraining_runs_cells_started_from(tmp_path):
+    """A pretraining run lost with its machine is pretrained again; cells after that start from another file."""
+    cells = [Cell("surrogate", frac, 1) for frac in (0.25, 0.5, 1.0)] + [Cell("surrogate", 1.0, 2)]
+    state = _fake_grid(tmp_path, cells, {c: 0.5 for c in cells})
+    digests = ["a" * 64, "a" * 64, "b" * 64, "c" * 64]  # run scratch_seed1 regenerated before its 100 % cell
+    for cell, digest in zip(cells, digests):
+        pretraining = cell.pretraining(2).run_dir(tmp_path)
+        write_json(cell.run_dir(tmp_path) / "init.json", {"init": "surrogate", "source_sha256": digest,
+                                                          "source": str(pretraining / "generator.weights.h5")})
+        (pretraining / "samples").mkdir(parents=True, exist_ok=True)
+        (pretraining / "samples" / "step_00004.png").write_bytes(b"")
+    collect_results(tmp_path, cells, state)
+    write_json(tmp_path / "runner_state.json", state)
+    write_plots_and_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    once, twice = report.split("## Pretraining scratch_seed1")[0], report.split("## Pretraining scratch_seed1")[1]
+    assert "SHA-256 cccccccccccc (1 cells)" in once and "pretrained" not in once.split("## Pretraining scratch")[1]
+    assert "SHA-256 aaaaaaaaaaaa (2 cells)" in twice and "SHA-256 bbbbbbbbbbbb (1 cells)" in twice
+    assert "**This run was pretrained 2 times**" in twice and "bbbbbbbbbbbb: 1/seed 1" in twice
 
 
 def _counts(rng, rate, images=40):

@@ -1,6 +1,7 @@
 """`--init` transfers on tiny networks: surrogate (generator → segmenter), scratch, and the error paths."""
 
 import dataclasses
+import hashlib
 import json
 
 from models import INITS, TransferError, build_deeplabv3plus, build_generator, transfer_weights
@@ -71,6 +72,7 @@ def test_surrogate_copies_all_but_head(surrogate_run, init, as_file):
     assert report.skipped == ["logits"]
     assert sorted(report.copied) == sorted(name for name in after if name != "logits")
     assert report.source == str(run / GENERATOR_FILE)
+    assert report.source_sha256 == hashlib.sha256((run / GENERATOR_FILE).read_bytes()).hexdigest()
     assert "copied" in report.summary()
     for name in report.copied:
         assert_same(after[name], generator[name], name)
