@@ -42,26 +42,31 @@ PRESETS = {
                   min_delta=0.0, min_steps=0, seeds=[1, 2, 3], pretrain_seeds=3, loss="ce", lr_schedule="constant",
                   **REFERENCE_PRETEXT),
     # Sized for the label-efficiency study (experiments/results/ccp_human_parsing/, kvasir_seg/): two ~1,000-image
-    # datasets, 3 arms x 4 fractions x 5 seeds each, the two grids side by side, one per core (these small networks
-    # gain ~30 % throughput from two 1-thread processes over one 2-thread one). Planned at about 8 hours per
-    # dataset, it takes far longer: with CE + Dice and poly most cells train 5,000-8,000 steps at ~10 steps/s plus
-    # an 8-second validation every 250 steps (a quarter of the time), ~20 minutes a cell, so ~20 hours per core
-    # for 60 cells (2-core AMD EPYC, AVX-512, 2026-11-25, at 0e515d2). Crop 129 is the crop the pretexts were
-    # compared at (pretext.md). Measured at crop 129 on all labels, Adam 1e-3, from scratch: CCP's validation Dice
-    # climbed 0.21 -> 0.60 over 4,500 steps by noisy steps of +-0.05, and Kvasir-SEG's jumped at 1,250 steps and
-    # then wandered; hence patience 6 (1,500 steps) with min-delta 0.005 so a single noisy evaluation neither stops
-    # nor prolongs a cell, and a cap of 8,000. min_steps 4,000: Kvasir-SEG cells first sit for ~3,000 steps on the
-    # all-background plateau (validation 0.46-0.52) before they find polyps (0.58); at 5183ef2, without it, a 25 %
-    # cell stopped there at 2,000 steps with its best checkpoint at 500 (test 0.520, below the 10 % cell's 0.582).
-    # Loss CE + Dice: with CE alone the Kvasir-SEG 25 % cell never left that plateau in 4,000 steps and 2 of CCP's
-    # first 3 cells hit the cap still climbing; CE + Dice left it by step 1,000 and reached CCP's 0.60 at 3,750
-    # steps instead of 6,750 (kvasir_seg/loss_pilot.md). Poly learning-rate decay (DeepLab's) to 0 at the cap: at a
-    # constant 1e-3 CCP's 25 % cell was still climbing at the cap (validation 0.647 -> 0.678 over its last 500
-    # steps) and Kvasir-SEG's wandered (its 100 % cell peaked at step 2,250, test 0.654, below the 10 % cell's 0.715);
-    # with poly the CCP cell reached the same test Dice (0.699 vs 0.697) and flattened, stopping by patience at 7,750.
+    # datasets, 3 arms x 4 fractions x 5 seeds each, the two grids side by side, one per core (these small networks gain
+    # ~30 % throughput from two 1-thread processes over one 2-thread one). Planned at about 8 hours per dataset, it
+    # takes far longer: with CE + Dice and poly most cells train 5,000-8,000 steps at ~10 steps/s plus an 8-second
+    # validation every 250 steps (a quarter of the time), ~20 minutes a cell, so ~24 hours per core for a dataset's 60
+    # cells and 10 pretraining runs (2-core AMD EPYC, AVX-512, 2026-11-25, at 0e515d2). Crop 129 is the crop the
+    # pretexts were compared at (pretext.md). Measured at crop 129 on all labels, Adam 1e-3, from scratch: CCP's
+    # validation Dice climbed 0.21 -> 0.60 over 4,500 steps by noisy steps of +-0.05, and Kvasir-SEG's jumped at 1,250
+    # steps and then wandered; hence patience 6 (1,500 steps) with min-delta 0.005 so a single noisy evaluation neither
+    # stops nor prolongs a cell, and a cap of 8,000. min_steps 4,000: Kvasir-SEG cells first sit for ~3,000 steps on the
+    # all-background plateau (validation 0.46-0.52) before they find polyps (0.58); at 5183ef2, without it, a 25 % cell
+    # stopped there at 2,000 steps with its best checkpoint at 500 (test 0.520, below the 10 % cell's 0.582). Loss CE +
+    # Dice: with CE alone the Kvasir-SEG 25 % cell never left that plateau in 4,000 steps and 2 of CCP's first 3 cells
+    # hit the cap still climbing; CE + Dice left it by step 1,000 and reached CCP's 0.60 at 3,750 steps instead of 6,750
+    # (kvasir_seg/loss_pilot.md). Poly learning-rate decay (DeepLab's) to 0 at the cap: at a constant 1e-3 CCP's 25 %
+    # cell was still climbing at the cap (validation 0.647 -> 0.678 over its last 500 steps) and Kvasir-SEG's wandered
+    # (its 100 % cell peaked at step 2,250, test 0.654, below the 10 % cell's 0.715); with poly the CCP cell reached the
+    # same test Dice (0.699 vs 0.697) and flattened, stopping by patience at 7,750. Half the schedule (4,000 steps,
+    # poly) cost 0.04-0.06 test Dice, still climbing at its end (loss_pilot.md). One pretraining run per fine-tuning
+    # seed (pretrain_seeds = 5): a seed's pretraining and its 4 cells (~25 + 4 x 20 minutes) fit in one working session
+    # on one core, so a machine lost between sessions (results are committed, weights are not) never leaves finished
+    # cells whose pretraining must be redone for the rest, and the interval over seeds is also one over pretraining
+    # runs.
     "cpu": dict(crop=129, width=0.25, batch=4, pretrain_steps=5000, finetune_steps=8000, lr=1e-3, pretrain_lr=2e-4,
                 eval_every=250, checkpoint_every=250, sample_every=1000, patience=6, min_delta=0.005, min_steps=4000,
-                seeds=[1, 2, 3, 4, 5], pretrain_seeds=2, loss="ce+dice", lr_schedule="poly", **CPU_PRETEXT),
+                seeds=[1, 2, 3, 4, 5], pretrain_seeds=5, loss="ce+dice", lr_schedule="poly", **CPU_PRETEXT),
     # The cpu grid scaled to the 128-px synthetic set: the README's main command (two 400-step pretraining runs,
     # 12 cells). The synthetic scenes reward training for thousands of steps by ever smaller gains, so a cell
     # stops once 150 steps have added less than 0.01 validation Dice: scratch cells measured stopping at

@@ -7,6 +7,7 @@ interrupted grid never leaves a partial table and a re-run never counts a cell t
 import csv
 import dataclasses
 import io
+import re
 from pathlib import Path
 
 from models.io import read_json, write_atomic, write_json
@@ -15,6 +16,7 @@ COLUMNS = ("init", "frac", "seed", "n_train", "dice_mean", "dice_grouped", "dice
            "steps", "best_step", "stopped_step", "lr_schedule", "wall_seconds", "status", "run_dir", "note")
 SCORES = ("dice_mean", "dice_grouped", "dice_foreground", "miou", "pixel_accuracy")
 STATE_FILE = "runner_state.json"
+CELL_NAME = re.compile(r"segment/(?P<init>.+)_frac(?P<frac>[0-9.e+-]+)_seed(?P<seed>-?[0-9]+)")
 # Each pretext arm: the init fine-tuning starts from it, and where colorize.py starts (--init). `control` trains on
 # the gray target, the others on colour.
 PRETEXTS = {"scratch": ("surrogate", "scratch"), "imagenet": ("imagenet+surrogate", "imagenet"),
@@ -53,6 +55,12 @@ class Cell:
     def run_dir(self, experiment):
         return Path(experiment) / self.name
 
+    @classmethod
+    def from_name(cls, name):
+        """The cell whose `name` this is, or None for another step of the runner's state."""
+        match = CELL_NAME.fullmatch(name)
+        return cls(match["init"], float(match["frac"]), int(match["seed"])) if match else None
+
     def pretraining(self, pretrain_seeds=1):
         """The pretraining run this cell starts from (fine-tuning seed i from run i mod P), or None."""
         arms = [arm for arm, (init, _) in PRETEXTS.items() if init == self.init]
@@ -84,7 +92,12 @@ def cell_row(experiment, cell, state):
 
 
 def collect_results(experiment, cells, state):
-    """Writes EXP/results.csv, one row per cell (finished or not); returns the rows."""
+    """Writes EXP/results.csv, one row per cell (finished or not), and after them one per cell an earlier run of
+    the grid finished outside this one's plan (another --inits, --seeds or --fracs: a grid run in parts keeps one
+    table); returns the rows."""
+    earlier = {Cell.from_name(name) for name, entry in state.items() if Cell.from_name(name)
+               and entry.get("status") == "done"} - set(cells)
+    cells = list(cells) + sorted(earlier, key=lambda c: (c.seed, c.init, c.frac))
     rows = [cell_row(experiment, cell, state) for cell in cells]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")

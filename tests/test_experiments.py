@@ -263,6 +263,18 @@ def test_collect_results_writes_atomically_and_reads_back(tmp_path):
         "failed", "error: no weights", None, None, None)
 
 
+def test_cell_names_round_trip_and_results_keep_cells_a_narrower_run_did_not_plan(tmp_path):
+    cells = [Cell("imagenet+surrogate", 0.1, 3), Cell("scratch", 1.0, 12), Cell("control", 0.25, 1)]
+    assert [Cell.from_name(c.name) for c in cells] == cells
+    assert Cell.from_name("pretrain/scratch_seed1") is None and Cell.from_name("__codes__") is None
+    state = _fake_grid(tmp_path, cells, {c: 0.5 for c in cells[:2]})  # the third failed
+    collect_results(tmp_path, cells, state)
+    rows = collect_results(tmp_path, [Cell("scratch", 0.5, 1)], state)  # a later run of the grid with --inits scratch
+    assert [(r["init"], r["frac"], r["seed"], r["status"]) for r in rows] == [
+        ("scratch", 0.5, 1, "pending"), ("imagenet+surrogate", 0.1, 3, "done"), ("scratch", 1.0, 12, "done")]
+    assert len(read_results(tmp_path)) == 3
+
+
 def test_a_poly_cell_that_reaches_its_last_step_ran_its_schedule_out_not_into_the_cap():
     row = lambda schedule, stopped: dict(init="scratch", frac=1.0, seed=1, status="done", steps=8, stopped_step=stopped,
                                          lr_schedule=schedule)
