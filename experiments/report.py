@@ -209,7 +209,7 @@ def weights_used(experiment, rows):
 def weights_lines(versions):
     if not versions:
         return []
-    lines = [f"Fine-tuned from generator weights SHA-256 {digest[:12]} ({len(cells)} cells)."
+    lines = [f"Fine-tuned from generator weights SHA-256 {digest[:12]} ({len(cells)} cell{'s' * (len(cells) != 1)})."
              for digest, cells in versions.items()]
     if len(versions) > 1:
         lines.append(f"**This run was pretrained {len(versions)} times** (same command and seed, its weights lost in "

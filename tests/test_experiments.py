@@ -301,8 +301,8 @@ def test_report_names_the_weights_each_pretraining_runs_cells_started_from(tmp_p
     write_plots_and_report(tmp_path)
     report = (tmp_path / "report.md").read_text()
     once, twice = report.split("## Pretraining scratch_seed1")[0], report.split("## Pretraining scratch_seed1")[1]
-    assert "SHA-256 cccccccccccc (1 cells)" in once and "pretrained" not in once.split("## Pretraining scratch")[1]
-    assert "SHA-256 aaaaaaaaaaaa (2 cells)" in twice and "SHA-256 bbbbbbbbbbbb (1 cells)" in twice
+    assert "SHA-256 cccccccccccc (1 cell)" in once and "pretrained" not in once.split("## Pretraining scratch")[1]
+    assert "SHA-256 aaaaaaaaaaaa (2 cells)" in twice and "SHA-256 bbbbbbbbbbbb (1 cell)" in twice
     assert "**This run was pretrained 2 times**" in twice and "bbbbbbbbbbbb: 1/seed 1" in twice
 
 
