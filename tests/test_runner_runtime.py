@@ -1,4 +1,4 @@
-"""--mixed-precision never slows a run: bfloat16 only on CPUs with native bfloat16 math, else float32 + warning."""
+"""--mixed-precision never slows a run: bfloat16 only on CPUs where it measures faster, else float32 + warning."""
 
 import os
 
@@ -15,9 +15,10 @@ def cpu(monkeypatch):
     for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS"):
         monkeypatch.delenv(name, raising=False)
 
-    def set_cpu(flags, onednn=True, **env):
+    def set_cpu(flags, onednn=True, speedup=1.75, **env):
         monkeypatch.setattr(runtime, "cpu_flags", lambda: set(flags.split()))
         monkeypatch.setattr(runtime, "onednn_enabled", lambda: onednn)
+        monkeypatch.setattr(runtime, "bfloat16_speedup", lambda: speedup)  # 1.75: measured on an AMD EPYC
         for name, value in env.items():
             monkeypatch.setenv(name, value)
 
@@ -45,6 +46,9 @@ def test_bfloat16_where_the_cpu_has_native_bfloat16(cpu, capsys, flags, env):
     ("fpu avx2 avx512f avx512_bf16", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "ONEDNN_MAX_CPU_ISA=AVX2"),
     ("fpu avx2 avx512f avx512_bf16", {"DNNL_MAX_CPU_ISA": "avx512_core"}, "ONEDNN_MAX_CPU_ISA=AVX512_CORE"),
     ("fpu avx2 avx512f avx512_bf16", {"onednn": False}, "oneDNN kernels are off"),
+    # an Intel Xeon with avx512_bf16 and no AMX, measured: bfloat16 at 0.64x the float32 step
+    ("fpu avx2 avx512f avx512_bf16", {"speedup": 0.68}, "bottleneck's training step at 0.68x float32's speed"),
+    ("fpu avx2 avx512f amx_bf16", {"speedup": 1.05}, "at 1.05x float32's speed (kept only from 1.1x)"),
 ])
 def test_float32_and_one_warning_line_where_bfloat16_would_be_slow(cpu, capsys, flags, env, why):
     cpu(flags, **env)
@@ -52,6 +56,13 @@ def test_float32_and_one_warning_line_where_bfloat16_would_be_slow(cpu, capsys, 
     assert keras.mixed_precision.global_policy().name == "float32"
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: --mixed-precision ignored") and why in err
+
+
+def test_the_bfloat16_measurement_times_both_precisions_and_leaves_the_policy_alone():
+    before = keras.mixed_precision.global_policy().name
+    speedup = runtime.bfloat16_speedup.__wrapped__()  # uncached: a real measurement on this CPU
+    assert 0.01 < speedup < 100 and keras.mixed_precision.global_policy().name == before
+    assert runtime._bottleneck_step_seconds("mixed_bfloat16", size=8, channels=16, repeats=1) > 0
 
 
 def test_float32_asked_is_float32_without_warning(cpu, capsys):

@@ -4,10 +4,12 @@ the graph rewrites that suit this CPU.
 The engine is TensorFlow's own `tf.distribute`; this module only maps our flags onto it.
 """
 
+import functools
 import json
 import os
 import random
 import sys
+import time
 
 import keras
 import numpy as np
@@ -62,6 +64,9 @@ def wait_for_workers(strategy):
 ONEDNN_ISAS_BELOW_AVX512 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
 ONEDNN_ISAS_WITHOUT_BF16 = ONEDNN_ISAS_BELOW_AVX512 + ("AVX512_CORE", "AVX512_CORE_VNNI")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+SEVERAL_TIMES_SLOWER = "where bfloat16 is several times slower than float32"
+# bfloat16 is kept only where it measured clearly faster: a CPU whose flags promise it can still be slower.
+MIN_BFLOAT16_SPEEDUP = 1.1
 
 
 def cpu_flags(cpuinfo="/proc/cpuinfo"):
@@ -93,19 +98,63 @@ def onednn_enabled():
 
 
 def slow_low_precision_reason():
-    """Why bfloat16 would be slower than float32 on this CPU, or None when it has native bfloat16 math.
+    """Why bfloat16 would be slower than float32 on this CPU, or None when it is faster here.
 
     On a CPU without AVX512_BF16 or AMX, TensorFlow's bfloat16 convolutions fall back to reference code:
-    measured 9× slower than float32 on an AVX2 EPYC. GPUs are not checked here (float16 is used there).
+    measured 9× slower than float32 on an AVX2 EPYC. With them, it depends on the CPU: the training step ran
+    1.75× faster in bfloat16 on an AMD EPYC with avx512_bf16, but 0.64× on an Intel Xeon with avx512_bf16 and
+    no AMX (experiments/results/benchmarks.md), so where the flags allow it, `bfloat16_speedup` measures.
+    GPUs are not checked here (float16 is used there).
     """
     if not onednn_enabled():
-        return "TensorFlow's oneDNN kernels are off (TF_ENABLE_ONEDNN_OPTS=0)"
+        return f"TensorFlow's oneDNN kernels are off (TF_ENABLE_ONEDNN_OPTS=0), {SEVERAL_TIMES_SLOWER}"
     flags = cpu_flags()
     if not flags & set(CPU_BF16_FLAGS):
-        return "this CPU has no native bfloat16 (no avx512_bf16 or amx_bf16)"
+        return f"this CPU has no native bfloat16 (no avx512_bf16 or amx_bf16), {SEVERAL_TIMES_SLOWER}"
     if onednn_isa_cap() in ONEDNN_ISAS_WITHOUT_BF16:
-        return f"ONEDNN_MAX_CPU_ISA={onednn_isa_cap()} caps oneDNN below its bfloat16 instructions"
+        return (f"ONEDNN_MAX_CPU_ISA={onednn_isa_cap()} caps oneDNN below its bfloat16 instructions, "
+                f"{SEVERAL_TIMES_SLOWER}")
+    speedup = bfloat16_speedup()
+    if speedup < MIN_BFLOAT16_SPEEDUP:
+        return (f"on this CPU bfloat16 ran a ResNet bottleneck's training step at {speedup:.2f}x float32's speed "
+                f"(kept only from {MIN_BFLOAT16_SPEEDUP}x)")
     return None
+
+
+@functools.cache
+def bfloat16_speedup():
+    """float32's time over bfloat16's for one training step (forward, both gradients) of a ResNet bottleneck
+    block, 256 channels at 64×64, batch 4: the shape most of the backbone's time goes to. On the Intel Xeon
+    above it measured 0.68 where the whole network's step measured 0.64. About 2 seconds, once per process;
+    the global precision policy is left as it was (each layer gets its own)."""
+    return _bottleneck_step_seconds("float32") / _bottleneck_step_seconds("mixed_bfloat16")
+
+
+def _bottleneck_step_seconds(policy, size=64, channels=256, batch=4, repeats=5):
+    x = keras.Input((size, size, channels))
+    y = x
+    for filters, kernel in ((channels // 4, 1), (channels // 4, 3), (channels, 1)):
+        y = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, dtype=policy)(y)
+        y = keras.layers.BatchNormalization(dtype=policy)(y)
+        y = keras.layers.ReLU(dtype=policy)(y) if filters != channels else y
+    block = keras.Model(x, keras.layers.Add(dtype=policy)([y, x]))
+    inputs = tf.random.stateless_normal((batch, size, size, channels), seed=(0, 0))
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = tf.cast(block(inputs, training=True), tf.float32)
+            loss = tf.reduce_mean(outputs * outputs)
+        return tape.gradient(loss, [inputs] + block.trainable_variables)
+
+    step()  # traces and warms up
+    fastest = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        fastest = min(fastest, time.perf_counter() - start)
+    return fastest
 
 
 def slow_fused_inference_reason():
@@ -140,16 +189,15 @@ def avoid_slow_fused_inference():
 
 
 def set_precision(mixed_precision):
-    """`--mixed-precision`: float16 with loss scaling on GPU, bfloat16 on CPUs with native bfloat16 math.
+    """`--mixed-precision`: float16 with loss scaling on GPU, bfloat16 on CPUs where it is faster.
 
-    On a CPU without it, bfloat16 would make a run several times slower, so this falls back to float32 with a
-    one-line warning.
+    On a CPU without native bfloat16 math it would make a run several times slower, and on some with it
+    slower still (`slow_low_precision_reason`), so there this falls back to float32 with a one-line warning.
     """
     if mixed_precision and not tf.config.list_physical_devices("GPU"):
         reason = slow_low_precision_reason()
         if reason:
-            print(f"warning: --mixed-precision ignored, training in float32: {reason}, where bfloat16 is "
-                  f"several times slower than float32", file=sys.stderr)
+            print(f"warning: --mixed-precision ignored, training in float32: {reason}", file=sys.stderr)
             mixed_precision = False
     if not mixed_precision:
         keras.mixed_precision.set_global_policy("float32")
