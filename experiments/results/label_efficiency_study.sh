@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# How the label-efficiency study (ccp_human_parsing/ and kvasir_seg/ here) is run across working sessions whose
+# machines do not keep their files: only what is committed survives. From the repository root:
+#
+#   bash experiments/results/label_efficiency_study.sh setup     # worktree at the pinned commit; restore results
+#   bash experiments/results/label_efficiency_study.sh queue     # both datasets, one per core, in the background
+#   bash experiments/results/label_efficiency_study.sh sync      # finished cells back here, reports redrawn
+#
+# Each dataset's grid is experiments/label_efficiency.py (cpu preset) run in parts, one pretext arm and seed at a
+# time (`--inits surrogate --seeds 1`: that seed's pretraining run and its 4 cells, about two hours on one core),
+# in the order seed 1..5 x (surrogate, scratch, control). Finished cells are skipped, so `queue` on a new machine
+# continues where the committed results end; a part cut off by the end of a session pretrains its run again, and
+# report.md then names the two weights files its cells started from.
+set -euo pipefail
+COMMIT=${COMMIT:-e004420}                    # the pinned code every cell so far ran from
+WORKTREE=${WORKTREE:-/work/grid17d}          # its checkout, beside this one
+RUNS=${RUNS:-/work/runs/grid17}              # run directories with checkpoints and weights (never committed)
+DATASETS=(ccp_human_parsing kvasir_seg)
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+RESULTS=$REPO/experiments/results
+
+part() {  # CORE DATASET INIT SEED: one part on one core, one thread, code from the pinned worktree
+  local core=$1 ds=$2 init=$3 seed=$4 group=()
+  [ "$ds" = ccp_human_parsing ] && group=(--group "background:0;person:1-5")
+  echo "$(date -u) $ds: $init seed $seed on core $core, commit $(git -C "$WORKTREE" rev-parse --short HEAD)"
+  (cd "$WORKTREE" && PYTHONPATH=$WORKTREE TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1 \
+     TF_CPP_MIN_LOG_LEVEL=2 taskset -c "$core" python experiments/label_efficiency.py \
+     --data "../shared/data/$ds" --out "$RUNS/$ds" "${group[@]}" --inits "$init" --seeds "$seed")
+}
+
+case ${1:-} in
+  setup)
+    [ -d "$WORKTREE" ] || git -C "$REPO" worktree add --detach "$WORKTREE" "$COMMIT"
+    for ds in "${DATASETS[@]}"; do
+      mkdir -p "$RUNS/$ds"
+      [ -f "$RUNS/$ds/runner_state.json" ] || tar -C "$RESULTS/$ds" -cf - . | tar -C "$RUNS/$ds" -xf -
+    done ;;
+  queue)
+    core=0
+    for ds in "${DATASETS[@]}"; do
+      (for seed in 1 2 3 4 5; do for init in surrogate scratch control; do part $core "$ds" $init $seed; done; done) \
+        >> "$RUNS/$ds.out" 2>&1 &
+      core=$((core + 1))
+    done
+    echo "running; progress in $RUNS/<dataset>.out" ;;
+  sync)
+    for ds in "${DATASETS[@]}"; do
+      src=$RUNS/$ds dst=$RESULTS/$ds
+      [ -f "$src/runner_state.json" ] || continue
+      # top-level tables, pretraining runs without checkpoints, logs or weights (and only their last sample, the
+      # one report.md shows), and FINISHED cells only: an unfinished one would bring a best.json without its
+      # weights. Test predictions only for the 10 % cells, which report.md shows.
+      (cd "$src" && {
+        find . -maxdepth 1 -type f ! -name "*.tmp*" ! -name README.md
+        find pretrain -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -path "*/samples/*" \
+          ! -name "*.weights.h5" ! -name "*.tmp*" 2>/dev/null
+        for run in pretrain/*/; do ls "$run"samples/*.png 2>/dev/null | sort | tail -n 1; done
+        for cell in segment/*/; do
+          [ -f "$cell/metrics.json" ] || continue
+          find "$cell" -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -name "*.weights.h5" ! -name "*.tmp*" \
+            \( ! -name predictions.png -o -path "*_frac0.1_seed*" \)
+        done 2>/dev/null
+      } | tar -T - -cf -) | tar -C "$dst" -xf -
+      (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=2 python experiments/plot.py "$dst" > /dev/null 2>&1)
+      python - "$dst" <<'PY'
+import csv, re, sys
+from collections import defaultdict
+from pathlib import Path
+dst = Path(sys.argv[1])
+done = defaultdict(list)
+for row in csv.DictReader(open(dst / "results.csv")):
+    if row["status"] == "done":
+        done[(int(row["seed"]), row["init"])].append(f"{100 * float(row['frac']):g} %")
+listing = "; ".join(f"{init} seed {seed}: {', '.join(fracs)}" for (seed, init), fracs in sorted(done.items()))
+status = f"**Status: {sum(map(len, done.values()))} of 60 cells finished** ({listing or 'none yet'})."
+readme = dst / "README.md"
+readme.write_text(re.sub(r"\*\*Status: .*?\)\.", lambda _: status, readme.read_text(), count=1, flags=re.S))
+print(dst.name, status)
+PY
+    done ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
+esac
