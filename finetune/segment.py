@@ -219,10 +219,16 @@ def evaluate_on_test(model, ds, splits, groups, train, args, stopped_step):
     if shown:
         write_prediction_grid(shown, out / "predictions.png")
     write_json(out / "metrics.json", metrics)
-    cap = " (hit the --steps cap)" if stopped_step >= args.steps else ""
     print(f"test: dice_mean {metrics['dice_mean']:.4f}, dice_grouped {metrics['dice_grouped']:.4f}, "
           f"mIoU {metrics['miou']:.4f} ({len(splits['test'])} images; best val step {best.get('step')}, "
-          f"stopped at step {stopped_step}{cap})")
+          f"stopped at step {stopped_step}{end_note(stopped_step, args.steps, args.lr_schedule)})")
+
+
+def end_note(stopped_step, steps, lr_schedule):
+    """What reaching --steps means: cut off at a constant rate, or the poly schedule run out (rate 0)."""
+    if stopped_step < steps:
+        return ""
+    return " (the poly schedule's end: rate 0)" if lr_schedule == "poly" else " (hit the --steps cap)"
 
 
 if __name__ == "__main__":

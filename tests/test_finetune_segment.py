@@ -404,3 +404,9 @@ def test_control_and_colour_arms_refuse_each_others_generator(init, generator, w
     errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and errors[0].startswith(f"error: --surrogate {source}") and wanted in errors[0]
     assert not (tmp_path / "run" / "init.json").exists()
+
+
+def test_reaching_the_last_step_is_a_cap_at_a_constant_rate_and_the_schedule_s_end_under_poly():
+    assert segment.end_note(6000, 8000, "poly") == segment.end_note(6000, 8000, "constant") == ""
+    assert segment.end_note(8000, 8000, "constant") == " (hit the --steps cap)"
+    assert segment.end_note(8000, 8000, "poly") == " (the poly schedule's end: rate 0)"
