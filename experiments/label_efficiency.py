@@ -61,9 +61,9 @@ PRESETS = {
     # same test Dice (0.699 vs 0.697) and flattened, stopping by patience at 7,750. Half the schedule (4,000 steps,
     # poly) cost 0.04-0.06 test Dice, still climbing at its end (loss_pilot.md). One pretraining run per fine-tuning
     # seed (pretrain_seeds = 5): a seed's pretraining and its 4 cells (~25 + 4 x 20 minutes) fit in one working session
-    # on one core, so a machine lost between sessions (results are committed, weights are not) never leaves finished
-    # cells whose pretraining must be redone for the rest, and the interval over seeds is also one over pretraining
-    # runs.
+    # on one core, so a machine lost between sessions (results are committed, weights are not) seldom leaves finished
+    # cells whose pretraining must be redone for the rest (report.md names the weights each cell used), and the interval
+    # over seeds is also one over pretraining runs.
     "cpu": dict(crop=129, width=0.25, batch=4, pretrain_steps=5000, finetune_steps=8000, lr=1e-3, pretrain_lr=2e-4,
                 eval_every=250, checkpoint_every=250, sample_every=1000, patience=6, min_delta=0.005, min_steps=4000,
                 seeds=[1, 2, 3, 4, 5], pretrain_seeds=5, loss="ce+dice", lr_schedule="poly", **CPU_PRETEXT),
