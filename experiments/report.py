@@ -14,6 +14,7 @@ from pathlib import Path
 
 from models.io import read_json, write_atomic
 from models.runner.provenance import describe_provenance
+from models.transfer import PRETEXT_INITS
 
 from matplotlib.figure import Figure
 
@@ -201,7 +202,7 @@ def weights_used(experiment, rows):
     used = defaultdict(lambda: defaultdict(list))
     for row in rows:
         init = read_json(experiment / row["run_dir"] / "init.json", {}) if row["status"] == "done" else {}
-        if init.get("source_sha256") and row["init"] not in ("scratch", "imagenet"):
+        if init.get("source_sha256") and row["init"] in PRETEXT_INITS:
             used[Path(init["source"]).parent.name][init["source_sha256"]].append(f"{row['frac']:g}/seed {row['seed']}")
     return used
 

@@ -95,8 +95,8 @@ def collect_results(experiment, cells, state):
     """Writes EXP/results.csv, one row per cell (finished or not), and after them one per cell an earlier run of
     the grid finished outside this one's plan (another --inits, --seeds or --fracs: a grid run in parts keeps one
     table); returns the rows."""
-    earlier = {Cell.from_name(name) for name, entry in state.items() if Cell.from_name(name)
-               and entry.get("status") == "done"} - set(cells)
+    earlier = {cell for name, entry in state.items()
+               if (cell := Cell.from_name(name)) and entry.get("status") == "done"} - set(cells)
     cells = list(cells) + sorted(earlier, key=lambda c: (c.seed, c.init, c.frac))
     rows = [cell_row(experiment, cell, state) for cell in cells]
     buffer = io.StringIO()
