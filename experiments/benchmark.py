@@ -7,6 +7,7 @@
     python experiments/benchmark.py predict --size 513
     python experiments/benchmark.py scale --files 330000          # streaming: first step and memory
     python experiments/benchmark.py profile --task segment --size 256 --batch 4   # where a step's time goes
+    python experiments/benchmark.py roofline --size 256 --batch 4  # peer, FLOPs and the machine's matmul rate
 
 JSON on stdout, a readable table on stderr. Timings are the median of several timed repeats after warm-up.
 """
@@ -102,7 +103,9 @@ def _allow_cpu_torchvision(torch):
             _TORCHVISION_SHIM.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 
 
-def cmd_peer(args):
+def build_peer(size, batch):
+    """segmentation_models_pytorch's DeepLabV3+ ResNet50 training step, set up as ours: a function that runs one
+    step on a random batch, the model, and the frameworks' versions."""
     try:
         import torch
 
@@ -115,8 +118,8 @@ def cmd_peer(args):
                               decoder_atrous_rates=(6, 12, 18), classes=9)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.999))
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
-    x = torch.rand(args.batch, 3, args.size, args.size) * 2 - 1
-    y = torch.randint(0, 9, (args.batch, args.size, args.size))
+    x = torch.rand(batch, 3, size, size) * 2 - 1
+    y = torch.randint(0, 9, (batch, size, size))
     model.train()
 
     def run_once():
@@ -125,7 +128,14 @@ def cmd_peer(args):
         loss.backward()
         optimizer.step()
 
+    return run_once, model, f"torch {torch.__version__}, smp {smp.__version__}"
+
+
+def cmd_peer(args):
+    run_once, model, framework = build_peer(args.size, args.batch)
     from models.runner.runtime import set_precision
+
+    import torch
 
     precision = set_precision(args.mixed_precision)
     from experiments.train_step import build_step
@@ -140,7 +150,7 @@ def cmd_peer(args):
         for name, once in order if round_ % 2 == 0 else order[::-1]:
             times[name] += timed(once, warmup=0, repeats=1, steps=args.steps)[1]
     peer_s, ours_s = statistics.median(times["peer"]), statistics.median(times["ours"])
-    return {"benchmark": "peer", "framework": f"torch {torch.__version__}, smp {smp.__version__}",
+    return {"benchmark": "peer", "framework": framework,
             "size": args.size, "batch": args.batch, "threads": torch.get_num_threads(),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "seconds_per_step": peer_s,
             "images_per_second": args.batch / peer_s, "repeats_seconds_per_step": times["peer"],
@@ -150,6 +160,37 @@ def cmd_peer(args):
             "ours_parameters": sum(int(np.prod(v.shape)) for v in ours_model.trainable_variables),
             "ratio_ours_to_peer": peer_s / ours_s,
             "ratio_per_round": [p / o for p, o in zip(times["peer"], times["ours"])], **peak_memory_mb(), **machine()}
+
+
+def cmd_roofline(args):
+    """The peer comparison on the scale of the machine's arithmetic ceiling (see `experiments/flops.py`).
+
+    Both steps are credited with the FLOPs counted in our training step's graph: the networks are the same
+    (their forward passes, counted separately, agree to within a fraction of a percent).
+    """
+    from models import build_deeplabv3plus
+
+    import tensorflow as tf
+    import torch
+
+    from experiments import flops
+
+    result = cmd_peer(args)
+    step = sum(flops.step_flops("segment", args.size, args.batch).values())
+    spec = tf.TensorSpec((args.batch, args.size, args.size, 3))
+    forward = {"ours": sum(flops.graph_flops(tf.function(build_deeplabv3plus(9)).get_concrete_function(spec).graph)
+                           .values()),
+               "peer": flops.torch_forward_flops(build_peer(args.size, args.batch)[1],
+                                                 torch.zeros(args.batch, 3, args.size, args.size))}
+    ceilings = {"tensorflow": flops.tensorflow_matmul_gflops(), "torch": flops.torch_matmul_gflops()}
+    rate = {name: step / result[key] / 1e9 for name, key in (("ours", "ours_seconds_per_step"),
+                                                              ("peer", "seconds_per_step"))}
+    return {**result, "benchmark": "roofline", "gflop_per_step": step / 1e9,
+            "forward_gflop_per_image": {k: v / args.batch / 1e9 for k, v in forward.items()},
+            "gflops_per_second": rate, "matmul_gflops_per_second": ceilings,
+            "fraction_of_matmul_rate": {k: v / max(ceilings.values()) for k, v in rate.items()},
+            # the best ratio ours / peer can reach against this peer: our step at the matrix-multiply rate
+            "ratio_ours_to_peer_at_matmul_rate": max(ceilings.values()) / rate["peer"]}
 
 
 def cmd_predict(args):
@@ -344,7 +385,8 @@ def parse_args(argv=None):
     common.add_argument("--steps", type=int, default=3, help="steps per timed repeat")
     for name, help_text in (("train-step", "images/s of a full training step"), ("peer", "the same step in smp"),
                             ("predict", "inference latency"), ("data", "input pipeline images/s"),
-                            ("profile", "time by op type and network part")):
+                            ("profile", "time by op type and network part"),
+                            ("roofline", "peer, with both steps' FLOPs and the machine's matmul rate")):
         s = sub.add_parser(name, parents=[common], help=help_text)
         s.add_argument("--size", type=int, default=256)
         s.add_argument("--batch", type=int, default=4)
@@ -369,8 +411,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-COMMANDS = {"train-step": cmd_train_step, "data": cmd_data, "peer": cmd_peer, "predict": cmd_predict,
-            "scale": cmd_scale, "profile": cmd_profile}
+COMMANDS = {"train-step": cmd_train_step, "data": cmd_data, "peer": cmd_peer, "roofline": cmd_roofline,
+            "predict": cmd_predict, "scale": cmd_scale, "profile": cmd_profile}
 
 
 def main(argv=None):

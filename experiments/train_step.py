@@ -8,8 +8,9 @@ from models.resnet import scaled
 import tensorflow as tf
 
 
-def build_step(task, size, batch, width, xla):
-    """A compiled training step on random data, as the scripts run it (same models, losses, optimizers)."""
+def build_traced_step(task, size, batch, width, xla):
+    """The training step as the scripts build it (same models, losses, optimizers): its `tf.function`, a random
+    batch of the given size to call it on, and its model."""
     def adam(lr):
         return make_adam(lr, 0.5, 0.999)  # as the scripts build it
 
@@ -29,5 +30,10 @@ def build_step(task, size, batch, width, xla):
         data = {"gray": tf.random.uniform((batch, size, size, 3), -1, 1),
                 "gray_small": tf.random.uniform((batch, small, small, 3), -1, 1),
                 "rgb_small": tf.random.uniform((batch, small, small, 3), -1, 1)}
-    step = tf.function(model.train_step, jit_compile=xla or None)
+    return tf.function(model.train_step, jit_compile=xla or None), data, model
+
+
+def build_step(task, size, batch, width, xla):
+    """A compiled training step on random data: a function that runs one step, and the model."""
+    step, data, model = build_traced_step(task, size, batch, width, xla)
     return lambda: {k: float(v) for k, v in step(data).items()}, model

@@ -44,3 +44,17 @@ def test_profile_splits_step_time_by_op_type_and_network_part(capsys):
     assert {"backbone", "aspp", "decoder", "optimizer"} <= set(result["percent_by_part"])
     assert any("Conv2D" in op for op in result["percent_by_op_type"])
     assert result["percent_by_op_type"].get("ResourceApplyAdam", 0) > 0  # the fused Adam kernel runs
+
+
+def test_roofline_puts_both_steps_on_the_matmul_scale(capsys):
+    import importlib.util
+
+    if not (importlib.util.find_spec("torch") and importlib.util.find_spec("segmentation_models_pytorch")):
+        pytest.skip("the peer needs torch and segmentation_models_pytorch (the `bench` extra)")
+    result = run(capsys, "roofline", "--size", "64", "--batch", "2", "--warmup", "1", "--repeats", "2", "--steps", "1")
+    assert result["forward_gflop_per_image"]["peer"] == pytest.approx(result["forward_gflop_per_image"]["ours"],
+                                                                      rel=0.01)
+    for side, seconds in (("ours", result["ours_seconds_per_step"]), ("peer", result["seconds_per_step"])):
+        assert result["gflops_per_second"][side] == pytest.approx(result["gflop_per_step"] / seconds)
+    ceiling = max(result["matmul_gflops_per_second"].values())
+    assert result["ratio_ours_to_peer_at_matmul_rate"] == pytest.approx(ceiling / result["gflops_per_second"]["peer"])
