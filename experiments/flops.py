@@ -47,19 +47,28 @@ def op_flops(op):
     return 0
 
 
-def graph_flops(graph):
-    """Op type → FLOPs summed over a traced graph's convolutions and matrix multiplies.
+def op_kinds(graph):
+    """Op name → ("<op type> <kernel height>x<width>", FLOPs) for the convolutions and matrix multiplies of a
+    traced graph.
 
     Ops whose outputs nothing reads are left out: TensorFlow prunes them before running (the gradient with
     respect to the input image, which every convolution's gradient function also returns, is one).
     """
-    totals = {}
+    kinds = {}
     for op in graph.get_operations():
-        if not any(output.consumers() for output in op.outputs):
-            continue
-        flops = op_flops(op)
-        if flops:
-            totals[op.type] = totals.get(op.type, 0) + flops
+        flop = op_flops(op) if any(output.consumers() for output in op.outputs) else 0
+        if flop:
+            kernel = _CONVOLUTION_OPS[op.type](op)[1].shape if op.type in _CONVOLUTION_OPS else None
+            kinds[op.name] = (f"{op.type} {kernel[0]}x{kernel[1]}" if kernel else op.type, flop)
+    return kinds
+
+
+def graph_flops(graph):
+    """Op type → FLOPs summed over a traced graph's convolutions and matrix multiplies that run."""
+    totals = {}
+    for kind, flop in op_kinds(graph).values():
+        op_type = kind.split(" ")[0]
+        totals[op_type] = totals.get(op_type, 0) + flop
     return totals
 
 

@@ -44,6 +44,9 @@ def test_profile_splits_step_time_by_op_type_and_network_part(capsys):
     assert {"backbone", "aspp", "decoder", "optimizer"} <= set(result["percent_by_part"])
     assert any("Conv2D" in op for op in result["percent_by_op_type"])
     assert result["percent_by_op_type"].get("ResourceApplyAdam", 0) > 0  # the fused Adam kernel runs
+    rates = result["convolution_rates"]  # each kind of convolution timed, at the rate its FLOPs ran
+    assert {"Conv2D 1x1", "Conv2DBackpropFilter 3x3", "Conv2DBackpropInput 1x1"} <= set(rates)
+    assert all(kind["gflops_per_second"] > 0 for kind in rates.values())
 
 
 def test_roofline_puts_both_steps_on_the_matmul_scale(capsys):
@@ -56,5 +59,6 @@ def test_roofline_puts_both_steps_on_the_matmul_scale(capsys):
                                                                       rel=0.01)
     for side, seconds in (("ours", result["ours_seconds_per_step"]), ("peer", result["seconds_per_step"])):
         assert result["gflops_per_second"][side] == pytest.approx(result["gflop_per_step"] / seconds)
-    ceiling = max(result["matmul_gflops_per_second"].values())
+    ceiling = result["matmul_gflops_per_second"]
+    assert result["fraction_of_matmul_rate"]["ours"] == pytest.approx(result["gflops_per_second"]["ours"] / ceiling)
     assert result["ratio_ours_to_peer_at_matmul_rate"] == pytest.approx(ceiling / result["gflops_per_second"]["peer"])

@@ -30,6 +30,7 @@ def test_gradient_nobody_reads_is_not_counted():
     forward = 2 * (2 * 8 * 8 * 6) * (3 * 3 * 4)
     assert {"Conv2DBackpropInput", "Conv2DBackpropFilter"} <= {op.type for op in graph.get_operations()}
     assert flops.graph_flops(graph) == {"Conv2D": forward, "Conv2DBackpropFilter": forward}
+    assert sorted(flops.op_kinds(graph).values()) == [("Conv2D 3x3", forward), ("Conv2DBackpropFilter 3x3", forward)]
 
 
 def test_depthwise_and_its_gradients_count_per_channel():
