@@ -5,7 +5,8 @@
 
 Variants: atrous (the network as it is), keras_dw (ASPP/decoder on Keras' own Conv2D/DepthwiseConv2D),
 bias (backbone convolutions with a bias, the layout before they dropped it: what that change is measured
-against), bf16 (mixed_bfloat16 policy), noremap (Grappler's remapper off: set before each of its steps, since
+against), onednn_bn (BatchNorm's forward pass on oneDNN's kernel even below AVX-512, as before the plain-ops
+forward), bf16 (mixed_bfloat16 policy), noremap (Grappler's remapper off: set before each of its steps, since
 TensorFlow optimizes a function once per setting, read at the call). Prints wall and process CPU seconds per
 step (median over ROUNDS alternated steps); CPU seconds hold up better on a loaded machine.
 """
@@ -17,6 +18,7 @@ import sys
 import time
 import types
 
+import models.batchnorm as batchnorm
 import models.deeplab as deeplab
 import models.resnet as resnet
 
@@ -28,8 +30,10 @@ from experiments.train_step import build_step
 
 @contextlib.contextmanager
 def variant(name):
-    saved = deeplab.DepthwiseConv2D, deeplab.Conv2D, resnet.layers
-    if name == "keras_dw":
+    saved = deeplab.DepthwiseConv2D, deeplab.Conv2D, resnet.layers, batchnorm.slow_onednn_batchnorm
+    if name == "onednn_bn":
+        batchnorm.slow_onednn_batchnorm = lambda: False
+    elif name == "keras_dw":
         deeplab.DepthwiseConv2D, deeplab.Conv2D = keras.layers.DepthwiseConv2D, keras.layers.Conv2D
     elif name == "bias":
         namespace = types.SimpleNamespace(**{k: getattr(keras.layers, k) for k in dir(keras.layers) if k[0] != "_"})
@@ -42,7 +46,7 @@ def variant(name):
     try:
         yield
     finally:
-        deeplab.DepthwiseConv2D, deeplab.Conv2D, resnet.layers = saved
+        deeplab.DepthwiseConv2D, deeplab.Conv2D, resnet.layers, batchnorm.slow_onednn_batchnorm = saved
         keras.mixed_precision.set_global_policy("float32")
 
 
@@ -63,7 +67,7 @@ def main():
         keras.utils.set_random_seed(0)
         with variant(name):
             steps[name] = with_remapping(name != "noremap", build_step(task, size, 4, 1.0, False)[0])
-        steps[name]()  # trace
+            steps[name]()  # trace (BatchNorm chooses its forward pass here)
     for name in names:
         steps[name]()  # warm
     wall, cpu = {n: [] for n in names}, {n: [] for n in names}

@@ -437,7 +437,7 @@ def main(argv=None):
         import tensorflow as tf
 
         tf.config.optimizer.set_experimental_options({"remapping": args.remapping == "on"})
-    elif args.command in ("train-step", "predict"):
+    elif args.command in ("train-step", "predict", "peer", "roofline", "profile"):
         from models.runner.runtime import avoid_slow_fused_inference
 
         avoid_slow_fused_inference()  # as the scripts do

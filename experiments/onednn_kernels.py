@@ -18,23 +18,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STEP = {
     "ours": """
+from models.runner.runtime import avoid_slow_fused_inference
 from experiments.train_step import build_step
+avoid_slow_fused_inference()  # as the scripts do
 run_once, _ = build_step("segment", {size}, {batch}, 1.0, False)
 run_once(); run_once()
 print("MARK", flush=True)
 run_once()
 """,
     "peer": """
-import torch
-import experiments.benchmark as b
-b._allow_cpu_torchvision(torch)
-import segmentation_models_pytorch as smp
-model = smp.DeepLabV3Plus("resnet50", encoder_weights=None, encoder_output_stride=16, classes=9)
-optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.999))
-loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
-x, y = torch.rand({batch}, 3, {size}, {size}) * 2 - 1, torch.randint(0, 9, ({batch}, {size}, {size}))
-def step():
-    optimizer.zero_grad(set_to_none=True); loss_fn(model(x), y).backward(); optimizer.step()
+from experiments.benchmark import build_peer
+step = build_peer({size}, {batch})[0]
 step(); step()
 print("MARK", flush=True)
 step()

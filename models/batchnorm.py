@@ -2,10 +2,13 @@
 
 Keras 3 computes BatchNorm as separate moments / normalise / scale ops: about six passes over every
 activation, forward and backward, in a ResNet50 where BatchNorm follows each of 53 convolutions. The fused
-kernel (what Keras 2 used, oneDNN-accelerated on CPU, cuDNN on GPU) does it in one. Under a multi-replica
-strategy the statistics must span the global batch: Keras' `synchronized=True` path, with the variance
-computed in two passes (see `BatchNormalization._moments`).
+kernel (what Keras 2 used, oneDNN-accelerated on CPU, cuDNN on GPU) does it in one. Where oneDNN runs below
+AVX-512 its forward kernel is the slow one, and the forward pass is done in plain ops instead (same values).
+Under a multi-replica strategy the statistics must span the global batch: Keras' `synchronized=True` path,
+with the variance computed in two passes (see `BatchNormalization._moments`).
 """
+
+from models.cpu import slow_onednn_batchnorm
 
 import keras
 import tensorflow as tf
@@ -35,13 +38,19 @@ class BatchNormalization(layers.BatchNormalization):
         shape = tf.shape(x)
         x4 = tf.reshape(x, [-1, 1, 1, channels]) if len(inputs.shape) != 4 else x
         if training and self.trainable:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                x4, gamma, beta, epsilon=self.epsilon, is_training=True)
-            count = tf.cast(tf.reduce_prod(tf.shape(x4)[:-1]), tf.float32)
-            variance = variance * (count - 1.0) / tf.maximum(count, 2.0)  # kernel returns Bessel-corrected
+            if slow_onednn_batchnorm():
+                y, mean, variance = normalize_by_batch_moments(x4, gamma, beta, self.epsilon)
+            else:
+                y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                    x4, gamma, beta, epsilon=self.epsilon, is_training=True)
+                count = tf.cast(tf.reduce_prod(tf.shape(x4)[:-1]), tf.float32)
+                variance = variance * (count - 1.0) / tf.maximum(count, 2.0)  # kernel returns Bessel-corrected
             for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
                 # TensorFlow ops on the value: Keras-variable arithmetic costs ~10× more Python while tracing
                 moving.assign(tf.convert_to_tensor(moving) * self.momentum + batch * (1.0 - self.momentum))
+        elif slow_onednn_batchnorm():
+            scale = gamma * tf.math.rsqrt(tf.convert_to_tensor(self.moving_variance) + self.epsilon)
+            y = tf.cast(x4, tf.float32) * scale + (beta - tf.convert_to_tensor(self.moving_mean) * scale)
         else:
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(
                 x4, gamma, beta, mean=tf.convert_to_tensor(self.moving_mean),
@@ -67,6 +76,31 @@ class BatchNormalization(layers.BatchNormalization):
         mean = total(tf.reduce_sum(inputs, axis=axes, keepdims=True)) / count
         variance = total(tf.reduce_sum(tf.square(inputs - mean), axis=axes, keepdims=True)) / count
         return tf.squeeze(mean, axes), tf.squeeze(variance, axes)
+
+
+def normalize_by_batch_moments(x, gamma, beta, epsilon):
+    """Training-mode BatchNorm of an NHWC tensor in plain TensorFlow ops: (y, batch mean, biased batch variance).
+
+    The forward pass for CPUs where oneDNN's fused kernel is slow (`models.cpu.slow_onednn_batchnorm`); the
+    gradient is still the fused kernel's (`FusedBatchNormGradV3`, fast there), given the same batch statistics
+    it would have saved. Like the fused op's, it passes no gradient through the returned mean and variance,
+    which only feed the moving averages.
+    """
+    @tf.custom_gradient
+    def forward(x, gamma, beta):
+        mean = tf.reduce_mean(x, [0, 1, 2])
+        variance = tf.reduce_mean(tf.math.squared_difference(x, mean), [0, 1, 2])
+        scale = gamma * tf.math.rsqrt(variance + epsilon)
+
+        def gradient(dy, unused_dmean, unused_dvariance):
+            dx, dgamma, dbeta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
+                y_backprop=dy, x=x, scale=gamma, reserve_space_1=mean, reserve_space_2=variance,
+                reserve_space_3=variance, epsilon=epsilon, is_training=True)
+            return dx, dgamma, dbeta
+
+        return (x * scale + (beta - mean * scale), mean, variance), gradient
+
+    return forward(tf.cast(x, tf.float32), gamma, beta)
 
 
 def batch_norm(name, epsilon):

@@ -13,9 +13,13 @@ experiments/results/benchmarks.md). oneDNN picks its AVX2 or AVX-512 code at run
 everywhere on x86 Linux unless the user has chosen (TF_ENABLE_ONEDNN_OPTS=0 still turns it off).
 """
 
+import functools
 import os
 import platform
 import sys
+
+# oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA) below AVX-512.
+ONEDNN_ISAS_BELOW_AVX512 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
 
 
 def enable_onednn(environ=os.environ, machine=None, system=sys.platform):
@@ -33,6 +37,65 @@ def enable_onednn(environ=os.environ, machine=None, system=sys.platform):
 def quiet_tensorflow(environ=os.environ):
     """TF_CPP_MIN_LOG_LEVEL=2 unless already set: start-up INFO lines hidden, warnings and errors kept."""
     environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where that file is absent."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def onednn_isa_cap():
+    """The instruction-set cap set by ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA); "" when none."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    return "" if cap.upper() in ("ALL", "DEFAULT") else cap.upper()
+
+
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN kernels (off by default on CPUs without AVX512_VNNI/BF16 or AMX)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
+
+
+def onednn_below_avx512_reason():
+    """Why TensorFlow's oneDNN kernels run below AVX-512 here (no AVX-512, or a cap), or None where they do not
+    (AVX-512, not x86, or oneDNN off). Some of those kernels are several times slower there than the same
+    arithmetic done otherwise: fused inference convolutions, BatchNorm's forward pass (benchmarks.md)."""
+    if not onednn_enabled():
+        return None
+    flags = cpu_flags()
+    if flags and "avx512f" not in flags:  # an x86 CPU (its /proc/cpuinfo has "flags") without AVX-512
+        return "this CPU has no AVX-512"
+    if onednn_isa_cap() in ONEDNN_ISAS_BELOW_AVX512:
+        return f"ONEDNN_MAX_CPU_ISA={onednn_isa_cap()} caps oneDNN below AVX-512"
+    return None
+
+
+@functools.cache
+def slow_onednn_batchnorm():
+    """Whether BatchNorm's forward pass should avoid oneDNN's kernel on this machine (read once per process).
+
+    Below AVX-512, oneDNN 3.7's batch-normalization forward on TensorFlow's NHWC tensors
+    (`bnorm_tbb_jit:avx2`) took 43 ms for a 4×64×64×256 activation against 5 ms natively, while its backward
+    took the same 6-8 ms on both (ONEDNN_VERBOSE, an Intel Xeon capped at AVX2); the statistics and the
+    normalisation in plain TensorFlow ops take about half of the 43 ms. Only on CPU-only machines: on a GPU the
+    layer runs cuDNN's kernel whatever the host CPU.
+    """
+    if onednn_below_avx512_reason() is None:
+        return False
+    import tensorflow as tf
+
+    return not tf.config.list_physical_devices("GPU")
 
 
 quiet_tensorflow()

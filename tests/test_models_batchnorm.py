@@ -2,6 +2,7 @@
 
 import models.batchnorm
 from models import build_generator
+from models import cpu as models_cpu
 from models.batchnorm import BatchNormalization
 
 import keras
@@ -10,8 +11,10 @@ import pytest
 import tensorflow as tf
 
 
-@pytest.fixture
-def pair():
+@pytest.fixture(params=["fused", "plain-forward"])
+def pair(request, monkeypatch):
+    """Keras' layer and ours, ours on the fused kernel or on the plain-ops forward pass used below AVX-512."""
+    monkeypatch.setattr(models.batchnorm, "slow_onednn_batchnorm", lambda: request.param == "plain-forward")
     x = tf.random.stateless_normal((4, 9, 9, 5), [1, 2]) * 3 + 1
     layers = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5), BatchNormalization(momentum=0.9, epsilon=1e-5)
     for layer in layers:
@@ -55,3 +58,34 @@ def test_weights_files_are_interchangeable_with_keras_batchnorm(tmp_path, monkey
     plain.load_weights(tmp_path / "fused.weights.h5")
     for a, b in zip(fused.weights, plain.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_below_avx512_the_forward_pass_leaves_onednn_batchnorm_and_the_gradient_keeps_it(monkeypatch):
+    """oneDNN's forward BatchNorm kernel is ~8x slower below AVX-512; its gradient kernel is not."""
+    layer = BatchNormalization()
+    layer.build((2, 4, 4, 3))
+    x = tf.random.stateless_normal((2, 4, 4, 3), [3, 4])
+
+    def op_types(slow, training):
+        monkeypatch.setattr(models.batchnorm, "slow_onednn_batchnorm", lambda: slow)
+
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(layer(x, training=training) ** 2)
+            return tape.gradient(loss, x)
+
+        return {op.type for op in tf.function(step).get_concrete_function(x).graph.get_operations()}
+
+    assert {"FusedBatchNormV3", "FusedBatchNormGradV3"} <= op_types(False, True)
+    plain = op_types(True, True)
+    assert "FusedBatchNormV3" not in plain and "FusedBatchNormGradV3" in plain
+    assert not {"FusedBatchNormV3", "FusedBatchNormGradV3"} & op_types(True, False)
+
+
+@pytest.mark.parametrize("reason, gpus, slow", [("this CPU has no AVX-512", [], True),
+                                                ("this CPU has no AVX-512", ["GPU:0"], False), (None, [], False)])
+def test_plain_forward_only_on_cpu_only_machines_below_avx512(monkeypatch, reason, gpus, slow):
+    monkeypatch.setattr(models_cpu, "onednn_below_avx512_reason", lambda: reason)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus)
+    assert models_cpu.slow_onednn_batchnorm.__wrapped__() is slow

@@ -2,6 +2,7 @@
 
 import os
 
+from models import cpu as models_cpu
 from models.runner import runtime
 
 import keras
@@ -16,8 +17,9 @@ def cpu(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
     def set_cpu(flags, onednn=True, speedup=1.75, **env):
-        monkeypatch.setattr(runtime, "cpu_flags", lambda: set(flags.split()))
-        monkeypatch.setattr(runtime, "onednn_enabled", lambda: onednn)
+        for module in (runtime, models_cpu):
+            monkeypatch.setattr(module, "cpu_flags", lambda: set(flags.split()))
+            monkeypatch.setattr(module, "onednn_enabled", lambda: onednn)
         monkeypatch.setattr(runtime, "bfloat16_speedup", lambda: speedup)  # 1.75: measured on an AMD EPYC
         for name, value in env.items():
             monkeypatch.setenv(name, value)

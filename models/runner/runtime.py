@@ -11,6 +11,8 @@ import random
 import sys
 import time
 
+from models.cpu import ONEDNN_ISAS_BELOW_AVX512, cpu_flags, onednn_below_avx512_reason, onednn_enabled, onednn_isa_cap
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -60,41 +62,12 @@ def wait_for_workers(strategy):
     all_arrived()
 
 
-# oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA) below AVX-512, and below its native bfloat16 arithmetic.
-ONEDNN_ISAS_BELOW_AVX512 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
+# oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA) below its native bfloat16 arithmetic.
 ONEDNN_ISAS_WITHOUT_BF16 = ONEDNN_ISAS_BELOW_AVX512 + ("AVX512_CORE", "AVX512_CORE_VNNI")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 SEVERAL_TIMES_SLOWER = "where bfloat16 is several times slower than float32"
 # bfloat16 is kept only where it measured clearly faster: a CPU whose flags promise it can still be slower.
 MIN_BFLOAT16_SPEEDUP = 1.1
-
-
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU's feature flags (Linux /proc/cpuinfo); empty where that file is absent."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def onednn_isa_cap():
-    """The instruction-set cap set by ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA); "" when none."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
-    return "" if cap.upper() in ("ALL", "DEFAULT") else cap.upper()
-
-
-def onednn_enabled():
-    """Whether TensorFlow runs its oneDNN kernels (off by default on CPUs without AVX512_VNNI/BF16 or AMX)."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
 
 
 def slow_low_precision_reason():
@@ -165,14 +138,7 @@ def slow_fused_inference_reason():
     measured 10× slower than with the remapper off (7.3 against 0.70 s per image, oneDNN capped at AVX2),
     while natively (AVX-512) the remapper saves about 6 % (experiments/results/benchmarks.md).
     """
-    if not onednn_enabled():
-        return None
-    flags = cpu_flags()
-    if flags and "avx512f" not in flags:  # an x86 CPU (its /proc/cpuinfo has "flags") without AVX-512
-        return "this CPU has no AVX-512"
-    if onednn_isa_cap() in ONEDNN_ISAS_BELOW_AVX512:
-        return f"ONEDNN_MAX_CPU_ISA={onednn_isa_cap()} caps oneDNN below AVX-512"
-    return None
+    return onednn_below_avx512_reason()
 
 
 def avoid_slow_fused_inference():
