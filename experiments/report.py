@@ -219,6 +219,18 @@ def weights_lines(versions):
     return [" ".join(lines), ""]
 
 
+def machines_used(experiment, rows):
+    """CPU description → the finished cells that ran on it, from each cell's config.json: a grid resumed across
+    working sessions runs on whatever machine each session has."""
+    used = defaultdict(list)
+    for row in rows:
+        machine = read_json(experiment / row["run_dir"] / "config.json", {}).get("machine") \
+            if row["status"] == "done" else None
+        if machine:
+            used[describe_provenance([], machine)[1]].append(f"{row['init']} {row['frac']:g}/seed {row['seed']}")
+    return used
+
+
 def write_plots_and_report(experiment):
     experiment = Path(experiment)
     rows = read_results(experiment)
@@ -228,9 +240,15 @@ def write_plots_and_report(experiment):
     write_statistics(experiment, stats)
     png = plot(rows, experiment / "dice_vs_fraction", title=experiment.name, cells=cells, groups=groups)
     code, cpu = describe_provenance(state.get("__codes__", []), state.get("__machine__"))
+    machines = machines_used(experiment, rows)
+    if machines:
+        cpu = "; ".join(f"{description} ({len(cells)} cell{'s' * (len(cells) != 1)}: {', '.join(cells)})"
+                        for description, cells in machines.items()) + " (from each finished cell's config.json)"
+    else:
+        cpu += " (the CPU of the grid runner's last start; each run's config.json records its own)"
     parts = [f"# Label-efficiency experiment: {experiment.name}", "",
-             f"Code: {code}. CPU: {cpu}. Platform: {platform.platform()}, Python {platform.python_version()} "
-             "(the CPU of the grid runner's last start; each run's config.json records its own).",
+             f"Code: {code}. CPU{'s' * (len(machines) > 1)}: {cpu}. Platform of this report: {platform.platform()}, "
+             f"Python {platform.python_version()}.",
              "", "Command:", "", f"    {state.get('__command__', '(unknown)')}", "",
              f"![Dice vs label fraction: mean over seeds, band = 95 % bootstrap interval]({png.name})", "",
              table(rows), ""]

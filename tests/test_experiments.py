@@ -306,6 +306,21 @@ def test_report_names_the_weights_each_pretraining_runs_cells_started_from(tmp_p
     assert "**This run was pretrained 2 times**" in twice and "bbbbbbbbbbbb: 1/seed 1" in twice
 
 
+def test_report_names_the_cpu_each_cell_ran_on(tmp_path):
+    """A grid resumed on another session's machine mixes CPUs; the report says which cell ran where."""
+    cells = [Cell("scratch", frac, 1) for frac in (0.5, 1.0)] + [Cell("scratch", 1.0, 2)]
+    state = _fake_grid(tmp_path, cells, {c: 0.5 for c in cells})
+    isas = [["avx2", "avx512f", "avx512_bf16"], ["avx2", "avx512f", "avx512_bf16"], ["avx2", "avx512f"]]
+    for cell, isa in zip(cells, isas):
+        write_json(cell.run_dir(tmp_path) / "config.json", {"machine": {
+            "cpu_model": "Xeon", "cpus": 2, "cpu_isa": isa, "onednn_max_cpu_isa": "native"}})
+    collect_results(tmp_path, cells, state)
+    write_plots_and_report(tmp_path)
+    header = (tmp_path / "report.md").read_text().split("Command:")[0]
+    assert "CPUs: Xeon, 2 CPUs, avx2 avx512f avx512_bf16, oneDNN cap native (2 cells: scratch 0.5/seed 1, " \
+           "scratch 1/seed 1); Xeon, 2 CPUs, avx2 avx512f, oneDNN cap native (1 cell: scratch 1/seed 2)" in header
+
+
 def _counts(rng, rate, images=40):
     """(images, 2, 2) confusion counts: half background, all found; a fraction ~`rate` of the foreground found."""
     found = np.clip(rng.normal(rate, 0.05, images), 0, 1) * 100
