@@ -56,7 +56,15 @@ def cmd_train_step(args):
 
     run_once, model = build_step(args.task, args.size, args.batch, args.width, args.xla)
     seconds, times = timed(run_once, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
-    return {"benchmark": "train-step", "task": args.task, "size": args.size, "batch": args.batch,
+    arithmetic = {}
+    if args.flops or args.peak_tflops:
+        from experiments.flops import step_flops
+
+        flop = sum(step_flops(args.task, args.size, args.batch, args.width).values())
+        arithmetic = {"gflop_per_step": flop / 1e9, "tflops_per_second": flop / seconds / 1e12}
+        if args.peak_tflops:
+            arithmetic["model_flops_utilisation"] = flop / seconds / 1e12 / args.peak_tflops
+    return {**arithmetic, "benchmark": "train-step", "task": args.task, "size": args.size, "batch": args.batch,
             "width": args.width, "mixed_precision_flag": args.mixed_precision, "precision": precision,
             "xla": args.xla, "remapping": remapping(), "seconds_per_step": seconds,
             "images_per_second": args.batch / seconds, "repeats_seconds_per_step": times,
@@ -410,6 +418,12 @@ def parse_args(argv=None):
         s.add_argument("--task", choices=("segment", "colorize"), default="segment")
         s.add_argument("--mixed-precision", action="store_true")
         s.add_argument("--xla", action="store_true")
+        if name == "train-step":
+            s.add_argument("--flops", action="store_true",
+                           help="also count the step's FLOPs (from its traced graph) and report TFLOP/s")
+            s.add_argument("--peak-tflops", type=float, default=None,
+                           help="the device's peak for this precision, to report model-FLOPs utilisation (e.g. "
+                                "989 for an H100/H200 SXM in dense bfloat16)")
         if name in ("predict", "train-step"):
             s.add_argument("--remapping", choices=("default", "on", "off"), default="default",
                            help="Grappler's remapper (fuses Conv2D + BatchNorm + ReLU for inference); default: "

@@ -24,6 +24,14 @@ def test_train_step_reports_throughput_and_memory(capsys, task):
     assert isinstance(result["tensorflow_onednn"], bool)
 
 
+def test_train_step_reports_model_flops_utilisation(capsys):
+    result = run(capsys, "train-step", "--size", "64", "--batch", "2", "--width", "0.125", "--warmup", "1",
+                 "--repeats", "1", "--steps", "1", "--peak-tflops", "0.5")
+    assert result["gflop_per_step"] > 0
+    assert result["tflops_per_second"] == pytest.approx(result["gflop_per_step"] / 1e3 / result["seconds_per_step"])
+    assert result["model_flops_utilisation"] == pytest.approx(result["tflops_per_second"] / 0.5)
+
+
 def test_data_pipeline_reports_images_per_second(capsys, synthetic_root):
     result = run(capsys, "data", "--data", str(synthetic_root), "--crop", "65", "--batch", "2", "--warmup", "1",
                  "--repeats", "2", "--steps", "1")
