@@ -423,7 +423,7 @@ def parse_args(argv=None):
                            help="also count the step's FLOPs (from its traced graph) and report TFLOP/s")
             s.add_argument("--peak-tflops", type=float, default=None,
                            help="the device's peak for this precision, to report model-FLOPs utilisation (e.g. "
-                                "989 for an H100/H200 SXM in dense bfloat16)")
+                                "989 for an H100/H200 SXM, 756 for an H100 PCIe, in dense bfloat16)")
         if name in ("predict", "train-step"):
             s.add_argument("--remapping", choices=("default", "on", "off"), default="default",
                            help="Grappler's remapper (fuses Conv2D + BatchNorm + ReLU for inference); default: "
