@@ -12,7 +12,7 @@
 # continues where the committed results end; a part cut off by the end of a session pretrains its run again, and
 # report.md then names the two weights files its cells started from.
 set -euo pipefail
-COMMIT=${COMMIT:-e004420}                    # the pinned code every cell so far ran from
+COMMIT=${COMMIT:-b82724b}                    # the pinned code (e004420 until 2026-11-26, second session: README.md)
 WORKTREE=${WORKTREE:-/work/grid17d}          # its checkout, beside this one
 RUNS=${RUNS:-/work/runs/grid17}              # run directories with checkpoints and weights (never committed)
 DATASETS=(ccp_human_parsing kvasir_seg)
