@@ -93,6 +93,7 @@ def normalize_by_batch_moments(x, gamma, beta, epsilon):
         scale = gamma * tf.math.rsqrt(variance + epsilon)
 
         def gradient(dy, unused_dmean, unused_dvariance):
+            # reserve_space_3 is read only after a forward pass with a fused activation; any tensor will do here
             dx, dgamma, dbeta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
                 y_backprop=dy, x=x, scale=gamma, reserve_space_1=mean, reserve_space_2=variance,
                 reserve_space_3=variance, epsilon=epsilon, is_training=True)
