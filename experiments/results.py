@@ -86,8 +86,9 @@ def cell_row(experiment, cell, state):
         row.update(n_train=metrics["n_train_images"], steps=metrics["steps"], status="done", note="",
                    lr_schedule=schedule, best_step=metrics.get("best_step"), stopped_step=metrics.get("stopped_step"),
                    **{k: round(metrics[k], 6) for k in SCORES if metrics.get(k) is not None})
-    else:
-        row.update(status=entry.get("status", "pending"), note=entry.get("error", ""))
+    else:  # "done" without its metrics: its outputs were removed (or lost), so the runner will run it again
+        status = entry.get("status", "pending")
+        row.update(status="pending" if status == "done" else status, note=entry.get("error", ""))
     return row
 
 

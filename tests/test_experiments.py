@@ -275,6 +275,15 @@ def test_cell_names_round_trip_and_results_keep_cells_a_narrower_run_did_not_pla
     assert len(read_results(tmp_path)) == 3
 
 
+def test_a_done_cell_whose_outputs_are_gone_is_pending_not_done(tmp_path):
+    """The runner redoes a cell whose metrics.json is missing; the table must not count it as finished."""
+    cells = [Cell("scratch", 0.5, 1), Cell("scratch", 1.0, 1)]
+    state = _fake_grid(tmp_path, cells, {c: 0.5 for c in cells})
+    (cells[1].run_dir(tmp_path) / "metrics.json").unlink()
+    rows = collect_results(tmp_path, cells, state)
+    assert [(r["frac"], r["status"]) for r in rows] == [(0.5, "done"), (1.0, "pending")]
+
+
 def test_a_poly_cell_that_reaches_its_last_step_ran_its_schedule_out_not_into_the_cap():
     row = lambda schedule, stopped: dict(init="scratch", frac=1.0, seed=1, status="done", steps=8, stopped_step=stopped,
                                          lr_schedule=schedule)
