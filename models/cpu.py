@@ -1,4 +1,5 @@
-"""Settings TensorFlow reads once, when it loads: set here, imported first by the `models` package.
+"""Settings TensorFlow reads once, when it loads, set here (imported first by the `models` package), and the
+CPU queries the layers and the runner share (flags, oneDNN cap, whether oneDNN runs below AVX-512).
 
 Every script's first TensorFlow-loading import goes through `models` (or `models.runner`, inside it), so
 TensorFlow's C++ start-up chatter is silenced (TF_CPP_MIN_LOG_LEVEL=2; real warnings still show) and oneDNN
