@@ -90,8 +90,8 @@ def slow_onednn_batchnorm():
     (`bnorm_tbb_jit:avx2`) took 43 ms for a 4×64×64×256 activation against 5 ms natively, while its backward
     took the same 6-8 ms on both (ONEDNN_VERBOSE, an Intel Xeon capped at AVX2); the statistics and the
     normalisation in plain TensorFlow ops take about half of the 43 ms. On a real AVX2-only CPU (AMD EPYC Zen 3)
-    the kernel took 6.6 ms, and the plain forward still made the whole step 2.6 % faster. Only on CPU-only machines: on a GPU the
-    layer runs cuDNN's kernel whatever the host CPU.
+    the kernel took 6.6 ms, and the plain forward still made the whole step 2.6 % faster. Only on CPU-only
+    machines: on a GPU the layer runs cuDNN's kernel whatever the host CPU.
     """
     if onednn_below_avx512_reason() is None:
         return False
