@@ -6,7 +6,8 @@
 Variants: atrous (the network as it is), keras_dw (ASPP/decoder on Keras' own Conv2D/DepthwiseConv2D),
 bias (backbone convolutions with a bias, the layout before they dropped it: what that change is measured
 against), onednn_bn (BatchNorm's forward pass on oneDNN's kernel even below AVX-512, as before the plain-ops
-forward), bf16 (mixed_bfloat16 policy), noremap (Grappler's remapper off: set before each of its steps, since
+forward), onednn_wgrad (the backbone's weight gradients on oneDNN's kernels even below AVX-512, as before
+`models.conv_grad`), bf16 (mixed_bfloat16 policy), noremap (Grappler's remapper off: set before each of its steps, since
 TensorFlow optimizes a function once per setting, read at the call). Prints wall and process CPU seconds per
 step (median over ROUNDS alternated steps); CPU seconds hold up better on a loaded machine.
 """
@@ -16,9 +17,9 @@ import os
 import statistics
 import sys
 import time
-import types
 
 import models.batchnorm as batchnorm
+import models.conv_grad as conv_grad
 import models.deeplab as deeplab
 import models.resnet as resnet
 
@@ -30,15 +31,16 @@ from experiments.train_step import build_step
 
 @contextlib.contextmanager
 def variant(name):
-    saved = deeplab.DepthwiseConv2D, deeplab.Conv2D, resnet.layers, batchnorm.slow_onednn_batchnorm
+    saved = (deeplab.DepthwiseConv2D, deeplab.Conv2D, resnet.Conv2D, batchnorm.slow_onednn_kernels,
+             conv_grad.slow_onednn_kernels)
     if name == "onednn_bn":
-        batchnorm.slow_onednn_batchnorm = lambda: False
+        batchnorm.slow_onednn_kernels = lambda: False
     elif name == "keras_dw":
         deeplab.DepthwiseConv2D, deeplab.Conv2D = keras.layers.DepthwiseConv2D, keras.layers.Conv2D
     elif name == "bias":
-        namespace = types.SimpleNamespace(**{k: getattr(keras.layers, k) for k in dir(keras.layers) if k[0] != "_"})
-        namespace.Conv2D = lambda *args, **kwargs: keras.layers.Conv2D(*args, **{**kwargs, "use_bias": True})
-        resnet.layers = namespace
+        resnet.Conv2D = lambda *args, **kwargs: conv_grad.Conv2D(*args, **{**kwargs, "use_bias": True})
+    elif name == "onednn_wgrad":
+        conv_grad.slow_onednn_kernels = lambda: False
     elif name == "bf16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     elif name not in ("atrous", "noremap"):
@@ -46,7 +48,8 @@ def variant(name):
     try:
         yield
     finally:
-        deeplab.DepthwiseConv2D, deeplab.Conv2D, resnet.layers, batchnorm.slow_onednn_batchnorm = saved
+        (deeplab.DepthwiseConv2D, deeplab.Conv2D, resnet.Conv2D, batchnorm.slow_onednn_kernels,
+         conv_grad.slow_onednn_kernels) = saved
         keras.mixed_precision.set_global_policy("float32")
 
 

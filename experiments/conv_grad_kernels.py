@@ -17,6 +17,7 @@ import os
 import statistics
 import time
 
+from models.conv_grad import shifted_views
 from models.runner.runtime import onednn_enabled  # importing models turns TensorFlow's oneDNN on (models/cpu.py)
 
 import tensorflow as tf
@@ -41,21 +42,14 @@ def filter_nchw(x, dy, k, rate):
         data_format="NCHW")
 
 
-def _taps(x, k, rate):
-    """The k*k shifted views of x that meet each output position ('same' padding, stride 1)."""
-    pad, size = rate * (k // 2), x.shape[1]
-    x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    return [x[:, i * rate:i * rate + size, j * rate:j * rate + size, :] for i in range(k) for j in range(k)]
-
-
 def filter_per_tap(x, dy, k, rate):
     rows = tf.reshape(dy, [-1, dy.shape[-1]])
-    taps = [tf.matmul(tf.reshape(t, [-1, x.shape[-1]]), rows, transpose_a=True) for t in _taps(x, k, rate)]
+    taps = [tf.matmul(tf.reshape(t, [-1, x.shape[-1]]), rows, transpose_a=True) for t in shifted_views(x, k, rate)]
     return tf.reshape(tf.stack(taps), [k, k, x.shape[-1], dy.shape[-1]])
 
 
 def filter_im2col(x, dy, k, rate):
-    columns = tf.reshape(tf.concat(_taps(x, k, rate), -1), [-1, k * k * x.shape[-1]])
+    columns = tf.reshape(tf.concat(shifted_views(x, k, rate), -1), [-1, k * k * x.shape[-1]])
     return tf.reshape(tf.matmul(columns, tf.reshape(dy, [-1, dy.shape[-1]]), transpose_a=True),
                       [k, k, x.shape[-1], dy.shape[-1]])
 

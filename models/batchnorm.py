@@ -8,7 +8,7 @@ Under a multi-replica strategy the statistics must span the global batch: Keras'
 with the variance computed in two passes (see `BatchNormalization._moments`).
 """
 
-from models.cpu import slow_onednn_batchnorm
+from models.cpu import slow_onednn_kernels
 
 import keras
 import tensorflow as tf
@@ -38,7 +38,7 @@ class BatchNormalization(layers.BatchNormalization):
         shape = tf.shape(x)
         x4 = tf.reshape(x, [-1, 1, 1, channels]) if len(inputs.shape) != 4 else x
         if training and self.trainable:
-            if slow_onednn_batchnorm():
+            if slow_onednn_kernels():
                 y, mean, variance = normalize_by_batch_moments(x4, gamma, beta, self.epsilon)
             else:
                 y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
@@ -48,7 +48,7 @@ class BatchNormalization(layers.BatchNormalization):
             for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
                 # TensorFlow ops on the value: Keras-variable arithmetic costs ~10× more Python while tracing
                 moving.assign(tf.convert_to_tensor(moving) * self.momentum + batch * (1.0 - self.momentum))
-        elif slow_onednn_batchnorm():
+        elif slow_onednn_kernels():
             scale = gamma * tf.math.rsqrt(tf.convert_to_tensor(self.moving_variance) + self.epsilon)
             y = tf.cast(x4, tf.float32) * scale + (beta - tf.convert_to_tensor(self.moving_mean) * scale)
         else:
@@ -81,7 +81,7 @@ class BatchNormalization(layers.BatchNormalization):
 def normalize_by_batch_moments(x, gamma, beta, epsilon):
     """Training-mode BatchNorm of an NHWC tensor in plain TensorFlow ops: (y, batch mean, biased batch variance).
 
-    The forward pass for CPUs where oneDNN's fused kernel is slow (`models.cpu.slow_onednn_batchnorm`); the
+    The forward pass for CPUs where oneDNN's fused kernel is slow (`models.cpu.slow_onednn_kernels`); the
     gradient is still the fused kernel's (`FusedBatchNormGradV3`, fast there), given the same batch statistics
     it would have saved. Like the fused op's, it passes no gradient through the returned mean and variance,
     which only feed the moving averages.

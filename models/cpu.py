@@ -83,15 +83,18 @@ def onednn_below_avx512_reason():
 
 
 @functools.cache
-def slow_onednn_batchnorm():
-    """Whether BatchNorm's forward pass should avoid oneDNN's kernel on this machine (read once per process).
+def slow_onednn_kernels():
+    """Whether two of oneDNN's kernels should be avoided on this machine (read once per process): below AVX-512
+    and with no GPU, BatchNorm's forward pass and convolution weight gradients are faster done otherwise.
 
-    Below AVX-512, oneDNN 3.7's batch-normalization forward on TensorFlow's NHWC tensors
-    (`bnorm_tbb_jit:avx2`) took 43 ms for a 4×64×64×256 activation against 5 ms natively, while its backward
-    took the same 6-8 ms on both (ONEDNN_VERBOSE, an Intel Xeon capped at AVX2); the statistics and the
-    normalisation in plain TensorFlow ops take about half of the 43 ms. On a real AVX2-only CPU (AMD EPYC Zen 3)
-    the kernel took 6.6 ms, and the plain forward still made the whole step 2.6 % faster. Only on CPU-only
-    machines: on a GPU the layer runs cuDNN's kernel whatever the host CPU.
+    - BatchNorm forward: oneDNN 3.7's kernel on TensorFlow's NHWC tensors (`bnorm_tbb_jit:avx2`) took 43 ms for
+      a 4×64×64×256 activation against 5 ms natively (ONEDNN_VERBOSE, an Intel Xeon capped at AVX2), its
+      backward the same 6-8 ms on both; on a real AVX2-only CPU (AMD EPYC Zen 3) 6.6 ms, and the plain-ops
+      forward (`models.batchnorm`) still made the whole training step 2.6 % faster.
+    - Weight gradients: oneDNN's AVX2 kernels for NHWC (`jit_1x1:avx2`, `jit:avx2`) cost 2.4× the blocked-layout
+      ones PyTorch gets; the same gradient as one matrix multiply (`models.conv_grad`) made the step 3.7 %
+      faster on that EPYC (5 % in CPU time).
+    Only on CPU-only machines: on a GPU the layers run cuDNN's kernels whatever the host CPU.
     """
     if onednn_below_avx512_reason() is None:
         return False

@@ -11,6 +11,7 @@ files written by earlier versions of this toolkit) are folded into the BatchNorm
 """
 
 from models.batchnorm import batch_norm
+from models.conv_grad import Conv2D
 
 from keras import layers
 
@@ -42,8 +43,8 @@ def stage_strides_and_rates(output_stride):
 
 def _conv_bn(x, filters, kernel, name, *, strides=1, dilation=1, relu=True):
     padding = "same" if strides == 1 else "valid"
-    x = layers.Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding=padding, use_bias=False,
-                      name=f"{name}_conv")(x)
+    x = Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding=padding, use_bias=False,
+               name=f"{name}_conv")(x)
     x = batch_norm(f"{name}_bn", BN_EPSILON)(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 

@@ -1,5 +1,7 @@
 """experiments/flops.py: FLOPs counted from traced graphs against hand counts, and the matmul-rate probe."""
 
+import models.conv_grad
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -61,12 +63,16 @@ def test_dynamic_shape_is_refused_with_the_op_named():
         flops.graph_flops(graph)
 
 
-def test_segmentation_step_counts_forward_and_both_gradients():
+@pytest.mark.parametrize("matmul_weight_gradients", [False, True])
+def test_segmentation_step_counts_forward_and_both_gradients(monkeypatch, matmul_weight_gradients):
     """Every convolution has a trainable kernel (weight gradient = forward); only the stem's data gradient, with
-    respect to the image, is pruned."""
+    respect to the image, is pruned. Where the backbone's weight gradients are matmuls (`models.conv_grad`, on
+    CPUs below AVX-512) the same FLOPs are counted under MatMul."""
+    monkeypatch.setattr(models.conv_grad, "slow_onednn_kernels", lambda: matmul_weight_gradients)
     counts = flops.step_flops("segment", 64, 2, width=0.125)
     forward = counts["Conv2D"] + counts.get("DepthwiseConv2dNative", 0)
-    assert counts["Conv2DBackpropFilter"] == counts["Conv2D"]
+    assert counts["Conv2DBackpropFilter"] + counts.get("MatMul", 0) == counts["Conv2D"]
+    assert ("MatMul" in counts) is matmul_weight_gradients
     stem = 2 * (2 * 32 * 32 * 8) * (7 * 7 * 3)  # 7×7 stride-2 convolution, 64 × 0.125 = 8 filters
     assert counts["Conv2DBackpropInput"] == counts["Conv2D"] - stem
     assert sum(counts.values()) == pytest.approx(3 * forward - stem)

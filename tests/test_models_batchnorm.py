@@ -14,7 +14,7 @@ import tensorflow as tf
 @pytest.fixture(params=["fused", "plain-forward"])
 def pair(request, monkeypatch):
     """Keras' layer and ours, ours on the fused kernel or on the plain-ops forward pass used below AVX-512."""
-    monkeypatch.setattr(models.batchnorm, "slow_onednn_batchnorm", lambda: request.param == "plain-forward")
+    monkeypatch.setattr(models.batchnorm, "slow_onednn_kernels", lambda: request.param == "plain-forward")
     x = tf.random.stateless_normal((4, 9, 9, 5), [1, 2]) * 3 + 1
     layers = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5), BatchNormalization(momentum=0.9, epsilon=1e-5)
     for layer in layers:
@@ -67,7 +67,7 @@ def test_below_avx512_the_forward_pass_leaves_onednn_batchnorm_and_the_gradient_
     x = tf.random.stateless_normal((2, 4, 4, 3), [3, 4])
 
     def op_types(slow, training):
-        monkeypatch.setattr(models.batchnorm, "slow_onednn_batchnorm", lambda: slow)
+        monkeypatch.setattr(models.batchnorm, "slow_onednn_kernels", lambda: slow)
 
         def step(x):
             with tf.GradientTape() as tape:
@@ -88,4 +88,4 @@ def test_below_avx512_the_forward_pass_leaves_onednn_batchnorm_and_the_gradient_
 def test_plain_forward_only_on_cpu_only_machines_below_avx512(monkeypatch, reason, gpus, slow):
     monkeypatch.setattr(models_cpu, "onednn_below_avx512_reason", lambda: reason)
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus)
-    assert models_cpu.slow_onednn_batchnorm.__wrapped__() is slow
+    assert models_cpu.slow_onednn_kernels.__wrapped__() is slow
