@@ -2,6 +2,8 @@
 
 import json
 
+import models.conv_grad
+
 import pytest
 
 from experiments.benchmark import main
@@ -44,7 +46,10 @@ def test_predict_reports_latency(capsys):
     assert result["seconds_per_image"] > 0
 
 
-def test_profile_splits_step_time_by_op_type_and_network_part(capsys):
+@pytest.mark.parametrize("matmul_weight_gradients", [False, True])
+def test_profile_splits_step_time_by_op_type_and_network_part(capsys, monkeypatch, matmul_weight_gradients):
+    """Also where the backbone's weight gradients are matmuls (`models.conv_grad`, CPUs below AVX-512)."""
+    monkeypatch.setattr(models.conv_grad, "slow_onednn_kernels", lambda: matmul_weight_gradients)
     result = run(capsys, "profile", "--task", "segment", "--size", "65", "--batch", "2", "--width", "0.125",
                  "--warmup", "1", "--steps", "1")
     assert result["op_seconds_per_step"] > 0
@@ -53,7 +58,8 @@ def test_profile_splits_step_time_by_op_type_and_network_part(capsys):
     assert any("Conv2D" in op for op in result["percent_by_op_type"])
     assert result["percent_by_op_type"].get("ResourceApplyAdam", 0) > 0  # the fused Adam kernel runs
     rates = result["convolution_rates"]  # each kind of convolution timed, at the rate its FLOPs ran
-    assert {"Conv2D 1x1", "Conv2DBackpropFilter 3x3", "Conv2DBackpropInput 1x1"} <= set(rates)
+    weight_gradient = "MatMul" if matmul_weight_gradients else "Conv2DBackpropFilter 3x3"
+    assert {"Conv2D 1x1", weight_gradient, "Conv2DBackpropInput 1x1"} <= set(rates)
     assert all(kind["gflops_per_second"] > 0 for kind in rates.values())
 
 
