@@ -5,12 +5,16 @@
 #   bash experiments/results/label_efficiency_study.sh setup     # worktree at the pinned commit; restore results
 #   bash experiments/results/label_efficiency_study.sh queue     # both datasets, one per core, in the background
 #   bash experiments/results/label_efficiency_study.sh sync      # finished cells back here, reports redrawn
+#   bash experiments/results/label_efficiency_study.sh longer    # only the schedule check below, both datasets
 #
 # Each dataset's grid is experiments/label_efficiency.py (cpu preset) run in parts, one pretext arm and seed at a
 # time (`--inits surrogate --seeds 1`: that seed's pretraining run and its 4 cells, about two hours on one core),
 # in the order seed 1..5 x (surrogate, scratch, control). Finished cells are skipped, so `queue` on a new machine
 # continues where the committed results end; a part cut off by the end of a session pretrains its run again, and
 # report.md then names the two weights files its cells started from.
+# Is 8,000 steps enough? After seed 1's parts, each dataset's queue runs its scratch 10 % seed-1 cell again with the
+# schedule doubled (16,000 poly steps, nothing else changed; about an hour on one core) into longer_schedule/, which
+# sync copies beside the grid; a finished check is not run again.
 set -euo pipefail
 COMMIT=${COMMIT:-b82724b}                    # the pinned code (e004420 until 2026-11-26, second session: README.md)
 WORKTREE=${WORKTREE:-/work/grid17d}          # its checkout, beside this one
@@ -28,6 +32,18 @@ part() {  # CORE DATASET INIT SEED: one part on one core, one thread, code from 
      --data "../shared/data/$ds" --out "$RUNS/$ds" "${group[@]}" --inits "$init" --seeds "$seed")
 }
 
+longer() {  # CORE DATASET: the scratch 10 % seed-1 cell of the cpu preset with its schedule doubled
+  local core=$1 ds=$2 group=() out=$RUNS/$2/longer_schedule/scratch_frac0.1_seed1_steps16000
+  [ "$ds" = ccp_human_parsing ] && group=(--group "background:0;person:1-5")
+  [ -f "$out/metrics.json" ] && return 0
+  echo "$(date -u) $ds: schedule check (16,000 steps) on core $core, commit $(git -C "$WORKTREE" rev-parse --short HEAD)"
+  (cd "$WORKTREE" && PYTHONPATH=$WORKTREE TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1 \
+     TF_CPP_MIN_LOG_LEVEL=2 taskset -c "$core" python finetune/segment.py --out "$out" --data "../shared/data/$ds" \
+     "${group[@]}" --init scratch --frac 0.1 --seed 1 --steps 16000 --min-steps 16000 --lr 0.001 --lr-schedule poly \
+     --eval-every 250 --checkpoint-every 250 --patience 6 --min-delta 0.005 --loss ce+dice --crop 129 --width 0.25 \
+     --batch 4 --backbone resnet50)
+}
+
 case ${1:-} in
   setup)
     [ -d "$WORKTREE" ] || git -C "$REPO" worktree add --detach "$WORKTREE" "$COMMIT"
@@ -38,8 +54,18 @@ case ${1:-} in
   queue)
     core=0
     for ds in "${DATASETS[@]}"; do
-      (for seed in 1 2 3 4 5; do for init in surrogate scratch control; do part $core "$ds" $init $seed; done; done) \
+      (for seed in 1 2 3 4 5; do
+         for init in surrogate scratch control; do part $core "$ds" $init $seed; done
+         [ $seed = 1 ] && longer $core "$ds"
+       done) \
         >> "$RUNS/$ds.out" 2>&1 &
+      core=$((core + 1))
+    done
+    echo "running; progress in $RUNS/<dataset>.out" ;;
+  longer)
+    core=0
+    for ds in "${DATASETS[@]}"; do
+      longer $core "$ds" >> "$RUNS/$ds.out" 2>&1 &
       core=$((core + 1))
     done
     echo "running; progress in $RUNS/<dataset>.out" ;;
@@ -55,7 +81,7 @@ case ${1:-} in
         find pretrain -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -path "*/samples/*" \
           ! -name "*.weights.h5" ! -name "*.tmp*" 2>/dev/null
         for run in pretrain/*/; do ls "$run"samples/*.png 2>/dev/null | sort | tail -n 1; done
-        for cell in segment/*/; do
+        for cell in segment/*/ longer_schedule/*/; do
           [ -f "$cell/metrics.json" ] || continue
           find "$cell" -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -name "*.weights.h5" ! -name "*.tmp*" \
             \( ! -name predictions.png -o -path "*_frac0.1_seed*" \)
@@ -81,5 +107,5 @@ readme.write_text(re.sub(r"\*\*Status: .*?\)\.", lambda _: status, readme.read_t
 print(dst.name, status)
 PY
     done ;;
-  *) sed -n '2,14p' "$0"; exit 2 ;;
+  *) sed -n '2,18p' "$0"; exit 2 ;;
 esac
