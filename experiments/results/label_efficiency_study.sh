@@ -82,7 +82,7 @@ case ${1:-} in
         find . -maxdepth 1 -type f ! -name "*.tmp*" ! -name README.md
         find pretrain -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -path "*/samples/*" \
           ! -name "*.weights.h5" ! -name "*.tmp*" 2>/dev/null
-        for run in pretrain/*/; do ls "$run"samples/*.png 2>/dev/null | sort | tail -n 1; done
+        for run in pretrain/*/; do ls "$run"samples/*.png 2>/dev/null | sort | tail -n 1 || true; done  # none yet: fine
         for cell in segment/*/ longer_schedule/*/; do
           [ -f "$cell/metrics.json" ] || continue
           find "$cell" -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -name "*.weights.h5" ! -name "*.tmp*" \
