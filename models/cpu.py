@@ -92,8 +92,8 @@ def slow_onednn_kernels():
       backward the same 6-8 ms on both; on a real AVX2-only CPU (AMD EPYC Zen 3) 6.6 ms, and the plain-ops
       forward (`models.batchnorm`) still made the whole training step 2.6 % faster.
     - Weight gradients: oneDNN's AVX2 kernels for NHWC (`jit_1x1:avx2`, `jit:avx2`) cost 2.4× the blocked-layout
-      ones PyTorch gets; the same gradient as one matrix multiply (`models.conv_grad`) made the step 3.7 %
-      faster on that EPYC (5 % in CPU time).
+      ones PyTorch gets; the same gradient as one matrix multiply (`models.conv_grad`) made the step 3.1-4.6 %
+      faster on that EPYC (three A/B runs, benchmarks.md).
     Only on CPU-only machines: on a GPU the layers run cuDNN's kernels whatever the host CPU.
     """
     if onednn_below_avx512_reason() is None:
