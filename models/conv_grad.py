@@ -9,9 +9,8 @@ TensorFlow's own, and the result equals Keras' layer to float rounding.
 
 Applied where `models.cpu.slow_onednn_kernels()` says so (oneDNN below AVX-512, no GPU), to 1×1 kernels at any
 stride and to odd k×k kernels at stride 1 with "same" padding (every backbone convolution but the strided
-stem ones);
-everywhere else this is `keras.layers.Conv2D` exactly. im2col holds k² copies of the layer's input for the
-backward pass: 9 × 4×64×64×64 floats (38 MB) for the largest 3×3 of a 256², batch-4 step.
+stem ones); everywhere else this is `keras.layers.Conv2D` exactly. im2col holds k² copies of the layer's input
+for the backward pass: 9 × 4×64×64×64 floats (38 MB) for the largest 3×3 of a 256², batch-4 step.
 
 The class keeps Keras' name because `.weights.h5` files key layers by class name: weight files written with
 `keras.layers.Conv2D` load into it unchanged, and transfers copy it by layer name and shape.
