@@ -403,15 +403,21 @@ def machine():
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--warmup", type=int, default=2)
-    common.add_argument("--repeats", type=int, default=3)
-    common.add_argument("--steps", type=int, default=3, help="steps per timed repeat")
+    # Each command gets its own timing flags: argparse shares a parent parser's actions between its children, so
+    # a default changed on one command (set_defaults) would silently change every other's (it once made every
+    # command's --steps 500, scale's, instead of 3).
+    def timing(steps):
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--warmup", type=int, default=2)
+        parser.add_argument("--repeats", type=int, default=3)
+        parser.add_argument("--steps", type=int, default=steps, help="steps per timed repeat")
+        return parser
+
     for name, help_text in (("train-step", "images/s of a full training step"), ("peer", "the same step in smp"),
                             ("predict", "inference latency"), ("data", "input pipeline images/s"),
                             ("profile", "time by op type and network part"),
                             ("roofline", "peer, with both steps' FLOPs and the machine's matmul rate")):
-        s = sub.add_parser(name, parents=[common], help=help_text)
+        s = sub.add_parser(name, parents=[timing(steps=3)], help=help_text)
         s.add_argument("--size", type=int, default=256)
         s.add_argument("--batch", type=int, default=4)
         s.add_argument("--width", type=float, default=1.0)
@@ -431,13 +437,12 @@ def parse_args(argv=None):
         if name == "data":
             s.add_argument("--data", required=True)
             s.add_argument("--crop", type=int, default=513)
-    s = sub.add_parser("scale", parents=[common], help="stream a huge unlabeled folder: first step, memory")
+    s = sub.add_parser("scale", parents=[timing(steps=500)], help="stream a huge unlabeled folder: first step, memory")
     s.add_argument("--files", type=int, default=330_000)
     s.add_argument("--folder", default=None, help="existing folder of images (default: generated once, cached)")
     s.add_argument("--size", type=int, default=65)
     s.add_argument("--batch", type=int, default=4)
     s.add_argument("--width", type=float, default=0.125)
-    s.set_defaults(steps=500)
     return p.parse_args(argv)
 
 

@@ -76,3 +76,14 @@ def test_roofline_puts_both_steps_on_the_matmul_scale(capsys):
     ceiling = result["matmul_gflops_per_second"]
     assert result["fraction_of_matmul_rate"]["ours"] == pytest.approx(result["gflops_per_second"]["ours"] / ceiling)
     assert result["ratio_ours_to_peer_at_matmul_rate"] == pytest.approx(ceiling / result["gflops_per_second"]["peer"])
+
+
+def test_each_command_keeps_its_own_steps_default():
+    """`scale` times 500 steps by default, every other command 3: one command's default must not leak into the
+    others' (argparse shares a parent parser's actions, and `set_defaults` on one child once changed them all)."""
+    from experiments.benchmark import parse_args
+
+    assert {command: parse_args([command]).steps for command in ("train-step", "peer", "roofline", "profile",
+                                                                 "predict", "scale")} == {
+        "train-step": 3, "peer": 3, "roofline": 3, "profile": 3, "predict": 3, "scale": 500}
+    assert parse_args(["data", "--data", "x"]).steps == 3
