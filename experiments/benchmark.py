@@ -4,6 +4,7 @@
     python experiments/benchmark.py train-step --task colorize --size 256 --batch 4
     python experiments/benchmark.py data --data ROOT --crop 513
     python experiments/benchmark.py peer --size 256 --batch 4      # needs the `bench` extra (torch, smp)
+    python experiments/benchmark.py peer --peer-process own        # the peer in a process of its own
     python experiments/benchmark.py predict --size 513
     python experiments/benchmark.py scale --files 330000          # streaming: first step and memory
     python experiments/benchmark.py profile --task segment --size 256 --batch 4   # where a step's time goes
@@ -139,11 +140,82 @@ def build_peer(size, batch):
     return run_once, model, f"torch {torch.__version__}, smp {smp.__version__}"
 
 
-def cmd_peer(args):
-    run_once, model, framework = build_peer(args.size, args.batch)
-    from models.runner.runtime import set_precision
-
+def peer_info(model, framework):
+    """What the peer's figures are of: framework versions, threads, ATen's instruction set, parameter count."""
     import torch
+
+    return {"framework": framework, "threads": torch.get_num_threads(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def described_peer(size, batch):
+    """The peer's step and its `peer_info`: what `PeerProcess` runs by default."""
+    run_once, model, framework = build_peer(size, batch)
+    return run_once, peer_info(model, framework)
+
+
+def serve_peer(size, batch, builder="experiments.benchmark:described_peer"):
+    """The child side of `PeerProcess`: builds the step (`builder`, "module:function", returns the step and a
+    dict that describes it), writes that dict as one JSON line, then runs one step for every line read from
+    stdin and answers each with "done". Anything the libraries print goes to stderr, so stdout carries the
+    protocol alone."""
+    import importlib
+
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    module, function = builder.split(":")
+    run_once, info = getattr(importlib.import_module(module), function)(size, batch)
+    print(json.dumps(info), file=protocol, flush=True)
+    for _ in sys.stdin:
+        run_once()
+        print("done", file=protocol, flush=True)
+
+
+class PeerProcess:
+    """The peer's training step in a process of its own, one step per call: `peer --peer-process own`.
+
+    In one process PyTorch shares the cores with TensorFlow's thread pools, which measured the peer about 8 %
+    slower than alone on an AVX2 EPYC (benchmarks.md); here only one framework's threads exist per process,
+    while the rounds still alternate as in the shared-process protocol. Environment caps (ONEDNN_MAX_CPU_ISA,
+    ATEN_CPU_CAPABILITY) reach the child as they are.
+    """
+
+    def __init__(self, size, batch, builder="experiments.benchmark:described_peer"):
+        import subprocess
+
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+        self.child = subprocess.Popen([sys.executable, "-c", f"from experiments.benchmark import serve_peer; "
+                                                             f"serve_peer({int(size)}, {int(batch)}, {builder!r})"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=repo, env=env)
+        self.info = json.loads(self._reply("the peer's process could not build its step (see above)"))
+
+    def _reply(self, failure):
+        line = self.child.stdout.readline()
+        if not line:
+            raise SystemExit(f"error: {failure}; exit status {self.child.wait()}")
+        return line
+
+    def __call__(self):
+        self.child.stdin.write("step\n")
+        self.child.stdin.flush()
+        reply = self._reply("the peer's process stopped during a step (see above)")
+        if reply != "done\n":
+            raise SystemExit(f"error: the peer's process answered {reply!r} instead of 'done'")
+
+    def close(self):
+        self.child.stdin.close()
+        self.child.wait()
+
+
+def cmd_peer(args):
+    if args.peer_process == "own":
+        peer = PeerProcess(args.size, args.batch)
+        run_once, info = peer, peer.info
+    else:
+        run_once, info = described_peer(args.size, args.batch)
+    from models.runner.runtime import set_precision
 
     precision = set_precision(args.mixed_precision)
     from experiments.train_step import build_step
@@ -157,12 +229,13 @@ def cmd_peer(args):
         order = (("peer", run_once), ("ours", ours_once))
         for name, once in order if round_ % 2 == 0 else order[::-1]:
             times[name] += timed(once, warmup=0, repeats=1, steps=args.steps)[1]
+    if args.peer_process == "own":
+        peer.close()
     peer_s, ours_s = statistics.median(times["peer"]), statistics.median(times["ours"])
-    return {"benchmark": "peer", "framework": framework,
-            "size": args.size, "batch": args.batch, "threads": torch.get_num_threads(),
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "seconds_per_step": peer_s,
+    return {"benchmark": "peer", **info, "peer_process": args.peer_process,
+            "size": args.size, "batch": args.batch, "seconds_per_step": peer_s,
             "images_per_second": args.batch / peer_s, "repeats_seconds_per_step": times["peer"],
-            "parameters": sum(p.numel() for p in model.parameters()), "ours_precision": precision,
+            "ours_precision": precision,
             "ours_seconds_per_step": ours_s, "ours_images_per_second": args.batch / ours_s,
             "ours_repeats_seconds_per_step": times["ours"],
             "ours_parameters": sum(int(np.prod(v.shape)) for v in ours_model.trainable_variables),
@@ -206,9 +279,11 @@ def cmd_roofline(args):
 
 def cmd_predict(args):
     from models import build_deeplabv3plus
+    from models.runner.runtime import set_precision
 
     import tensorflow as tf
 
+    precision = set_precision(args.mixed_precision)  # the flag is every command's: here, too, it must act
     model = build_deeplabv3plus(9, width=args.width)
 
     def inference(x):
@@ -218,7 +293,7 @@ def cmd_predict(args):
     x = tf.random.uniform((1, args.size, args.size, 3), -1, 1)
     seconds, times = timed(lambda: forward(x).numpy(), warmup=args.warmup, repeats=args.repeats, steps=args.steps)
     return {"benchmark": "predict", "size": args.size, "width": args.width, "xla": args.xla,
-            "remapping": remapping(),
+            "precision": precision, "remapping": remapping(),
             "seconds_per_image": seconds, "seconds_per_repeat": times, **peak_memory_mb(), **machine()}
 
 
@@ -354,11 +429,14 @@ def cmd_profile(args):
     (GFLOP/s) each kind of convolution runs at, from the FLOPs of the very graph that ran."""
     import tempfile
 
+    from models.runner.runtime import set_precision
+
     import tensorflow as tf
 
     from experiments.flops import op_kinds
     from experiments.train_step import build_traced_step
 
+    precision = set_precision(args.mixed_precision)
     step, data, _ = build_traced_step(args.task, args.size, args.batch, args.width, args.xla)
     run_once = lambda: [float(value) for value in step(data).values()]  # noqa: E731
     seconds, _ = timed(run_once, warmup=args.warmup, repeats=1, steps=args.steps)
@@ -379,7 +457,7 @@ def cmd_profile(args):
     rates = {kind: {"percent_of_op_time": round(100 * ms / total, 1), "gflops_per_second": round(flop / ms / 1e6, 1)}
              for kind, (ms, flop) in sorted(kinds.items(), key=lambda kv: -kv[1][0])}
     return {"benchmark": "profile", "task": args.task, "size": args.size, "batch": args.batch, "width": args.width,
-            "seconds_per_step": seconds, "op_seconds_per_step": total / 1000 / args.steps,
+            "precision": precision, "seconds_per_step": seconds, "op_seconds_per_step": total / 1000 / args.steps,
             "percent_by_op_type": share(by_type, 15), "percent_by_part": share(by_part),
             "convolution_rates": rates, "trace_dir": trace_dir, **machine()}
 
@@ -434,6 +512,10 @@ def parse_args(argv=None):
             s.add_argument("--remapping", choices=("default", "on", "off"), default="default",
                            help="Grappler's remapper (fuses Conv2D + BatchNorm + ReLU for inference); default: "
                                 "the toolkit's choice for this CPU")
+        if name in ("peer", "roofline"):
+            s.add_argument("--peer-process", choices=("same", "own"), default="same",
+                           help="the peer's step in this process (the rounds alternate either way) or in a process "
+                                "of its own, away from TensorFlow's thread pools")
         if name == "data":
             s.add_argument("--data", required=True)
             s.add_argument("--crop", type=int, default=513)

@@ -65,3 +65,17 @@ def eval_examples(source, stems, *, num_classes=None, palette=None):
         image, mask = read_pair(image_paths[stem], mask_paths[stem], palette=palette,
                                 binary=num_classes == 2, num_classes=num_classes)
         yield stem, image, mask
+
+
+def stand_in_peer(size, batch):
+    """A stand-in for the PyTorch peer's step, for `experiments.benchmark.PeerProcess` where torch is absent: a
+    step that prints to stdout (which must not reach the protocol) and describes its process."""
+    import os
+
+    print("noise a library might print")
+
+    def run_once():
+        print("more noise")
+        np.linalg.svd(np.ones((size, size)))
+
+    return run_once, {"framework": "stand-in", "size": size, "batch": batch, "pid": os.getpid()}

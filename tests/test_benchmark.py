@@ -87,3 +87,56 @@ def test_each_command_keeps_its_own_steps_default():
                                                                  "predict", "scale")} == {
         "train-step": 3, "peer": 3, "roofline": 3, "profile": 3, "predict": 3, "scale": 500}
     assert parse_args(["data", "--data", "x"]).steps == 3
+
+
+def test_peer_in_a_process_of_its_own_answers_each_step():
+    """`peer --peer-process own`: the step runs in a child process, whose library output stays off the protocol."""
+    import os
+
+    from experiments.benchmark import PeerProcess
+
+    peer = PeerProcess(16, 2, builder="tests.helpers:stand_in_peer")
+    assert {k: peer.info[k] for k in ("framework", "size", "batch")} == {"framework": "stand-in", "size": 16,
+                                                                          "batch": 2}
+    assert peer.info["pid"] == peer.child.pid != os.getpid()
+    for _ in range(3):
+        peer()
+    peer.close()
+    assert peer.child.returncode == 0
+
+
+def test_peer_process_that_cannot_build_its_step_says_so():
+    from experiments.benchmark import PeerProcess
+
+    with pytest.raises(SystemExit, match="could not build its step"):
+        PeerProcess(16, 2, builder="tests.helpers:no_such_builder")
+
+
+def test_peer_own_process_reports_the_peer_beside_ours(capsys):
+    import importlib.util
+
+    if not (importlib.util.find_spec("torch") and importlib.util.find_spec("segmentation_models_pytorch")):
+        pytest.skip("the peer needs torch and segmentation_models_pytorch (the `bench` extra)")
+    result = run(capsys, "peer", "--peer-process", "own", "--size", "64", "--batch", "2", "--warmup", "1",
+                 "--repeats", "2", "--steps", "1")
+    assert result["peer_process"] == "own" and result["framework"].startswith("torch")
+    assert len(result["repeats_seconds_per_step"]) == len(result["ours_repeats_seconds_per_step"]) == 2
+    assert result["ratio_ours_to_peer"] == pytest.approx(result["seconds_per_step"] / result["ours_seconds_per_step"])
+
+
+@pytest.mark.parametrize("command", ["profile", "predict"])
+def test_mixed_precision_flag_acts_in_profile_and_predict(capsys, monkeypatch, command):
+    """Both commands took --mixed-precision and silently measured float32."""
+    from models.runner import runtime
+
+    import keras
+
+    monkeypatch.setattr(runtime, "slow_low_precision_reason", lambda: None)  # as on a CPU where bfloat16 is faster
+    try:
+        result = run(capsys, command, "--size", "65", "--batch", "1", "--width", "0.125", "--warmup", "1",
+                     "--repeats", "1", "--steps", "1", "--mixed-precision")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result["precision"] == "mixed_bfloat16"
+    if command == "profile":
+        assert "Cast" in result["percent_by_op_type"]
