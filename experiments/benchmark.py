@@ -184,11 +184,10 @@ class PeerProcess:
     def __init__(self, size, batch, builder="experiments.benchmark:described_peer"):
         import subprocess
 
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # `python -c` imports from its cwd
         self.child = subprocess.Popen([sys.executable, "-c", f"from experiments.benchmark import serve_peer; "
                                                              f"serve_peer({int(size)}, {int(batch)}, {builder!r})"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=repo, env=env)
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=repo)
         self.info = json.loads(self._reply("the peer's process could not build its step (see above)"))
 
     def _reply(self, failure):
@@ -211,8 +210,8 @@ class PeerProcess:
 
 def cmd_peer(args):
     if args.peer_process == "own":
-        peer = PeerProcess(args.size, args.batch)
-        run_once, info = peer, peer.info
+        run_once = PeerProcess(args.size, args.batch)
+        info = run_once.info
     else:
         run_once, info = described_peer(args.size, args.batch)
     from models.runner.runtime import set_precision
@@ -229,8 +228,7 @@ def cmd_peer(args):
         order = (("peer", run_once), ("ours", ours_once))
         for name, once in order if round_ % 2 == 0 else order[::-1]:
             times[name] += timed(once, warmup=0, repeats=1, steps=args.steps)[1]
-    if args.peer_process == "own":
-        peer.close()
+    getattr(run_once, "close", lambda: None)()  # the peer's own process, when it has one
     peer_s, ours_s = statistics.median(times["peer"]), statistics.median(times["ours"])
     return {"benchmark": "peer", **info, "peer_process": args.peer_process,
             "size": args.size, "batch": args.batch, "seconds_per_step": peer_s,
