@@ -60,17 +60,25 @@ PRESETS = {
     # (its 100 % cell peaked at step 2,250, test 0.654, below the 10 % cell's 0.715); with poly the CCP cell reached the
     # same test Dice (0.699 vs 0.697) and flattened, stopping by patience at 7,750. Half the schedule (4,000 steps,
     # poly) cost 0.04-0.06 test Dice, still climbing at its end (loss_pilot.md). One pretraining run per fine-tuning
-    # seed (pretrain_seeds = 5): a seed's pretraining and its 4 cells (~25 + 4 x 20 minutes) fit in one working session
+    # seed (pretrain_seeds = 5): a seed's pretraining and its 4 cells (~25 + 4 x 30 minutes) fit in one working session
     # on one core, so a machine lost between sessions (results are committed, weights are not) seldom leaves finished
     # cells whose pretraining must be redone for the rest (report.md names the weights each cell used), and the interval
     # over seeds is also one over pretraining runs. min_steps = finetune_steps (since 2026-11-26, second session): every
-    # cell runs the poly schedule out and is scored at its best validation checkpoint. Patience had stopped cells on
-    # a plateau at a still-high learning rate, before the decay that brings the late gains: at e004420, seed 1, 6 of
-    # 17 cells stopped at steps 5,250-6,500, and they were the low ones (Kvasir-SEG: all 4 surrogate cells, 0.655-
-    # 0.712, and the scratch 100 % cell, 0.696, below scratch's 10-50 % cells, 0.726-0.737, which all ran out), so
-    # the stopping rule, not the initialisation, decided part of the comparison.
-    "cpu": dict(crop=129, width=0.25, batch=4, pretrain_steps=5000, finetune_steps=8000, lr=1e-3, pretrain_lr=2e-4,
-                eval_every=250, checkpoint_every=250, sample_every=1000, patience=6, min_delta=0.005, min_steps=8000,
+    # cell runs the poly schedule out and is scored at its best validation checkpoint. Patience had stopped cells on a
+    # plateau at a still-high learning rate, before the decay that brings the late gains: at e004420, seed 1, 6 of 17
+    # cells stopped at steps 5,250-6,500, and they were the low ones (Kvasir-SEG: all 4 surrogate cells, 0.655-0.712,
+    # and the scratch 100 % cell, 0.696, below scratch's 10-50 % cells, 0.726-0.737, which all ran out), so the stopping
+    # rule, not the initialisation, decided part of the comparison. 16,000 steps (since 2026-12-02, at b82724b on an
+    # Intel Xeon with AMX): seed 1's scratch cells with the schedule doubled, nothing else changed, gained at both ends
+    # of the label range, CCP 10 % 0.691 -> 0.742 and 100 % 0.707 -> 0.747, Kvasir-SEG 10 % 0.737 -> 0.744 and 100 %
+    # 0.727 -> 0.744 (the 100 % runs in `<dataset>/schedule_8000/longer_schedule/`; the 10 % runs' directories were lost
+    # with that machine before they were copied, and each grid's scratch 10 % seed-1 cell measures them again), so 8,000
+    # steps under-trained every fraction, not only the ones with the fewest passes over their images, and a budget in
+    # epochs would not fix it: a fixed 16,000. Evaluation and checkpoints every 500 steps (32 a cell) instead of 250: a
+    # validation pass is ~4 s, 6 % of a cell's time at 250, and the poly schedule's best checkpoint falls in its last
+    # steps (21 of seed 1's 24 cells at 8,000 peaked at step 7,000 or later). ~30 minutes a cell on one core.
+    "cpu": dict(crop=129, width=0.25, batch=4, pretrain_steps=5000, finetune_steps=16_000, lr=1e-3, pretrain_lr=2e-4,
+                eval_every=500, checkpoint_every=500, sample_every=1000, patience=6, min_delta=0.005, min_steps=16_000,
                 seeds=[1, 2, 3, 4, 5], pretrain_seeds=5, loss="ce+dice", lr_schedule="poly", **CPU_PRETEXT),
     # The cpu grid scaled to the 128-px synthetic set: the README's main command (two 400-step pretraining runs,
     # 12 cells). The synthetic scenes reward training for thousands of steps by ever smaller gains, so a cell

@@ -111,6 +111,16 @@ def test_cpu_preset_fine_tunes_with_ce_plus_dice_and_poly_and_flags_override_the
     assert _flag(finetune_command(explicit, cell), "--lr-schedule") == "constant"
 
 
+def test_cpu_preset_runs_a_16000_step_poly_schedule_out_at_every_fraction():
+    # the schedule check (experiments/results/<dataset>/schedule_8000/longer_schedule/): doubling 8,000 steps
+    # raised scratch Dice at 10 % as well as at 100 % on both datasets, so the budget is steps, not epochs
+    args = parse_args(["--out", "x", "--data", "root"])
+    for frac in (0.1, 1.0):
+        command = finetune_command(args, Cell("scratch", frac, 1))
+        assert _flag(command, "--steps") == _flag(command, "--min-steps") == "16000"
+        assert _flag(command, "--lr-schedule") == "poly" and _flag(command, "--eval-every") == "500"
+
+
 def test_cell_names_and_pretraining():
     assert Cell("scratch", 0.5, 1).name == "segment/scratch_frac0.5_seed1"
     assert Cell("surrogate", 1.0, 2).name == "segment/surrogate_frac1_seed2"
