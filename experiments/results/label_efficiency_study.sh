@@ -2,26 +2,27 @@
 # How the label-efficiency study (ccp_human_parsing/ and kvasir_seg/ here) is run across working sessions whose
 # machines do not keep their files: only what is committed survives. From the repository root:
 #
-#   bash experiments/results/label_efficiency_study.sh setup     # worktree at the pinned commit; restore results
-#   bash experiments/results/label_efficiency_study.sh queue     # both datasets, one per core, in the background
-#   bash experiments/results/label_efficiency_study.sh sync      # finished cells back here, reports redrawn
-#   bash experiments/results/label_efficiency_study.sh longer    # only the schedule check below, both datasets
+#   bash experiments/results/label_efficiency_study.sh setup        # worktree at the pinned commit; restore results
+#   bash experiments/results/label_efficiency_study.sh queue [DS..]  # the grid, one dataset per core, in the background
+#   bash experiments/results/label_efficiency_study.sh longer FRAC STEPS [DS..]  # a schedule check per dataset
+#   bash experiments/results/label_efficiency_study.sh sync         # finished cells back here, reports redrawn
 #
-# Each dataset's grid is experiments/label_efficiency.py (cpu preset) run in parts, one pretext arm and seed at a
-# time (`--inits surrogate --seeds 1`: that seed's pretraining run and its 4 cells, about two hours on one core),
-# in the order seed 1..5 x (surrogate, scratch, control). Finished cells are skipped, so `queue` on a new machine
-# continues where the committed results end; a part cut off by the end of a session pretrains its run again, and
-# report.md then names the two weights files its cells started from.
-# Is 8,000 steps enough? After seed 1's parts, each dataset's queue runs its scratch 100 % seed-1 cell again with the
-# schedule doubled (16,000 poly steps, nothing else changed; about an hour on one core) into longer_schedule/, which
-# sync copies beside the grid; a finished check is not run again. The 100 % cell because a fixed step budget gives it
-# the fewest passes over its images (40 epochs against the 10 % cell's 400), and seed 1's scratch Dice barely rises
-# with the labels on either dataset.
+# DS (dataset names) defaults to both; the n-th dataset named runs on core FIRST_CORE + n (FIRST_CORE=0 unless set).
+# Each dataset's grid is experiments/label_efficiency.py (cpu preset) run in parts, one arm and seed at a time
+# (`--inits surrogate --seeds 1`: that seed's pretraining run and its 4 cells, about 2.5 hours on one core), in the
+# order seed 1..5 x (scratch, surrogate, control). Finished cells are skipped, so `queue` on a new machine continues
+# where the committed results end; a part cut off by the end of a session pretrains its run again, and report.md
+# then names the two weights files its cells started from.
+# Schedule checks: the scratch FRAC seed-1 cell of the cpu preset with STEPS poly steps instead of the preset's,
+# nothing else changed, into <dataset>/longer_schedule/, which sync copies beside the grid; a finished check is not
+# run again. The 8,000-step grid's checks (schedule_8000/) moved the preset to 16,000; whether 16,000 is enough is
+# the 10 % cell at 32,000 (`longer 0.1 32000 ccp_human_parsing`: of the checks, CCP's 10 % cell gained the most).
 set -euo pipefail
-COMMIT=${COMMIT:-b82724b}                    # the pinned code (e004420 until 2026-11-26, second session: README.md)
-WORKTREE=${WORKTREE:-/work/grid17d}          # its checkout, beside this one
-RUNS=${RUNS:-/work/runs/grid17}              # run directories with checkpoints and weights (never committed)
+COMMIT=${COMMIT:-0458c16}                    # the pinned code (the 16,000-step grid; schedule_8000/ ran at e004420, b82724b)
+WORKTREE=${WORKTREE:-/work/grid17e}          # its checkout, beside this one
+RUNS=${RUNS:-/work/runs/grid17e}             # run directories with checkpoints and weights (never committed)
 DATASETS=(ccp_human_parsing kvasir_seg)
+FIRST_CORE=${FIRST_CORE:-0}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 RESULTS=$REPO/experiments/results
 
@@ -34,16 +35,17 @@ part() {  # CORE DATASET INIT SEED: one part on one core, one thread, code from 
      --data "../shared/data/$ds" --out "$RUNS/$ds" "${group[@]}" --inits "$init" --seeds "$seed")
 }
 
-longer() {  # CORE DATASET: the scratch 100 % seed-1 cell of the cpu preset with its schedule doubled
-  local core=$1 ds=$2 group=() out=$RUNS/$2/longer_schedule/scratch_frac1_seed1_steps16000
+longer() {  # CORE DATASET FRAC STEPS: the scratch FRAC seed-1 cell of the cpu preset with STEPS poly steps
+  local core=$1 ds=$2 frac=$3 steps=$4 group=()
+  local out=$RUNS/$2/longer_schedule/scratch_frac$(python -c "print(f'{float(\"$frac\"):g}')")_seed1_steps$steps
   [ "$ds" = ccp_human_parsing ] && group=(--group "background:0;person:1-5")
   [ -f "$out/metrics.json" ] && return 0
-  echo "$(date -u) $ds: schedule check (16,000 steps) on core $core, commit $(git -C "$WORKTREE" rev-parse --short HEAD)"
+  echo "$(date -u) $ds: schedule check (frac $frac, $steps steps) on core $core, commit $(git -C "$WORKTREE" rev-parse --short HEAD)"
   (cd "$WORKTREE" && PYTHONPATH=$WORKTREE TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1 \
      TF_CPP_MIN_LOG_LEVEL=2 taskset -c "$core" python finetune/segment.py --out "$out" --data "../shared/data/$ds" \
-     "${group[@]}" --init scratch --frac 1.0 --seed 1 --steps 16000 --min-steps 16000 --lr 0.001 --lr-schedule poly \
-     --eval-every 250 --checkpoint-every 250 --patience 6 --min-delta 0.005 --loss ce+dice --crop 129 --width 0.25 \
-     --batch 4 --backbone resnet50)
+     "${group[@]}" --init scratch --frac "$frac" --seed 1 --steps "$steps" --min-steps "$steps" --lr 0.001 \
+     --lr-schedule poly --eval-every 500 --checkpoint-every 500 --patience 6 --min-delta 0.005 --loss ce+dice \
+     --crop 129 --width 0.25 --batch 4 --backbone resnet50)
 }
 
 case ${1:-} in
@@ -51,26 +53,24 @@ case ${1:-} in
     [ -d "$WORKTREE" ] || git -C "$REPO" worktree add --detach "$WORKTREE" "$COMMIT"
     for ds in "${DATASETS[@]}"; do
       mkdir -p "$RUNS/$ds"
-      [ -f "$RUNS/$ds/runner_state.json" ] || tar -C "$RESULTS/$ds" -cf - . | tar -C "$RUNS/$ds" -xf -
+      [ -f "$RUNS/$ds/runner_state.json" ] || tar -C "$RESULTS/$ds" --exclude=./schedule_8000 -cf - . | tar -C "$RUNS/$ds" -xf -
     done ;;
-  queue)
-    core=0
-    for ds in "${DATASETS[@]}"; do
+  queue)  # [DS ...]
+    shift; core=$FIRST_CORE; [ $# -gt 0 ] || set -- "${DATASETS[@]}"
+    for ds in "$@"; do
       (for seed in 1 2 3 4 5; do
-         for init in surrogate scratch control; do part $core "$ds" $init $seed; done
-         [ $seed = 1 ] && longer $core "$ds"
-       done) \
-        >> "$RUNS/$ds.out" 2>&1 &
+         for init in scratch surrogate control; do part $core "$ds" $init $seed; done
+       done) >> "$RUNS/$ds.out" 2>&1 &
       core=$((core + 1))
     done
     echo "running; progress in $RUNS/<dataset>.out" ;;
-  longer)
-    core=0
-    for ds in "${DATASETS[@]}"; do
-      longer $core "$ds" >> "$RUNS/$ds.out" 2>&1 &
+  longer)  # FRAC STEPS [DS ...]
+    frac=$2 steps=$3; shift 3; core=$FIRST_CORE; [ $# -gt 0 ] || set -- "${DATASETS[@]}"
+    for ds in "$@"; do
+      longer $core "$ds" "$frac" "$steps" >> "$RUNS/$ds.longer.out" 2>&1 &
       core=$((core + 1))
     done
-    echo "running; progress in $RUNS/<dataset>.out" ;;
+    echo "running; progress in $RUNS/<dataset>.longer.out" ;;
   sync)
     for ds in "${DATASETS[@]}"; do
       src=$RUNS/$ds dst=$RESULTS/$ds
@@ -109,5 +109,5 @@ readme.write_text(re.sub(r"\*\*Status: .*?\)\.", lambda _: status, readme.read_t
 print(dst.name, status)
 PY
     done ;;
-  *) sed -n '2,20p' "$0"; exit 2 ;;
+  *) sed -n '2,22p' "$0"; exit 2 ;;
 esac
