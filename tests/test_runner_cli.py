@@ -4,7 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
-from models.runner.cli import check_resume
+from models.runner.cli import check_resume, check_writable
 
 import pytest
 
@@ -43,3 +43,12 @@ def test_under_a_poly_schedule_steps_are_fixed_on_resume_and_free_otherwise(tmp_
     check_resume(argparse.Namespace(**{**BEFORE, "lr_schedule": "poly"}), out)  # same steps: resumes
     with pytest.raises(ValueError, match="^--lr-schedule constant differs"):
         check_resume(argparse.Namespace(**{**BEFORE, "lr_schedule": "constant", "steps": 20}), out)
+
+
+def test_the_writable_check_leaves_another_workers_probe_alone(tmp_path):
+    """Two workers of a multi-worker run check one --out at once (tests/test_scale.py's localhost cluster): with a
+    fixed probe name, one worker's probe in the directory made the other's check fail or delete it."""
+    another = tmp_path / ".write_test"  # a probe under the old fixed name, mid-check in the other worker
+    another.mkdir()
+    check_writable(tmp_path)
+    assert another.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == [".write_test"]

@@ -9,6 +9,7 @@ import json
 import os
 import shlex
 import sys
+import tempfile
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
@@ -122,13 +123,16 @@ def save_config(config, out, **extra):
 
 
 def check_writable(out):
-    """Fails early, naming the flag, when the run directory cannot be created or written."""
+    """Fails early, naming the flag, when the run directory cannot be created or written.
+
+    The probe is a nameless temporary file: the workers of a multi-worker run check the same directory at the same
+    time, and with one fixed probe name one worker's unlink removed the other's probe ("not writable (No such file
+    or directory)" on a writable directory)."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=out):
+            pass
     except OSError as error:
         raise ValueError(f"--out {out}: not writable ({error.strerror or error})") from None
 
