@@ -81,8 +81,8 @@ case ${1:-} in
       # weights. Test predictions only for the 10 % cells, which report.md shows.
       (cd "$src" && {
         find . -maxdepth 1 -type f ! -name "*.tmp*" ! -name README.md
-        find pretrain -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -path "*/samples/*" \
-          ! -name "*.weights.h5" ! -name "*.tmp*" 2>/dev/null
+        [ ! -d pretrain ] || find pretrain -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -path "*/samples/*" \
+          ! -name "*.weights.h5" ! -name "*.tmp*"  # none before a seed's first pretraining run (scratch comes first)
         for run in pretrain/*/; do ls "$run"samples/*.png 2>/dev/null | sort | tail -n 1 || true; done  # none yet: fine
         for cell in segment/*/ longer_schedule/*/; do
           [ -f "$cell/metrics.json" ] || continue
