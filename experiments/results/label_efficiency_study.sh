@@ -17,7 +17,7 @@
 # nothing else changed, into <dataset>/longer_schedule/, which sync copies beside the grid; a finished check is not
 # run again. The 8,000-step grid's checks (schedule_8000/) moved the preset to 16,000; whether 16,000 is enough is
 # the 10 % cell at 24,000 (`longer 0.1 24000 ccp_human_parsing`: of the checks, CCP's 10 % cell gained the most;
-# 32,000 steps take 2.6 hours on a Zen 1 EPYC, more than a session has).
+# 32,000 steps take 2.6 hours on a Zen 1 EPYC, more than a session has). Done 2026-12-04: +0.008, the preset stays.
 set -euo pipefail
 COMMIT=${COMMIT:-0458c16}                    # the pinned code (the 16,000-step grid; schedule_8000/ ran at e004420, b82724b)
 WORKTREE=${WORKTREE:-/work/grid17e}          # its checkout, beside this one
