@@ -76,14 +76,17 @@ case ${1:-} in
     for ds in "${DATASETS[@]}"; do
       src=$RUNS/$ds dst=$RESULTS/$ds
       [ -f "$src/runner_state.json" ] || continue
-      # top-level tables, pretraining runs without checkpoints, logs or weights (and only their last sample, the
+      # top-level tables, FINISHED pretraining runs without checkpoints, logs or weights (and only their last sample, the
       # one report.md shows), and FINISHED cells only: an unfinished one would bring a best.json without its
       # weights. Test predictions only for the 10 % cells, which report.md shows.
       (cd "$src" && {
         find . -maxdepth 1 -type f ! -name "*.tmp*" ! -name README.md
-        [ ! -d pretrain ] || find pretrain -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -path "*/samples/*" \
-          ! -name "*.weights.h5" ! -name "*.tmp*"  # none before a seed's first pretraining run (scratch comes first)
-        for run in pretrain/*/; do ls "$run"samples/*.png 2>/dev/null | sort | tail -n 1 || true; done  # none yet: fine
+        for run in pretrain/*/; do  # finished runs only (none before a seed's first one: scratch comes first)
+          [ -f "$run/pretrain_metrics.json" ] || continue
+          find "$run" -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -path "*/samples/*" \
+            ! -name "*.weights.h5" ! -name "*.tmp*"
+          ls "$run"samples/*.png | sort | tail -n 1 || true
+        done 2>/dev/null
         for cell in segment/*/ longer_schedule/*/; do
           [ -f "$cell/metrics.json" ] || continue
           find "$cell" -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -name "*.weights.h5" ! -name "*.tmp*" \
