@@ -142,6 +142,35 @@ def interval(row):
     return f"{row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
 
 
+def arm_means_section(rows, cells, groups):
+    """The numbers behind the plot's lines and bands, which a reader should not have to read off a figure."""
+    lines = ["## Mean Dice per arm (the plot's lines and bands)", "",
+             "Mean over seeds of each arm's test Dice with its 95 % bootstrap interval over seeds and test images "
+             "(the plot's band) and its number of seeds. An arm's interval says how well its level is known, not "
+             "whether it differs from another arm's: the paired differences below say that.", ""]
+    order = list(STYLE)
+    for view, label in PANELS:
+        summary = summarize(rows, view, cells, groups)
+        if not summary:
+            continue
+        inits = sorted(summary, key=lambda init: (order.index(init) if init in order else len(order), init))
+        points = {(init, p[0]): p for init, arm in summary.items() for p in arm}
+        lines += [f"### {label}", "", "| labels | " + " | ".join(inits) + " |", "| --- |" + " --- |" * len(inits)]
+        for frac in sorted({frac for _, frac in points}):
+            lines.append(f"| {100 * frac:g} % | " + " | ".join(arm_mean(points.get((i, frac))) for i in inits) + " |")
+        lines.append("")
+    return lines
+
+
+def arm_mean(point):
+    """'0.743 [0.735, 0.751] (3 seeds)' for one (frac, mean, low, high, n_seeds) point of summarize()."""
+    if point is None:
+        return ""
+    _, mean, low, high, n = point
+    seeds = f"{n} seed{'s' * (n != 1)}"
+    return f"{mean:.3f} ({seeds}, no interval)" if low is None else f"{mean:.3f} [{low:.3f}, {high:.3f}] ({seeds})"
+
+
 def statistics_section(stats):
     """The paired differences per view, fraction and pair, and what surrogate − control says about colour."""
     if not stats:
@@ -252,7 +281,7 @@ def write_plots_and_report(experiment):
              "", "Command:", "", f"    {state.get('__command__', '(unknown)')}", "",
              f"![Dice vs label fraction: mean over seeds, band = 95 % bootstrap interval]({png.name})", "",
              table(rows), ""]
-    parts += budget_section(rows) + statistics_section(stats)
+    parts += budget_section(rows) + arm_means_section(rows, cells, groups) + statistics_section(stats)
     weights = weights_used(experiment, rows)
     for run in sorted(p for p in (experiment / "pretrain").glob("*") if p.is_dir()):
         start = run.name

@@ -39,7 +39,7 @@ from experiments.plot import main as plot_main
 from experiments.plot import parse_args as plot_args
 from experiments.report import budget_section, hit_cap, plot, summarize, write_plots_and_report
 from experiments.results import COLUMNS, Cell, Pretraining, collect_results, read_results, read_runner_state
-from experiments.stats import PAIRS, STAT_COLUMNS, VIEWS
+from experiments.stats import PAIRS, STAT_COLUMNS, VIEWS, load_counts
 
 REPO = Path(__file__).resolve().parents[1]
 GRID_TIMEOUT = 1800  # seconds; a hang (e.g. a download that never fails) ends the test instead of CI
@@ -414,6 +414,16 @@ def test_report_and_csv_hold_an_interval_per_fraction_and_pair(tmp_path):
                 f"{r['verdict']} |")
         assert line in report
     assert report.count("no measurable difference; colour is not what helps here") == len(fracs)
+    # the plot's lines and bands as numbers: an arm's mean over its 3 seeds and its interval, per fraction
+    means = report.split("## Mean Dice per arm")[1].split("## Paired differences")[0]
+    assert "| labels | scratch | surrogate | control |" in means
+    summary = summarize(read_results(tmp_path), "dice_mean", *load_counts(tmp_path, read_results(tmp_path)))
+    for frac in fracs:
+        row = [next(p for p in summary[init] if p[0] == frac) for init in ("scratch", "surrogate", "control")]
+        assert all(low < mean < high and n == 3 for _, mean, low, high, n in row)
+        assert row[0][3] < row[1][2]  # scratch's rate 0.5 against the surrogate's 0.8: the bands do not meet
+        assert f"| {100 * frac:g} % | " + " | ".join(
+            f"{mean:.3f} [{low:.3f}, {high:.3f}] (3 seeds)" for _, mean, low, high, _ in row) + " |" in means
     assert "1 of 18 cells hit the --finetune-steps cap" in report and "control 1 seed 2" in report
     assert "| 2 / 4 / 4 **hit the cap** |" in report and report.count("hit the cap**") == 1
 
