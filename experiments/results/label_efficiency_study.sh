@@ -5,7 +5,7 @@
 #   bash experiments/results/label_efficiency_study.sh setup        # worktree at the pinned commit; restore results
 #   bash experiments/results/label_efficiency_study.sh queue [DS..]  # the grid, one dataset per core, in the background
 #   bash experiments/results/label_efficiency_study.sh longer FRAC STEPS [DS..]  # a schedule check per dataset
-#   bash experiments/results/label_efficiency_study.sh sync         # finished cells back here, reports redrawn
+#   bash experiments/results/label_efficiency_study.sh sync         # finished cells back here, reports and READMEs' tables redrawn
 #
 # DS (dataset names) defaults to both; the n-th dataset named runs on core FIRST_CORE + n (FIRST_CORE=0 unless set).
 # Each dataset's grid is experiments/label_efficiency.py (cpu preset) run in parts, one arm and seed at a time
@@ -100,6 +100,7 @@ collect_results(sys.argv[1], [], s(sys.argv[1]))" "$dst")
       python - "$dst" <<'PY'
 import csv, re, sys
 from collections import defaultdict
+from datetime import date
 from pathlib import Path
 dst = Path(sys.argv[1])
 done = defaultdict(list)
@@ -109,7 +110,22 @@ for row in csv.DictReader(open(dst / "results.csv")):
 listing = "; ".join(f"{init} seed {seed}: {', '.join(fracs)}" for (seed, init), fracs in sorted(done.items()))
 status = f"**Status: {sum(map(len, done.values()))} of 60 cells finished** ({listing or 'none yet'})."
 readme = dst / "README.md"
-readme.write_text(re.sub(r"\*\*Status: .*?\)\.", lambda _: status, readme.read_text(), count=1, flags=re.S))
+text = re.sub(r"\*\*Status: .*?\)\.", lambda _: status, readme.read_text(), count=1, flags=re.S)
+# the README's current tables (between its `<!-- current -->` markers) copied from report.md, never typed
+report = (dst / "report.md").read_text()
+def all_classes_table(section):  # the "mean Dice, all classes" table of one section of report.md
+    part = report.split(section, 1)[1].split("\n## ", 1)[0].split("### mean Dice, all classes", 1)[1]
+    return "\n".join(line for line in part.split("\n### ", 1)[0].splitlines() if line.startswith("|"))
+if "## Mean Dice per arm" in report and "## Paired differences (95" in report:
+    code = re.search(r"Code: commit (\w+)", report)[1]
+    cpu = re.sub(r" \(\d+ cells?: [^)]*\)", "", re.search(r"CPUs?: (.*?)(?: \(from each.*?\))?\. Platform of this report", report)[1])
+    current = (f"Synced {date.today()} from `report.md` (code {code}; {cpu}). Mean Dice over all classes, "
+               "each arm's mean over its seeds [95 % interval] (seeds):\n\n" + all_classes_table("## Mean Dice per arm")
+               + "\n\nPaired differences, matched by seed and test image [95 % interval]:\n\n"
+               + all_classes_table("## Paired differences (95"))
+    text = re.sub(r"(<!-- current -->\n).*?(<!-- /current -->)", lambda m: m[1] + current + "\n" + m[2], text,
+                  flags=re.S)
+readme.write_text(text)
 print(dst.name, status)
 PY
     done ;;
