@@ -1,13 +1,13 @@
 """Everything that turns files into tensors: readers, checks, splits, tf.data pipelines, synthetic data."""
 
 from datasets.checks import Problem, check_labeled, drop_bad, summarize_labeled
-from datasets.errors import DatasetError
+from datasets.errors import DatasetError, FileError, FlagError, ToolkitError, read_text
 from datasets.evaluation import pad_to_grid
 from datasets.images import read_image
 from datasets.labeled import LabeledDataset, load_labeled
 from datasets.masks import IGNORE_ID, load_palette, read_mask
 from datasets.rle import read_rle_csv, rle_decode, rle_encode, write_rle_csv
-from datasets.splits import load_or_make_splits, select_fraction
+from datasets.splits import load_or_make_splits, select_count, select_fraction
 from datasets.unlabeled import Source, list_unlabeled
 
 # Loaded on first use: pipeline imports TensorFlow (seconds), which the checker CLI does not need, and
@@ -32,9 +32,10 @@ def __dir__():
 
 
 __all__ = [
-    "IGNORE_ID", "DatasetError", "LabeledDataset", "Problem", "SkipCounter", "Source", "check_labeled",
-    "colorization_dataset", "default_synthetic_root", "drop_bad", "ensure_synthetic",
+    "IGNORE_ID", "DatasetError", "FileError", "FlagError", "LabeledDataset", "Problem", "SkipCounter", "Source",
+    "ToolkitError", "check_labeled", "colorization_dataset", "default_synthetic_root", "drop_bad", "ensure_synthetic",
     "list_unlabeled", "load_labeled", "load_or_make_splits", "load_palette", "make_synthetic",
-    "pad_to_grid", "read_image", "read_mask", "read_rle_csv", "rle_decode", "rle_encode",
-    "segmentation_dataset", "select_fraction", "summarize_labeled", "unwrap_dataset_error", "write_rle_csv",
+    "pad_to_grid", "read_image", "read_mask", "read_rle_csv", "read_text", "rle_decode", "rle_encode",
+    "segmentation_dataset", "select_count", "select_fraction", "summarize_labeled", "unwrap_dataset_error",
+    "write_rle_csv",
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.errors import DatasetError
+from datasets.errors import DatasetError, read_text
 from datasets.images import IMAGE_EXTENSIONS, has_extension
 from datasets.masks import IGNORE_ID, load_palette, looks_like_0_255, read_mask, read_pair
 from datasets.rle import RLE_SEPARATOR, read_rle_table
@@ -92,7 +92,7 @@ def infer_num_classes(mask_paths, palette=None, workers=8) -> int:
 
 
 def read_class_names(path: Path) -> list[str]:
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path, DatasetError).splitlines() if line.strip()]
     if not names:
         raise DatasetError(f"{path}: no class names")
     if len(names) > IGNORE_ID:

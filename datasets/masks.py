@@ -1,12 +1,11 @@
 """Mask decoding: class-id PNGs, 0/255 binary masks (PNG or JPEG), colour-coded masks and RLE references."""
 
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from datasets.errors import DatasetError
+from datasets.errors import DatasetError, read_text
 from datasets.images import decode, read_bytes, read_image, to_uint8
 from datasets.rle import RLE_SEPARATOR, read_rle_reference
 
@@ -17,7 +16,7 @@ def load_palette(path) -> dict:
     """Read a palette file: line i is "r g b" for class i; an optional fourth number overrides the id
     (e.g. "224 224 192 255" for an ignore colour). Blank lines and lines starting with # are skipped."""
     palette, next_id = {}, 0
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path, DatasetError).splitlines(), start=1):
         fields = line.split("#")[0].split()
         if not fields:
             continue

@@ -2,12 +2,13 @@
 
 import csv
 import functools
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 
-from datasets.errors import DatasetError
+from datasets.errors import DatasetError, read_text
 from datasets.images import IMAGE_EXTENSIONS, read_image
 
 RLE_SEPARATOR = "#rle="
@@ -54,13 +55,12 @@ def _pick_column(fieldnames, candidates, csv_path, what):
 def read_rle_table(csv_path) -> dict[str, list[str]]:
     """{id: [rle, ...]}: several rows per id (one per instance) are merged when decoded."""
     try:
-        with open(csv_path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            id_column = _pick_column(reader.fieldnames, _ID_COLUMNS, csv_path, "id")
-            rle_column = _pick_column(reader.fieldnames, _RLE_COLUMNS, csv_path, "rle")
-            table = {}
-            for row in reader:
-                table.setdefault(row[id_column], []).append(row[rle_column] or "")
+        reader = csv.DictReader(io.StringIO(read_text(csv_path, DatasetError), newline=""))
+        id_column = _pick_column(reader.fieldnames, _ID_COLUMNS, csv_path, "id")
+        rle_column = _pick_column(reader.fieldnames, _RLE_COLUMNS, csv_path, "rle")
+        table = {}
+        for row in reader:
+            table.setdefault(row[id_column], []).append(row[rle_column] or "")
     except OSError as error:
         raise DatasetError(f"{csv_path}: cannot read ({error.strerror or error})") from None
     return table

@@ -132,8 +132,20 @@ def select_fraction(train_stems, frac, seed) -> list[str]:
         raise DatasetError(f"--frac must be in (0, 1], got {frac}") from None
     if not 0 < frac <= 1:
         raise DatasetError(f"--frac must be in (0, 1], got {frac}")
-    order = seeded_order(train_stems, seed, "fraction")
-    if not order:
+    n = len(set(train_stems))
+    if not n:
         raise DatasetError("--frac: the training split is empty")
-    size = max(1, math.ceil(frac * len(order) - 1e-9))
-    return sorted(order[:size])
+    return select_count(train_stems, max(1, math.ceil(frac * n - 1e-9)), seed)
+
+
+def select_count(train_stems, count, seed) -> list[str]:
+    """The first `count` stems of the seeded order `select_fraction` takes its fractions from, sorted.
+
+    One order for both, so for a seed 8 images lie inside 20, and a fraction f selects the same images as the
+    count ceil(f·n): label counts and fractions are two views of one nested family of subsets.
+    """
+    order = seeded_order(train_stems, seed, "fraction")
+    if isinstance(count, bool) or int(count) != count or not 1 <= count <= len(order):
+        raise DatasetError(f"labels={count}: must be a whole number from 1 to the {len(order)} images of the "
+                           f"training split")
+    return sorted(order[: int(count)])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from models.runner.cli import parser, run
 
+from datasets import FileError
 from experiments.report import write_plots_and_report
 
 
@@ -22,7 +23,7 @@ def parse_args(argv=None):
 
 def main(args):
     if not (args.experiment / "results.csv").is_file():
-        raise ValueError(f"{args.experiment / 'results.csv'}: no such file (run experiments/label_efficiency.py)")
+        raise FileError(f"{args.experiment / 'results.csv'}: no such file (run experiments/label_efficiency.py)")
     print(write_plots_and_report(args.experiment))
     return 0
 

@@ -4,13 +4,15 @@
 
 Every format maps float32 RGB images in [-1, 1], NHWC, to logits at input resolution: one channel per class
 (label = argmax), or one channel for a --loss bce run (label = logit > 0). SavedModel (endpoint `serve`) and
-ONNX take any batch and image size; padding sides to 16k + 1 with 1.0, as finetune/inference.py does,
+ONNX take any batch and image size; padding sides to 16k + 1 with 1.0, as models/runner/inference.py does,
 reproduces the run's own evaluation. TFLite needs static shapes, so its input is fixed at
 1 x SIZE x SIZE x 3 (--size, default the run's --crop). ONNX needs the optional packages tf2onnx and
 onnxruntime.
 
-After exporting, the artifact is loaded back and run beside the Keras model on --samples images (--images,
-else the run's test split, else synthetic scenes) resized to SIZE x SIZE. The predicted labels must agree
+After exporting, the artifact is loaded back and both it and the Keras model predict --samples images
+(--images, else the run's test split, else synthetic scenes) resized to SIZE x SIZE through the one inference
+path the run's metrics used (`models.runner.inference.Predictor` with the run's recorded scheme; its untrained
+dilated taps are zeroed before export, so the artifact holds them as zero). The predicted labels must agree
 on at least 99.9 % of pixels, or the script exits 1. It prints median CPU latency per image (batch 1) for
 both and writes the numbers to OUT.json.
 """
@@ -26,22 +28,23 @@ from pathlib import Path
 
 from models.io import atomic_path, write_json
 from models.runner.cli import parser, run
-from models.runner.runs import list_images, load_run
+from models.runner.inference import Predictor, labels_from_logits, run_predictor, to_network_input
+from models.runner.runs import RunError, list_images, load_run
 
 import cv2
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from datasets import read_image
+from datasets import FlagError, read_image
 from datasets.labeled import list_files_by_stem
 from datasets.synthetic import default_synthetic_root, make_scene
-from finetune.inference import labels_from_logits, to_network_input
 
 MIN_AGREEMENT = 0.999
 DEFAULT_OUT = {"savedmodel": "export/saved_model", "tflite": "export/model.tflite", "onnx": "export/model.onnx"}
 FILE_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}  # the exporters refuse other names
 ONNX_PACKAGES = ("tf2onnx", "onnxruntime")
+GRID = 16  # Predictor pads sides to 16k + 1
 
 
 def parse_args(argv=None):
@@ -90,7 +93,7 @@ def export_onnx(model, out, size):
 
 
 def keras_runner(model):
-    """The reference: the Keras model in a tf.function, as finetune/inference.py runs it."""
+    """The reference: the Keras model in a tf.function, as models/runner/inference.py runs it."""
 
     @tf.function(autograph=False)
     def forward(x):
@@ -138,7 +141,7 @@ FORMATS = {"savedmodel": (export_savedmodel, load_savedmodel), "tflite": (export
 def check_onnx_available():
     missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
-        raise ValueError(f"--format onnx needs {' and '.join(missing)}: pip install {' '.join(ONNX_PACKAGES)}")
+        raise FlagError(f"--format onnx needs {' and '.join(missing)}: pip install {' '.join(ONNX_PACKAGES)}")
 
 
 def sample_images(trained, args, size):
@@ -179,15 +182,16 @@ def median_latency(forward, inputs, repeats):
     return statistics.median(times)
 
 
-def compare(reference, exported, inputs, desc):
-    """(fraction of pixels whose predicted label agrees, largest absolute logit difference) over `inputs`."""
+def compare(reference, exported, images, desc):
+    """(fraction of pixels whose predicted label agrees, largest absolute logit difference) over `images`, each
+    predicted by two `Predictor`s of one scheme."""
     agree, total, max_diff = 0, 0, 0.0
-    for x in tqdm(inputs, desc=desc, unit="image", dynamic_ncols=True):
-        expected, actual = reference(x), np.asarray(exported(x))
+    for image in tqdm(images, desc=desc, unit="image", dynamic_ncols=True):
+        expected, actual = reference.logits(image), exported.logits(image)
         if actual.shape != expected.shape:
             raise ValueError(f"the exported model's output shape {actual.shape} differs from Keras' {expected.shape}")
         agree += int((labels_from_logits(expected) == labels_from_logits(actual)).sum())
-        total += expected.shape[0] * expected.shape[1] * expected.shape[2]
+        total += expected.shape[0] * expected.shape[1]
         max_diff = max(max_diff, float(np.abs(expected - actual).max()))
     return agree / total, max_diff
 
@@ -210,24 +214,30 @@ def main(args):
     size = args.size or trained.crop
     out = args.out or trained.path / DEFAULT_OUT[args.format]
     export, load = FORMATS[args.format]
+    if args.format == "tflite" and (size - 1) % GRID:
+        raise FlagError(f"--size {size}: TFLite's fixed input must be of the form {GRID}k + 1 (e.g. "
+                         f"{(size - 1) // GRID * GRID + 1}), the grid every image is padded to")
     description, images = sample_images(trained, args, size)
     print(f"exporting {trained.path} to {args.format}, checking on {description} at {size}x{size}", file=sys.stderr)
+    reference = run_predictor(trained)  # zeroes the untrained taps first: the export holds what the metrics used
     export(trained.model, out, size)
 
     runners = {"keras": keras_runner(trained.model), args.format: load(out)}
+    exported = Predictor(forward=runners[args.format], scheme=reference.scheme)
+    agreement, max_diff = compare(reference, exported, images, f"check {args.format}")
     inputs = [to_network_input(image)[None] for image in images]
-    agreement, max_diff = compare(runners["keras"], runners[args.format], inputs, f"check {args.format}")
     latency = {name: median_latency(forward, inputs, args.repeats) for name, forward in runners.items()}
     report = {"run": str(trained.path), "format": args.format, "out": str(out), "size": size,
               "check_images": description, "label_agreement": agreement, "max_abs_logit_diff": max_diff,
-              "min_agreement": MIN_AGREEMENT, "latency_s_per_image": latency, "batch": 1,
+              "min_agreement": MIN_AGREEMENT, "inference": reference.scheme.as_dict(),
+              "latency_s_per_image": latency, "batch": 1,
               "width": trained.config["width"], "num_outputs": int(trained.model.output_shape[-1]),
               "threads": os.cpu_count(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
               "tensorflow": tf.__version__, "command": " ".join([Path(sys.executable).name] + sys.argv)}
     write_json(Path(f"{out}.json"), report)
     print_table(report)
     if agreement < MIN_AGREEMENT:
-        raise ValueError(f"{out}: labels agree with Keras on {100 * agreement:.3f} % of pixels, "
+        raise RunError(f"{out}: labels agree with Keras on {100 * agreement:.3f} % of pixels, "
                          f"below the required {100 * MIN_AGREEMENT:.1f} %")
     return 0
 

@@ -5,9 +5,13 @@
 Writes OUT/masks/<stem>.png (single-channel class ids, as in a dataset's masks/), OUT/overlays/<stem>.png
 (the prediction drawn over the image) and OUT/config.json; with --rle also a Kaggle-style "id,rle" CSV
 (column-major, 1-indexed runs) of the pixels predicted as --rle-class: the foreground (label 1) of a
-two-class or --loss bce run, or any one class of a multi-class run. Images whose longer side exceeds
---max-side are predicted by overlapping --tile tiles whose logits are blended with weights falling towards
-each tile's border, so seams do not show and memory is bounded by the tile, not the image.
+two-class or --loss bce run, or any one class of a multi-class run.
+
+Images are predicted exactly as the run's validation and test metrics were computed: through
+`models.runner.inference.Predictor` with the inference scheme recorded in RUN/metrics.json (whole images padded to
+the network's grid, overlapping blended tiles only above --max-side, untrained dilated taps set to zero; see
+models/runner/inference.py), so a mask here equals the one the metrics scored. --tile, --max-side, --overlap and
+--untrained-taps change that scheme; the one used is saved in OUT/config.json.
 """
 
 import sys
@@ -15,6 +19,7 @@ from pathlib import Path
 
 from models.io import write_atomic
 from models.runner.cli import add_flags, check_writable, parser, run, run_config, save_config
+from models.runner.inference import UNTRAINED_TAPS, run_predictor
 from models.runner.runs import list_images, load_run
 from models.runner.visualize import overlay, write_png
 
@@ -22,8 +27,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from datasets import DatasetError, read_image, rle_decode, rle_encode, write_rle_csv
-from finetune.inference import Predictor
+from datasets import DatasetError, FlagError, read_image, rle_decode, rle_encode, write_rle_csv
 
 
 def parse_args(argv=None):
@@ -36,18 +40,22 @@ def parse_args(argv=None):
                    help="also write this id,rle CSV (Kaggle/HuBMAP run-length encoding) of --rle-class")
     p.add_argument("--rle-class", type=int, default=1,
                    help="class id whose pixels --rle encodes (1 = the foreground of a two-class or bce run)")
-    p.add_argument("--tile", type=int, default=None, help="tile side for large images; None: the run's --crop")
+    p.add_argument("--tile", type=int, default=None,
+                   help="predict by overlapping tiles of this side; None: the run's scheme (whole images)")
     p.add_argument("--max-side", type=int, default=None,
-                   help="images with a longer side are predicted by tiles; None: 2 x tile - 1 (1025 for a 513 "
-                        "crop, as validation in finetune/segment.py does)")
-    p.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with its neighbour")
+                   help="whole images with a longer side are tiled at (max-side + 1) / 2; None: the run's scheme")
+    p.add_argument("--overlap", type=float, default=None,
+                   help="fraction of a tile shared with its neighbour; None: the run's scheme")
+    p.add_argument("--untrained-taps", choices=UNTRAINED_TAPS, default=None,
+                   help="dilated taps that could not reach the training crop's feature map: set to zero or keep "
+                        "their initial values; None: the run's scheme")
     add_flags(p, "skip_bad")
     args = p.parse_args(argv)
     if args.tile is not None and args.tile < 1:
         p.error(f"--tile must be positive, got {args.tile}")
     if args.max_side is not None and args.max_side < 1:
         p.error(f"--max-side must be positive, got {args.max_side}")
-    if not 0 <= args.overlap < 1:
+    if args.overlap is not None and not 0 <= args.overlap < 1:
         p.error(f"--overlap must be in [0, 1), got {args.overlap}")
     if args.rle_class < 0:
         p.error(f"--rle-class must be a class id (>= 0), got {args.rle_class}")
@@ -80,16 +88,15 @@ def main(args):
     images = list_images(args.images)
     trained = load_run(args.run)
     if args.rle and args.rle_class >= trained.num_classes:
-        raise ValueError(f"--rle-class {args.rle_class}: the run has {trained.num_classes} classes "
+        raise FlagError(f"--rle-class {args.rle_class}: the run has {trained.num_classes} classes "
                          f"({', '.join(trained.class_names)}); use 0..{trained.num_classes - 1}")
     if Path(args.out).resolve() == Path(args.run).resolve():
-        raise ValueError(f"--out {args.out} is the run directory; its config.json would be overwritten")
-    tile = args.tile or trained.crop
-    max_side = args.max_side or 2 * tile - 1
+        raise FlagError(f"--out {args.out} is the run directory; its config.json would be overwritten")
+    predictor = run_predictor(trained, tile=args.tile, max_side=args.max_side, overlap=args.overlap,
+                              untrained_taps=args.untrained_taps)
     check_writable(args.out)
-    save_config(run_config(args), args.out, classes=trained.class_names, tile=tile, max_side=max_side,
+    save_config(run_config(args), args.out, classes=trained.class_names, inference=predictor.scheme.as_dict(),
                 n_images=len(images))
-    predictor = Predictor(trained.model, max_side=max_side, tile=tile, overlap=args.overlap)
     encoded, bad, tiled = EncodedMasks(), [], 0
     for stem, path in tqdm(images.items(), desc="predict", unit="image", dynamic_ncols=True):
         try:
@@ -100,7 +107,7 @@ def main(args):
             bad.append(str(error))
             continue
         labels = predictor.labels(image)
-        tiled += max(image.shape[:2]) > max_side
+        tiled += predictor.tile_for(image.shape) is not None
         write_mask(args.out / "masks" / f"{stem}.png", labels)
         write_png(args.out / "overlays" / f"{stem}.png", overlay(image, labels, trained.num_classes))
         if args.rle:
@@ -109,8 +116,8 @@ def main(args):
         print(f"skipped: {line}", file=sys.stderr)
     if args.rle:
         write_rle_csv(args.rle, encoded)
-    summary = f"{len(images) - len(bad)} masks in {args.out / 'masks'} ({tiled} tiled at {tile} px), " \
-              f"overlays in {args.out / 'overlays'}"
+    summary = f"{len(images) - len(bad)} masks in {args.out / 'masks'} ({predictor.scheme.describe()}; " \
+              f"{tiled} tiled), overlays in {args.out / 'overlays'}"
     if args.rle:
         summary += f", RLE of class {args.rle_class} ({trained.class_names[args.rle_class]}) in {args.rle}"
     if bad:

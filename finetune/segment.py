@@ -1,21 +1,24 @@
 """Segmentation fine-tuning of DeepLabV3+ ResNet50 from scratch, ImageNet, or a colorization generator.
 
     python finetune/segment.py --data ROOT --init surrogate --surrogate runs/colorize --frac 0.25 --out RUN
+    python finetune/segment.py --data ROOT --init segmentation --source-run runs/segment --labels 20 --out RUN
 
-Trains on a nested fraction of the training split, selects the best checkpoint by validation mean Dice,
-and reports test-split metrics in RUN/metrics.json and each test image's confusion counts in
+Trains on a nested fraction (or --labels count) of the training split, selects the best checkpoint by
+validation mean Dice, and reports test-split metrics in RUN/metrics.json and each test image's confusion counts in
 RUN/test_counts.json. `--patience N` stops once validation stopped improving. With no --data the built-in
 synthetic set is used.
 """
 
 import sys
+from pathlib import Path
 
-from models import INITS, build_segmenter, make_loss, transfer_weights
+from models import INITS, TransferError, build_segmenter, make_loss, transfer_weights
 from models.conv_bias import load_weights
 from models.io import read_json, write_atomic, write_json
 from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
 from models.optimizers import learning_rate, make_adam
 from models.runner.cli import add_flags, architecture_from_flags, check_resume, check_writable, parser, run, save_config
+from models.runner.inference import DEFAULT_SCHEME, Predictor
 from models.runner.runs import BEST_WEIGHTS, network_only, save_network_weights
 from models.runner.runtime import configure, is_chief, wait_for_workers
 from models.runner.training import Checkpoints, train_loop
@@ -27,7 +30,6 @@ import numpy as np
 import tensorflow as tf
 
 import datasets
-from finetune.inference import Predictor
 
 TEST_COUNTS = "test_counts.json"
 
@@ -36,8 +38,9 @@ def parse_args(argv=None):
     p = parser(__doc__.splitlines()[0])
     add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "lr_schedule", "beta1", "beta2", "seed", "split_seed",
               "backbone", "width", "output_stride", "regular_conv", "init", "imagenet_weights", "surrogate",
-              "surrogate_checkpoint", "frac", "loss", "freeze_encoder", "group", "mixed_precision", "xla", "distribute",
-              "checkpoint_every", "eval_every", "skip_bad", "deterministic", steps=300_000, lr=1e-4)
+              "surrogate_checkpoint", "source_run", "frac", "labels", "loss", "freeze_encoder", "group",
+              "mixed_precision", "xla", "distribute", "checkpoint_every", "eval_every", "skip_bad", "deterministic",
+              steps=300_000, lr=1e-4, frac=None)
     p.add_argument("--val-images", type=int, default=None, help="validate on at most this many images (all by default)")
     p.add_argument("--patience", type=int, default=None,
                    help="stop when validation mean Dice has not improved for this many evaluations (--steps stays "
@@ -60,11 +63,47 @@ def parse_args(argv=None):
                 "workers could not stop with it)")
     if args.init not in INITS:
         p.error(f"Wrong --init {args.init!r}, supported: {', '.join(INITS)}")
-    if not 0 < args.frac <= 1:
+    if args.labels is not None and args.frac is not None:
+        p.error("--labels and --frac both choose the training images; give one")
+    if args.labels is not None and args.labels < 1:
+        p.error(f"--labels must be at least 1, got {args.labels}")
+    if args.labels is None and args.frac is None:
+        args.frac = 1.0  # the default, set here so that --labels can tell whether --frac was given
+    if args.frac is not None and not 0 < args.frac <= 1:
         p.error(f"--frac must be in (0, 1], got {args.frac}")
+    if (args.init == "segmentation") != (args.source_run is not None):
+        p.error("--init segmentation needs --source-run RUN" if args.source_run is None else
+                f"--source-run: only with --init segmentation, not --init {args.init}")
     if args.data and len(args.data) > 1:
         p.error("--data: fine-tuning takes one labeled dataset root")
     return args
+
+
+def training_images(args, train_split):
+    """The training images `--frac` or `--labels` choose: one seeded order serves both, so for a seed the 8
+    images lie inside the 20, every init trains on the same ones, and --frac f equals --labels ceil(f·n)."""
+    if args.labels is None:
+        return datasets.select_fraction(train_split, args.frac, args.seed)
+    if args.labels > len(train_split):
+        raise datasets.FlagError(f"--labels {args.labels}: the training split has only {len(train_split)} images")
+    return datasets.select_count(train_split, args.labels, args.seed)
+
+
+def check_source_run_split(args, splits):
+    """Refuses a --source-run of the same dataset that trained on this run's validation or test images (it was
+    split with another --split-seed or split files): they would select and score a network that has seen them.
+    Runs on other datasets are not compared, as their stems may coincide by chance."""
+    source = read_json(args.source_run / "config.json", {})
+    resolve = lambda data: sorted(str(Path(p).resolve()) for p in data or [])
+    if resolve(source.get("data")) != resolve(args.data):
+        return
+    stems_file = args.source_run / "train_stems.txt"
+    seen = set(stems_file.read_text().split()) if stems_file.is_file() else set()
+    held_out = sorted(seen & (set(splits["val"]) | set(splits["test"])))
+    if held_out:
+        raise datasets.FlagError(f"--source-run {args.source_run}: trained on {len(held_out)} of this run's "
+                                 f"validation and test images (e.g. {held_out[0]!r}); it was split otherwise "
+                                 f"(another --split-seed?)")
 
 
 def load_checked_dataset(args):
@@ -81,11 +120,12 @@ def load_checked_dataset(args):
 
 
 class Evaluator:
-    """Scores a split on whole images (tiles when too big) and writes prediction overlays; keeps each
-    image's confusion matrix in `per_image` (stem → counts) for scores recomputed later."""
+    """Scores a split through the one inference path (`models.runner.inference.Predictor`, the default scheme, which
+    finetune/predict.py uses too) and writes prediction overlays; keeps each image's confusion matrix in
+    `per_image` (stem → counts) for scores recomputed later."""
 
-    def __init__(self, model, ds, stems, groups):
-        self.predictor = Predictor(model)
+    def __init__(self, model, ds, stems, groups, *, crop):
+        self.predictor = Predictor(model, train_crop=crop, scheme=DEFAULT_SCHEME)
         self.ds, self.stems, self.groups = ds, stems, groups
         self.per_image = {}
 
@@ -124,13 +164,16 @@ def main(args):
     ds, n_bad = load_checked_dataset(args)
     groups = parse_groups(args.group, ds.class_names)
     splits = datasets.load_or_make_splits(ds, out, seed=args.split_seed)
-    train = datasets.select_fraction(splits["train"], args.frac, args.seed)
+    train = training_images(args, splits["train"])
+    if args.source_run is not None:
+        check_source_run_split(args, splits)
     write_atomic(out / "train_stems.txt", "\n".join(train) + "\n")
     save_config(config, out, precision=precision, classes=ds.class_names, n_train_images=len(train),
                 n_split={k: len(v) for k, v in splits.items()}, skipped_files=n_bad,
                 replicas=strategy.num_replicas_in_sync)
     print(f"segmentation: {ds.num_classes} classes, {len(train)}/{len(splits['train'])} training images "
-          f"(frac {args.frac}), {len(splits['val'])} val, {len(splits['test'])} test, init {args.init}",
+          f"({f'frac {args.frac}' if args.labels is None else f'--labels {args.labels}'}), {len(splits['val'])} val, "
+          f"{len(splits['test'])} test, init {args.init}",
           file=sys.stderr)
 
     with strategy.scope():
@@ -143,14 +186,20 @@ def main(args):
     if tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
         surrogate = choose_surrogate(args.surrogate, args.surrogate_checkpoint) if args.init in PRETEXT_INITS \
             else args.surrogate
-        report = transfer_weights(model, args.init, imagenet_weights=args.imagenet_weights, surrogate=surrogate)
+        try:
+            report = transfer_weights(model, args.init, imagenet_weights=args.imagenet_weights, surrogate=surrogate,
+                                      source_run=args.source_run, class_names=ds.class_names)
+        except TransferError as error:
+            if args.init != "segmentation":
+                raise
+            raise TransferError(f"--source-run {error}") from None  # the library names the run, the user the flag
         print(report.summary(), file=sys.stderr)
         write_json(out / "init.json", vars(report))
 
     chief = is_chief()
     writer = tf.summary.create_file_writer(str(out / "logs")) if chief else tf.summary.create_noop_writer()
     val_stems = splits["val"][: args.val_images] if args.val_images else splits["val"]
-    validate = Evaluator(model, ds, val_stems, groups)
+    validate = Evaluator(model, ds, val_stems, groups, crop=args.crop)
     best_file = out / "best.json"
 
     def evaluate(step, logs):
@@ -205,13 +254,15 @@ def evaluate_on_test(model, ds, splits, groups, train, args, stopped_step):
     out = args.out
     best_file = out / "best.json"
     load_weights(network_only(model), out / BEST_WEIGHTS)  # also one an earlier version wrote, biases folded
-    evaluator = Evaluator(model, ds, splits["test"], groups)
+    evaluator = Evaluator(model, ds, splits["test"], groups, crop=args.crop)
     metrics, shown = evaluator(limit_images=4)
     best = read_json(best_file, {})
     metrics.update(n_test_images=len(splits["test"]), n_train_images=len(train), init=args.init, frac=args.frac,
                    seed=args.seed, steps=args.steps, best_step=best.get("step"), stopped_step=stopped_step,
                    patience=args.patience, min_delta=args.min_delta, min_steps=args.min_steps,
-                   val_dice_mean=best.get("val_dice_mean"),
+                   val_dice_mean=best.get("val_dice_mean"), inference=evaluator.predictor.scheme.as_dict(),
+                   labels=len(train),
+                   source_run=None if args.source_run is None else str(args.source_run),
                    classes=ds.class_names)
     write_json(out / TEST_COUNTS, {"classes": ds.class_names, "groups": metrics["groups"],
                                    "rows": "truth", "columns": "prediction",

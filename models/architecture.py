@@ -20,7 +20,8 @@ class Architecture:
         atrous_rates: ASPP rates at output stride 16 (doubled at 8).
         outputs: channels of the head (classes, 1 for a sigmoid head, 3 for an RGB generator); None for
             the shared body alone.
-        output: what a generator predicts ("rgb", "chroma", "gray", "classify"); None for a segmenter.
+        output: what a generator predicts ("rgb", "chroma", "gray", "classify", "classify_gray"); None for a
+            segmenter.
 
     Example:
         >>> arch = Architecture(width=0.25, separable=False)

@@ -6,13 +6,15 @@ quantised chroma bins and is trained with the class-rebalanced cross-entropy aga
 of the recipe stays, on the decoded (annealed-mean) colours the discriminator sees:
     G: μ·adversarial(D(G(g), g)) + CE_w(logits(g), soft_encode(chroma(x)))
 The training view shares every layer with the generator, so what is saved and transferred is unchanged.
+A `classify_gray` generator, the matched no-colour control, is trained by the same class on luma bins.
 """
 
 import json
 from pathlib import Path
 
 from models.colour_bins import (
-    CENTRES,
+    CHROMA_SPACE,
+    LUMA_SPACE,
     TEMPERATURE,
     annealed_mean,
     count_bins,
@@ -25,7 +27,7 @@ from models.colour_bins import (
 )
 from models.deeplab import HEAD_LAYER
 from models.gan import ColorizationGAN
-from models.io import write_atomic
+from models.io import read_json, write_atomic
 
 import keras
 import numpy as np
@@ -33,14 +35,22 @@ import tensorflow as tf
 
 COLOUR_LOSSES = ("l1", "classify")
 BINS_FILE = "colour_bins.json"
-DECODER_LAYER = "chroma"  # the AnnealedMeanChroma layer of a classify generator
+# What each binned generator classifies, and its AnnealedMeanChroma layer (holding the used-bins mask).
+BIN_SPACES = {"classify": CHROMA_SPACE, "classify_gray": LUMA_SPACE}
+DECODER_LAYERS = {"classify": "chroma", "classify_gray": "luma"}
+
+
+def bin_decoder(generator):
+    """The layer of a binned generator that decodes its bins and holds their `used` mask."""
+    return generator.get_layer(DECODER_LAYERS[generator.architecture.output])
 
 
 class ClassifyColorizationGAN(ColorizationGAN):
     """`ColorizationGAN` whose colour term is Zhang et al.'s rebalanced cross-entropy over chroma bins.
 
     Args:
-        generator: a `build_generator(output="classify")` network.
+        generator: a `build_generator(output="classify")` network, or "classify_gray" (the target's luma in bins:
+            the batch's `rgb_small` is then the gray image, `colorization_dataset(target="gray")`).
         discriminator: the conditional PatchGAN.
         weights: (NUM_BINS,) rebalancing weights (`rebalancing_weights`), 0 on unused bins.
 
@@ -61,23 +71,25 @@ class ClassifyColorizationGAN(ColorizationGAN):
     def generate(self, batch):
         """The annealed-mean colorization and the per-image rebalanced cross-entropy of its bin logits."""
         logits, fake = self.views(batch["gray"], training=True)
-        used = self.generator.get_layer(DECODER_LAYER).used
-        targets = soft_encode(rgb_to_chroma(batch["rgb_small"]), used)
+        used = bin_decoder(self.generator).used
+        space = BIN_SPACES[self.generator.architecture.output]
+        targets = soft_encode(space.of_rgb(batch["rgb_small"]), used, space)
         cross_entropy = rebalanced_cross_entropy(logits, targets, self.bin_weights, used)
         self.g_ce_tracker.update_state(tf.reduce_mean(cross_entropy))
         return fake, cross_entropy
 
 
-def colour_bins_from_images(rgb_batches):
-    """Bin statistics of training images: {counts, prior, used, weights} as NumPy arrays."""
-    counts = count_bins(rgb_batches)
-    prior, used = estimate_prior(counts)
+def colour_bins_from_images(rgb_batches, space=CHROMA_SPACE):
+    """Bin statistics of training images in `space`: {counts, prior, used, weights} as NumPy arrays."""
+    counts = count_bins(rgb_batches, space)
+    prior, used = estimate_prior(counts, space=space)
     return {"counts": counts, "prior": prior, "used": used, "weights": rebalancing_weights(prior, used)}
 
 
-def save_colour_bins(bins, path, **extra):
+def save_colour_bins(bins, path, space=CHROMA_SPACE, **extra):
     """Writes the bin statistics (and the grid, for the record) as JSON."""
-    record = {"centres_cb_cr": CENTRES.tolist(), "temperature": TEMPERATURE, **extra,
+    centres = "centres_cb_cr" if space is CHROMA_SPACE else f"centres_{space.name}"
+    record = {"space": space.name, centres: space.centres.tolist(), "temperature": TEMPERATURE, **extra,
               **{k: np.asarray(v).tolist() for k, v in bins.items()}}
     write_atomic(path, json.dumps(record) + "\n")
 
@@ -87,18 +99,19 @@ def load_colour_bins(path):
     path = Path(path)
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    record = read_json(path)  # a damaged file is named
     return {"counts": np.asarray(record["counts"], np.int64), "prior": np.asarray(record["prior"]),
             "used": np.asarray(record["used"], bool), "weights": np.asarray(record["weights"])}
 
 
 def start_at_blind_guess(generator, prior=None):
     """Sets a colour head so that the untrained generator answers the best guess that ignores the image: zero
-    chroma (the gray input itself) for `output="chroma"`, the training prior over bins for `"classify"` (its
-    `prior`). A random head starts far worse than gray (random tints), and at CPU scale the run spends its
-    first thousands of steps unlearning them. Other outputs are left as built. Returns whether it changed."""
+    chroma (the gray input itself) for `output="chroma"`, the training prior over bins for `"classify"` and
+    `"classify_gray"` (its `prior`). A random head starts far worse than gray (random tints), and at CPU scale the
+    run spends its first thousands of steps unlearning them. Other outputs are left as built. Returns whether it
+    changed."""
     output = generator.architecture.output
-    if output not in ("chroma", "classify"):
+    if output not in ("chroma", "classify", "classify_gray"):
         return False
     head = generator.get_layer(HEAD_LAYER)
     kernel, bias = head.get_weights()
@@ -108,8 +121,8 @@ def start_at_blind_guess(generator, prior=None):
 
 
 def set_used_bins(generator, used):
-    """Restricts a classify generator's softmax to the bins that occur in the training images."""
-    generator.get_layer(DECODER_LAYER).used.assign(np.asarray(used, np.float32))
+    """Restricts a binned generator's softmax to the bins that occur in the training images."""
+    bin_decoder(generator).used.assign(np.asarray(used, np.float32))
 
 
 def bin_cross_entropies(generator, gray, rgb_small, prior, chunk=4):
@@ -118,7 +131,7 @@ def bin_cross_entropies(generator, gray, rgb_small, prior, chunk=4):
     counterpart of comparing the colorization's L1 with the gray input's. Also the chroma L1 of the plain mean
     (T = 1) of the distribution, to tell what the annealed mean's sharpening (T = 0.38) costs in L1."""
     logits_of = keras.Model(generator.input, generator.get_layer(HEAD_LAYER).output)
-    used = generator.get_layer(DECODER_LAYER).used
+    used = bin_decoder(generator).used
     log_prior = tf.math.log(tf.maximum(tf.constant(np.asarray(prior, np.float32)), 1e-30))
     model, baseline, mean_l1 = [], [], []
     for i in range(0, len(gray), chunk):

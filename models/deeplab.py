@@ -159,8 +159,8 @@ def build_deeplabv3plus(num_outputs, *, input_shape=(None, None, 3), architectur
     return _build(num_outputs, arch, input_shape, "deeplabv3plus", head)
 
 
-GENERATOR_OUTPUTS = ("rgb", "chroma", "gray", "classify")
-GENERATOR_CHANNELS = {"rgb": 3, "chroma": 2, "gray": 3, "classify": NUM_BINS}
+GENERATOR_OUTPUTS = ("rgb", "chroma", "gray", "classify", "classify_gray")
+GENERATOR_CHANNELS = {"rgb": 3, "chroma": 2, "gray": 3, "classify": NUM_BINS, "classify_gray": NUM_BINS}
 
 
 def build_generator(*, input_shape=(None, None, 3), output="rgb", architecture=None, **arch_kwargs):
@@ -173,6 +173,8 @@ def build_generator(*, input_shape=(None, None, 3), output="rgb", architecture=N
     `output="classify"` predicts a distribution over quantised chroma bins (`models/colour_bins.py`, Zhang
     et al. 2016), decoded to Cb/Cr by the annealed mean and joined to the input's luma.
     `output="gray"` is the rgb head, for the no-colour control: it is trained to give back its gray input.
+    `output="classify_gray"` is the no-colour control matched to "classify": as many bins, over luma instead of
+    chroma, decoded by the annealed mean to a gray image (the luma in all three channels).
 
     Example:
         >>> build_generator(width=0.25)(np.zeros((1, 513, 513, 3))).shape
@@ -182,6 +184,9 @@ def build_generator(*, input_shape=(None, None, 3), output="rgb", architecture=N
         raise ValueError(f"Wrong generator output {output!r}, supported: {', '.join(GENERATOR_OUTPUTS)}")
 
     def head(x, inputs):
+        if output == "classify_gray":
+            luma = AnnealedMeanChroma(space="luma", name="luma", dtype="float32")(x)
+            return layers.Concatenate(name="colorized", dtype="float32")([luma, luma, luma])
         if output == "classify":
             x = AnnealedMeanChroma(name="chroma", dtype="float32")(x)
         else:

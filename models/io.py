@@ -12,6 +12,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from datasets.errors import FileError, read_text
+
 
 def _remove(path):
     if path.is_dir() and not path.is_symlink():
@@ -61,9 +63,18 @@ def file_sha256(path):
 
 
 def read_json(path, default=None):
-    """A JSON file's content, or `default` when the file does not exist."""
+    """A JSON file's content, or `default` when the file does not exist.
+
+    A file that is not UTF-8 or not JSON (a truncated copy, a hand edit gone wrong) raises FileError naming
+    it: `json`'s own message ("Expecting property name ...") says what is wrong but not where.
+    """
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else default
+    if not path.is_file():
+        return default
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as error:
+        raise FileError(f"{path}: not valid JSON ({error.msg} at line {error.lineno} column {error.colno})") from None
 
 
 def write_json(path, obj, indent=2):

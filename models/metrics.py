@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from datasets import IGNORE_ID
+from datasets import IGNORE_ID, FlagError
 
 
 def confusion_matrix(truth, prediction, num_classes):
@@ -33,23 +33,23 @@ def parse_groups(spec, class_names):
     for part in filter(None, (p.strip() for p in spec.split(";"))):
         match = re.fullmatch(r"([^:]+):([\d,\s-]+)", part)
         if not match:
-            raise ValueError(f"--group {spec!r}: cannot read {part!r}; expected e.g. 'background:0;skin:1-8'")
+            raise FlagError(f"--group {spec!r}: cannot read {part!r}; expected e.g. 'background:0;skin:1-8'")
         ids = []
         for item in match.group(2).split(","):
             low, _, high = item.strip().partition("-")
             if not low.strip().isdigit() or not (high or low).strip().isdigit():
-                raise ValueError(f"--group {spec!r}: cannot read {item.strip()!r} in {part!r}; expected ids like 1,3-5")
+                raise FlagError(f"--group {spec!r}: cannot read {item.strip()!r} in {part!r}; expected ids like 1,3-5")
             ids.extend(range(int(low), int(high or low) + 1))
         for i in ids:
             if not 0 <= i < num_classes:
-                raise ValueError(f"--group {spec!r}: class id {i} outside 0..{num_classes - 1}")
+                raise FlagError(f"--group {spec!r}: class id {i} outside 0..{num_classes - 1}")
             if i in seen:
-                raise ValueError(f"--group {spec!r}: class id {i} is in both {seen[i]!r} and {match.group(1)!r}")
+                raise FlagError(f"--group {spec!r}: class id {i} is in both {seen[i]!r} and {match.group(1)!r}")
             seen[i] = match.group(1).strip()
         groups.append((match.group(1).strip(), ids))
     missing = [i for i in range(num_classes) if i not in seen]
     if missing:
-        raise ValueError(f"--group {spec!r}: classes {missing} belong to no group")
+        raise FlagError(f"--group {spec!r}: classes {missing} belong to no group")
     return groups
 
 

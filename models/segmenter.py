@@ -4,6 +4,8 @@ from models.architecture import Architecture
 from models.deeplab import build_deeplabv3plus
 from models.resnet import is_backbone_layer
 
+from datasets import FlagError
+
 
 def build_segmenter(num_classes, *, loss="ce", freeze_encoder=False, architecture=None):
     """DeepLabV3+ for `num_classes` classes: one logit per class, or one sigmoid logit for `loss="bce"`.
@@ -20,7 +22,7 @@ def build_segmenter(num_classes, *, loss="ce", freeze_encoder=False, architectur
         3
     """
     if loss == "bce" and num_classes != 2:
-        raise ValueError(f"--loss bce is for two-class datasets; this one has {num_classes} classes")
+        raise FlagError(f"--loss bce is for two-class datasets; this one has {num_classes} classes")
     model = build_deeplabv3plus(1 if loss == "bce" else num_classes, architecture=architecture or Architecture())
     if freeze_encoder:
         for layer in model.layers:

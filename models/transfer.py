@@ -1,4 +1,5 @@
-"""How a network starts (`--init`): scratch, ImageNet, or a colorization generator (surrogate).
+"""How a network starts (`--init`): scratch, ImageNet, a colorization generator (surrogate), or a trained
+segmentation run (segmentation).
 
 Every transfer copies whole layers by name, checks every shape, and reports what it copied and skipped.
 Nothing is loaded partially in silence: a file that does not fit the network is an error.
@@ -6,11 +7,12 @@ Nothing is loaded partially in silence: a file that does not fit the network is 
 
 import dataclasses
 import sys
+import warnings
 from pathlib import Path
 
 from models.architecture import ARCHITECTURE_FILE, Architecture
 from models.conv_bias import fold_conv_biases, load_weights
-from models.deeplab import HEAD_LAYER, build_generator
+from models.deeplab import HEAD_LAYER, build_deeplabv3plus, build_generator
 from models.io import atomic_path, file_sha256, read_json
 from models.resnet import is_backbone_layer
 
@@ -18,7 +20,10 @@ import h5py
 import keras
 import numpy as np
 
-INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate", "control")  # control: a --predict gray generator
+from datasets import ToolkitError
+
+# control: a --predict gray generator; segmentation: a finished finetune/segment.py run
+INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate", "control", "segmentation")
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
 IMAGENET_HASH = "4d473c1dd8becc155b73f8504c6f6626"
@@ -27,9 +32,12 @@ RUN_CONFIG_FILE = "config.json"  # a pretraining run's flags, beside its generat
 # The pretext each generator-based init expects: `control` must start from the no-colour (gray) target, the
 # colour arms from a colour one, or the grid would compare an arm with itself.
 PRETEXT_INITS = ("surrogate", "imagenet+surrogate", "control")
+GRAY_OUTPUTS = ("gray", "classify_gray")  # the no-colour generators, L1 or binned: the sources of `control`
+SEGMENT_WEIGHTS = "best.weights.h5"  # a segmentation run's best validation checkpoint
+SEGMENT_METRICS = "metrics.json"  # written once a segmentation run has finished (and its best.weights.h5 is final)
 
 
-class TransferError(ValueError):
+class TransferError(ToolkitError):
     """A weights source that cannot initialise the network as asked."""
 
 
@@ -40,11 +48,12 @@ class TransferReport:
     copied: list = dataclasses.field(default_factory=list)
     skipped: list = dataclasses.field(default_factory=list)
     source_sha256: str = ""  # the source file's hash: a regenerated pretraining run shows as a different file
+    note: str = ""  # why a layer was not copied, where that was a choice (a head of other classes)
 
     def summary(self):
         return f"init {self.init}: copied {len(self.copied)} layers, skipped {len(self.skipped)}" + (
             f" from {self.source}" if self.source else ""
-        )
+        ) + (f"; {self.note}" if self.note else "")
 
 
 def _weighted_layers(model):
@@ -220,7 +229,7 @@ def check_pretext(init, surrogate):
     path = resolve_surrogate(surrogate)
     arch = read_json(path.parent / ARCHITECTURE_FILE, {})
     output = arch.get("output") or "rgb"
-    if (init == "control") != (output == "gray"):
+    if (init == "control") != (output in GRAY_OUTPUTS):
         wanted = "a --predict gray (no-colour) run" if init == "control" else \
             "a colour run (--predict rgb or chroma, or --colour-loss classify)"
         raise TransferError(f"--surrogate {surrogate}: its generator was trained with --predict {output}; "
@@ -257,15 +266,110 @@ def load_surrogate(model, surrogate_path, init="surrogate"):
     return TransferReport(init, source, names, [HEAD_LAYER])
 
 
-def transfer_weights(model, init, *, imagenet_weights=None, surrogate=None):
+def read_segmentation_run(source_run):
+    """The config.json and `Architecture` (head included) of a finished finetune/segment.py run.
+
+    Finished means its metrics.json exists: before that its best.weights.h5 may still be replaced, and a run
+    started from it could not be reproduced. Runs written before architecture.json existed are rebuilt from
+    the flags in their config.json, as `models.runner.runs` does."""
+    run = Path(source_run)
+    if not run.is_dir():
+        raise TransferError(f"{run}: no such run directory")
+    config = read_json(run / RUN_CONFIG_FILE)
+    if (run / GENERATOR_FILE).is_file():
+        raise TransferError(f"{run}: a colorization run, not a finetune/segment.py run (its generator starts "
+                            f"the surrogate and control inits)")
+    if config is None or not {"classes", "loss"} <= set(config):
+        why = f"no {RUN_CONFIG_FILE}" if config is None else f"its {RUN_CONFIG_FILE} names no classes or loss"
+        raise TransferError(f"{run}: not a finetune/segment.py run ({why})")
+    if not (run / SEGMENT_METRICS).is_file() or not (run / SEGMENT_WEIGHTS).is_file():
+        raise TransferError(f"{run}: not finished (no {SEGMENT_METRICS} or {SEGMENT_WEIGHTS}); its best "
+                            f"checkpoint may still change")
+    outputs = 1 if config["loss"] == "bce" else len(config["classes"])
+    try:
+        architecture = Architecture.load(run)
+    except ValueError as error:
+        raise TransferError(f"{run / ARCHITECTURE_FILE}: {error}") from None
+    architecture = Architecture.from_config(config, outputs) if architecture is None else architecture
+    return config, dataclasses.replace(architecture, outputs=outputs)
+
+
+def _architecture_differences(source, target):
+    """'name source (this network: target)' for each field of the shared body that differs."""
+    return [f"{field.name} {getattr(source, field.name)} (this network: {getattr(target, field.name)})"
+            for field in dataclasses.fields(Architecture) if getattr(source, field.name) != getattr(target, field.name)]
+
+
+def _load_exactly(model, path):
+    """Loads a weights file and refuses one Keras would load only in part (it warns where it skips)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            load_weights(model, path)
+        except (ValueError, OSError) as error:
+            detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            raise TransferError(f"{path}: does not fit the network its run describes ({detail})") from None
+    skipped = [str(w.message) for w in caught if Path(w.filename).parent.name == "saving"]  # keras/src/saving
+    if skipped:
+        raise TransferError(f"{path}: loads only in part into the network its run describes ({skipped[0][:200]})")
+
+
+def load_segmentation_run(model, source_run, class_names=None):
+    """Copies a finished finetune/segment.py run's body and decoder (every layer but the head) into `model`.
+
+    The head is copied too when the run was trained on the same classes, by name and in the same order, with a
+    head of the same shape (one logit per class, or one sigmoid logit for bce); otherwise it keeps its fresh
+    initialisation and the report says why. Same count but other names also re-initialises it: logit i would
+    start out meaning another class, a confident wrong start that a fresh head does not have. The networks must
+    share one architecture (backbone, width, output stride, ASPP/decoder convolutions and rates), as for a
+    surrogate; a difference is refused, naming the field.
+
+    Args:
+        model: a segmenter from `build_segmenter`, to initialise in place.
+        source_run: the run directory (its config.json, architecture.json, best.weights.h5 and metrics.json).
+        class_names: the classes `model` is trained on; None never matches, so the head is re-initialised.
+    """
+    if source_run is None:
+        raise TransferError("init 'segmentation' needs source_run (a finished finetune/segment.py run directory)")
+    config, architecture = read_segmentation_run(source_run)
+    run = Path(source_run)
+    body = _body(model)
+    if body is not None and architecture.body() != body:
+        raise TransferError(f"{run}: its network differs: "
+                            f"{'; '.join(_architecture_differences(architecture.body(), body))}")
+    source = build_deeplabv3plus(architecture.outputs, architecture=architecture.body())
+    weights_path = run / SEGMENT_WEIGHTS
+    _load_exactly(source, weights_path)
+    source_layers, layers = _layer_weights(source), _weighted_layers(model)
+    names = [name for name in layers if name != HEAD_LAYER]
+    missing = [name for name in names if name not in source_layers]
+    if missing:
+        raise TransferError(f"{weights_path}: lacks layers {missing[:3]}")
+    source_classes = list(config["classes"])
+    head_shapes = [tuple(v.shape) for v in layers[HEAD_LAYER].weights], [np.shape(v) for v in source_layers[HEAD_LAYER]]
+    if class_names is None or list(class_names) != source_classes:
+        note = (f"head re-initialised: the source run's classes {source_classes} are not this network's "
+                f"{list(class_names) if class_names is not None else '(not given)'}")
+    elif head_shapes[0] != head_shapes[1]:
+        note = f"head re-initialised: the source run's head (loss {config['loss']}) has another shape"
+    else:
+        names, note = names + [HEAD_LAYER], "head copied: same classes"
+    _copy_layers(model, source_layers, names, str(weights_path))
+    return TransferReport("segmentation", str(weights_path), names, [n for n in layers if n not in names], note=note)
+
+
+def transfer_weights(model, init, *, imagenet_weights=None, surrogate=None, source_run=None, class_names=None):
     """Initialises `model` in place as `--init` asks; returns a `TransferReport`.
 
     Args:
         model: a network from `build_deeplabv3plus` or `build_generator`.
         init: one of INITS. "imagenet+surrogate" loads a generator that was itself trained from ImageNet
-            (checked in the pretraining run's config.json), "control" a `--predict gray` generator.
+            (checked in the pretraining run's config.json), "control" a `--predict gray` generator,
+            "segmentation" a finished finetune/segment.py run (`load_segmentation_run`).
         imagenet_weights: local ImageNet weights file; None downloads through Keras' cache.
         surrogate: colorization run directory or generator weights file.
+        source_run: with "segmentation", the run directory.
+        class_names: with "segmentation", the classes `model` learns (the head is copied only for the same ones).
 
     Example:
         >>> report = transfer_weights(model, "surrogate", surrogate="runs/colorize")
@@ -275,6 +379,11 @@ def transfer_weights(model, init, *, imagenet_weights=None, surrogate=None):
         raise TransferError(f"Wrong --init {init!r}, supported: {', '.join(INITS)}")
     if init == "scratch":
         return TransferReport("scratch", skipped=list(_weighted_layers(model)))
-    report = load_imagenet(model, imagenet_weights) if init == "imagenet" else load_surrogate(model, surrogate, init)
+    if init == "segmentation":
+        report = load_segmentation_run(model, source_run, class_names)
+    elif init == "imagenet":
+        report = load_imagenet(model, imagenet_weights)
+    else:
+        report = load_surrogate(model, surrogate, init)
     report.source_sha256 = file_sha256(report.source)
     return report

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from models import ColorizationGAN, build_discriminator, build_generator, transfer_weights
 from models.colour_classify import (
+    BIN_SPACES,
     BINS_FILE,
     COLOUR_LOSSES,
     ClassifyColorizationGAN,
@@ -30,7 +31,7 @@ from models.runner.cli import add_flags, architecture_from_flags, check_resume, 
 from models.runner.runtime import configure, is_chief, wait_for_workers
 from models.runner.training import Checkpoints, train_loop
 from models.runner.visualize import tile, to_uint8, write_png
-from models.transfer import GENERATOR_FILE, save_generator
+from models.transfer import GENERATOR_FILE, GRAY_OUTPUTS, save_generator
 
 import tensorflow as tf
 
@@ -38,7 +39,7 @@ import datasets
 from pretrain.holdout import colorization_scores, describe, holdout_batch, split_holdout
 from pretrain.probe import Probe
 
-PRIOR_IMAGES = 512  # training crops whose chroma estimates the bins' prior for --colour-loss classify
+PRIOR_IMAGES = 512  # training crops whose chroma (or luma) estimates the bins' prior for --colour-loss classify
 
 
 def parse_args(argv=None):
@@ -52,12 +53,14 @@ def parse_args(argv=None):
                    help="weight μ of the generator's adversarial term (0: colour loss alone, no GAN)")
     p.add_argument("--colour-loss", choices=COLOUR_LOSSES, default="l1",
                    help="l1: regress the colours (the reference); classify: cross-entropy over quantised chroma "
-                        "bins with rare colours up-weighted, decoded by the annealed mean (Zhang et al. 2016)")
-    p.add_argument("--predict", choices=[o for o in GENERATOR_OUTPUTS if o != "classify"], default=None,
+                        "bins with rare colours up-weighted, decoded by the annealed mean (Zhang et al. 2016); with "
+                        "--predict gray the same over as many luma bins, the control matched to it")
+    p.add_argument("--predict", choices=[o for o in GENERATOR_OUTPUTS if not o.startswith("classify")], default=None,
                    help="rgb: the generator paints all three channels (the reference); chroma: it predicts Cb/Cr "
                         "and keeps the input's luma, as Lab-space colorization does; gray: the no-colour control, "
-                        "the rgb network trained to give back its gray input (same data, steps, GAN and L1 terms) "
-                        "(default: rgb; chroma bins with --colour-loss classify)")
+                        "the rgb network trained to give back its gray input (same data, steps, GAN and L1 terms), "
+                        "with --colour-loss classify as luma bins (same loss, rebalancing and head as the colour "
+                        "bins) (default: rgb; chroma bins with --colour-loss classify)")
     p.add_argument("--probe-data", type=Path, default=None,
                    help="labeled root: every --probe-every steps, score a linear segmentation probe on the frozen "
                         "body (probe.csv, generator_best_probe.weights.h5)")
@@ -68,12 +71,16 @@ def parse_args(argv=None):
     if args.init not in ("scratch", "imagenet"):
         p.error(f"--init {args.init}: pretraining starts from scratch or imagenet")
     if args.colour_loss == "classify":
-        if args.predict in ("rgb", "gray"):
-            p.error(f"--predict {args.predict}: --colour-loss classify predicts chroma bins and keeps the input's luma")
+        if args.predict == "rgb":
+            p.error("--predict rgb: --colour-loss classify predicts chroma bins and keeps the input's luma (or, "
+                    "with --predict gray, luma bins)")
         if args.l1_weight != 1.0:
             p.error(f"--l1-weight {args.l1_weight}: weights the L1 of --colour-loss l1; classify trains the "
                     f"rebalanced cross-entropy")
-    args.predict = "classify" if args.colour_loss == "classify" else args.predict or "rgb"
+    if args.colour_loss == "classify":
+        args.predict = "classify_gray" if args.predict == "gray" else "classify"
+    else:
+        args.predict = args.predict or "rgb"
     if args.gan_weight < 0:
         p.error(f"--gan-weight must be >= 0, got {args.gan_weight}")
     if args.probe_every < 1:
@@ -155,7 +162,7 @@ def main(args):
     def make_dataset(start):
         return datasets.colorization_dataset(train, crop=args.crop, batch=args.batch, seed=args.seed,
                                              start_index=start, skip_bad=args.skip_bad, counter=skipped,
-                                             target="gray" if args.predict == "gray" else "rgb")
+                                             target="gray" if args.predict in GRAY_OUTPUTS else "rgb")
 
     train_loop(gan.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
                global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=gan.metrics,
@@ -168,16 +175,17 @@ def main(args):
 
 
 def colour_bins(args, train):
-    """The chroma bins' statistics for --colour-loss classify: estimated from the first PRIOR_IMAGES training
-    crops, saved in the run (and read back on resume)."""
+    """The bins' statistics for --colour-loss classify (chroma bins, or luma bins for --predict gray): estimated
+    from the first PRIOR_IMAGES training crops, saved in the run (and read back on resume)."""
     path = args.out / BINS_FILE
+    space = BIN_SPACES[args.predict]
     bins = load_colour_bins(path)
     if bins is None:
         data = datasets.colorization_dataset(train, crop=args.crop, batch=args.batch, seed=args.seed)
         batches = max(1, PRIOR_IMAGES // args.batch)
-        bins = colour_bins_from_images(batch["rgb_small"].numpy() for batch in data.take(batches))
-        save_colour_bins(bins, path, n_images=batches * args.batch)
-    print(f"colour bins: {int(bins['used'].sum())} of {len(bins['used'])} occur in the training images; "
+        bins = colour_bins_from_images((batch["rgb_small"].numpy() for batch in data.take(batches)), space)
+        save_colour_bins(bins, path, space, n_images=batches * args.batch)
+    print(f"{space.name} bins: {int(bins['used'].sum())} of {len(bins['used'])} occur in the training images; "
           f"weights {bins['weights'][bins['used']].min():.2f}–{bins['weights'].max():.2f}", file=sys.stderr)
     return bins
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from models.colour_bins import rgb_to_chroma
 from models.colour_classify import BINS_FILE, bin_cross_entropies, load_colour_bins
 from models.io import read_json, write_json
+from models.runner.runs import RunError
 from models.transfer import load_generator
 
 import keras
@@ -82,10 +83,10 @@ def run_holdout(config):
 
 
 def colorization_config(run_dir):
-    """RUN/config.json of a colorization run; a one-line ValueError naming the folder when it has none."""
+    """RUN/config.json of a colorization run; a one-line RunError naming the folder when it has none."""
     config = read_json(Path(run_dir) / "config.json")
     if config is None:
-        raise ValueError(f"{run_dir}: no config.json (not a colorization run directory)")
+        raise RunError(f"{run_dir}: no config.json (not a colorization run directory)")
     return config
 
 
@@ -96,7 +97,7 @@ def evaluate_run(run_dir, generator=None):
     config = colorization_config(run_dir)
     batch = holdout_batch(run_holdout(config), config["crop"], config["seed"])
     if batch is None:
-        raise ValueError(f"{run_dir}: no held-out images (--holdout 0 or a tiny dataset)")
+        raise RunError(f"{run_dir}: no held-out images (--holdout 0 or a tiny dataset)")
     generator = load_generator(run_dir) if generator is None else generator
     scores = colorization_scores(generator, batch, bins=load_colour_bins(run_dir / BINS_FILE))
     summary = {**read_json(run_dir / "pretrain_metrics.json", {}), **scores}

@@ -3,10 +3,11 @@
 Every `--probe-every` steps `colorize.py` freezes the generator's body (every layer up to the 1×1 head, in
 inference mode), fits a light head on it, a 1×1 convolution on the standardised stride-4 decoder features
 (a linear probe), for a fixed number of full-batch Adam steps on fixed crops of a small labeled subset of the
-probe root's training split, and scores mean Dice (as `finetune/segment.py` does) on centre crops of its
-validation split. The scores go to `probe.csv`, TensorBoard (`probe/dice_mean`; the step-0 body, random for
-`--init scratch`, is the `probe_baseline` line on the same chart), and the best step's generator to
-`generator_best_probe.weights.h5`, which `segment.py --surrogate-checkpoint best-probe` uses.
+probe root's training split, and scores mean Dice on whole images of its validation split through the one
+inference path fine-tuning's metrics use (`models.runner.inference.Predictor`, default scheme). The scores
+go to `probe.csv`, TensorBoard (`probe/dice_mean`; the step-0 body, random for `--init scratch`, is the
+`probe_baseline` line on the same chart), and the best step's generator to `generator_best_probe.weights.h5`,
+which `segment.py --surrogate-checkpoint best-probe` uses.
 """
 
 import csv
@@ -15,9 +16,10 @@ import io
 import time
 from pathlib import Path
 
-from models.deeplab import HEAD_LAYER
+from models.deeplab import HEAD_LAYER, ResizeLike
 from models.io import write_atomic
 from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
+from models.runner.inference import DEFAULT_SCHEME, Predictor
 from models.surrogate_checkpoints import BEST_PROBE_FILE
 from models.transfer import save_generator
 
@@ -91,6 +93,29 @@ def fit_linear_head(features, labels, num_classes, *, steps, lr):
     return kernel.numpy(), bias.numpy()
 
 
+class StandardisedLinearHead(keras.layers.Layer):
+    """The probe's head as a layer: features standardised by the training features' statistics, then a 1×1
+    convolution; `set` puts a fit's values in."""
+
+    def __init__(self, num_classes, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+
+    def build(self, shape):
+        channels = shape[-1]
+        add = lambda name, size: self.add_weight(name=name, shape=size, initializer="zeros", trainable=False)
+        self.mean, self.std = add("mean", (channels,)), add("std", (channels,))
+        self.kernel, self.bias = add("kernel", (channels, self.num_classes)), add("bias", (self.num_classes,))
+
+    def set(self, mean, std, kernel, bias):
+        for variable, value in zip((self.mean, self.std, self.kernel, self.bias), (mean, std, kernel, bias)):
+            variable.assign(value)
+
+    def call(self, x):
+        x = (keras.ops.cast(x, "float32") - self.mean) / self.std
+        return keras.ops.matmul(x, self.kernel) + self.bias
+
+
 class Probe:
     """Fits and scores the probe on a generator; `probe(generator, step)` records and returns mean Dice."""
 
@@ -105,13 +130,13 @@ class Probe:
         paths = lambda stems: ([ds.image_paths[s] for s in stems], [ds.mask_paths[s] for s in stems])
         self.train = _stack(datasets.segmentation_dataset(*paths(train), batch=1, **kwargs).unbatch(),
                             len(train) * settings.crops_per_image)
-        self.val = _stack(datasets.segmentation_dataset(*paths(val), batch=1, training=False, **kwargs).unbatch(),
-                          len(val))
+        self.val = [ds.read_pair(stem) for stem in val]  # whole images, scored as fine-tuning scores them
+        self.crop = crop
         self.num_classes, self.class_names = ds.num_classes, ds.class_names
         self.groups = parse_groups(None, ds.class_names)
         self.baseline = tf.summary.create_file_writer(str(self.out / "logs" / "probe_baseline")) if writer else None
         self.session = []  # this process's probes: (step, seconds)
-        self._body = None
+        self._body = self._predictor = None
         self.setup_seconds = time.perf_counter() - tick
 
     def features(self, generator, images):
@@ -132,12 +157,23 @@ class Probe:
         std = train_features.std(axis=(0, 1, 2)) + 1e-6
         kernel, bias = fit_linear_head((train_features - mean) / std, self.train[1][:, ::stride, ::stride],
                                        self.num_classes, steps=self.settings.steps, lr=self.settings.lr)
-        val_features = (self.features(generator, self.val[0]) - mean) / std
-        logits = tf.constant(val_features @ kernel + bias)
-        full = tf.raw_ops.ResizeBilinear(images=logits, size=self.val[1].shape[1:3], align_corners=True)
-        prediction = tf.argmax(full, axis=-1).numpy()
-        matrix = confusion_matrix(self.val[1], prediction, self.num_classes)
+        predictor, head = self.predictor(generator)
+        head.set(mean, std, kernel, bias)
+        matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
+        for image, mask in self.val:
+            matrix += confusion_matrix(mask, predictor.labels(image), self.num_classes)
         return segmentation_metrics(matrix, self.class_names, self.groups)["dice_mean"]
+
+    def predictor(self, generator):
+        """(Predictor, head) of the frozen body with the probe's head, images → logits at input size; built and
+        traced once per generator, the head's weights set after each fit."""
+        if self._predictor is None or self._predictor[0] is not generator:
+            features = generator.get_layer(HEAD_LAYER).input
+            head = StandardisedLinearHead(self.num_classes, name="probe_head")
+            logits = ResizeLike(4, name="probe_upsample", dtype="float32")(head(features), generator.input)
+            network = keras.Model(generator.input, logits)
+            self._predictor = generator, Predictor(network, train_crop=self.crop, scheme=DEFAULT_SCHEME), head
+        return self._predictor[1:]
 
     def __call__(self, generator, step):
         tick = time.perf_counter()

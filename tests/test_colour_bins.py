@@ -28,14 +28,14 @@ KNOWN = np.array([[0.0, 0.0, 0.0], [1.0, -1.0, -1.0], [0.7, 0.2, -0.1], [-0.3, 0
                  np.float32)
 
 
-def soft_encode_reference(chroma, used, k=5, sigma=GRID_STEP / 2):
+def soft_encode_reference(chroma, used, k=5, sigma=GRID_STEP / 2, centres=CENTRES):
     """Zhang et al.'s soft encoding, written directly: Gaussian weights on the k nearest used centres."""
     out = np.zeros((len(chroma), NUM_BINS))
     candidates = np.flatnonzero(used)
     for i, c in enumerate(chroma):
-        d2 = ((CENTRES[candidates] - c) ** 2).sum(-1)
+        d2 = ((centres[candidates] - c) ** 2).sum(-1)
         nearest = candidates[np.argsort(d2)[:k]]
-        w = np.exp(-((CENTRES[nearest] - c) ** 2).sum(-1) / (2 * sigma**2))
+        w = np.exp(-((centres[nearest] - c) ** 2).sum(-1) / (2 * sigma**2))
         out[i, nearest] = w / w.sum()
     return out
 
@@ -262,3 +262,56 @@ def test_colour_heads_start_at_the_blind_guess():
     assert not start_at_blind_guess(rgb)
     for a, b in zip(before, rgb.get_layer("logits").get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_matched_control_bins_the_gray_target_with_the_colour_arms_head_loss_and_rebalancing():
+    """`--colour-loss classify --predict gray`: as many bins as the colour arm's head, over the luma of the gray
+    target (what the L1 control gives back) instead of chroma, soft-encoded, rebalanced and trained alike."""
+    from models.colour_bins import LUMA_SPACE, LUMA_STEP
+    from models.colour_classify import colour_bins_from_images
+
+    colour = build_generator(output="classify", width=0.125)
+    control = build_generator(output="classify_gray", width=0.125)
+    assert control.get_layer("logits").filters == colour.get_layer("logits").filters == NUM_BINS
+    assert control.architecture.output == "classify_gray"
+    rng = np.random.default_rng(5)
+    gray = np.repeat(rng.uniform(-0.9, 0.9, (2, 65, 65, 1)).astype(np.float32), 3, -1)
+    out = control(gray, training=False).numpy()
+    assert out.shape == (2, 17, 17, 3) and np.ptp(out, axis=-1).max() == 0  # a gray image: no colour at all
+
+    # the target: the gray image's own luma, on NUM_BINS luma bins of step 2 / (NUM_BINS − 1), σ half a bin
+    small = gray[:, ::4, ::4]
+    values = LUMA_SPACE.of_rgb(small).numpy()
+    np.testing.assert_allclose(values[..., 0], small[..., 0], atol=1e-6)
+    used = np.ones(NUM_BINS, bool)
+    targets = soft_encode(values, used.astype(np.float32), LUMA_SPACE).numpy()
+    centres = np.linspace(-1, 1, NUM_BINS)[:, None]
+    reference = soft_encode_reference(values.reshape(-1, 1), used, sigma=LUMA_STEP / 2, centres=centres)
+    np.testing.assert_allclose(targets.reshape(-1, NUM_BINS), reference, atol=1e-5)
+
+    # rebalancing: the same prior estimate (blurred by half a bin, on the 1-D grid) and weights, E_p̃[w] = 1
+    bins = colour_bins_from_images([small], LUMA_SPACE)
+    counts = np.bincount(np.rint((small[..., 0].reshape(-1) + 1) / LUMA_STEP).astype(int), minlength=NUM_BINS)
+    np.testing.assert_array_equal(bins["counts"], counts)
+    assert np.sum(bins["prior"] * bins["weights"]) == pytest.approx(1)
+    assert (bins["weights"][~bins["used"]] == 0).all() and (bins["prior"][~bins["used"]] == 0).all()
+
+    # the loss: one SGD step (μ = 0) is the step of the rebalanced cross-entropy of the luma targets
+    batch = {"gray": gray, "gray_small": small, "rgb_small": small}  # colorization_dataset(target="gray")
+    set_used_bins(control, bins["used"])
+    for layer in control.layers:  # the same forward pass twice: no random dropout masks
+        if isinstance(layer, tf.keras.layers.Dropout):
+            layer.rate = 0.0
+    before = control.get_layer("logits").kernel.numpy()
+    views = tf.keras.Model(control.input, control.get_layer("logits").output)
+    with tf.GradientTape() as tape:
+        luma_targets = soft_encode(LUMA_SPACE.of_rgb(small), bins["used"], LUMA_SPACE)
+        loss = tf.reduce_mean(rebalanced_cross_entropy(views(gray, training=True), luma_targets, bins["weights"],
+                                                       bins["used"]))
+    expected = before - 0.1 * tape.gradient(loss, control.get_layer("logits").kernel).numpy()
+    control.get_layer("logits").kernel.assign(before)
+    gan = ClassifyColorizationGAN(control, build_discriminator(filters=8), bins["weights"])
+    gan.compile(tf.keras.optimizers.SGD(0.1), tf.keras.optimizers.SGD(0.1), gan_weight=0.0)
+    logs = gan.train_step({k: tf.constant(v) for k, v in batch.items()})
+    assert np.isfinite(float(logs["g_ce"]))
+    np.testing.assert_allclose(control.get_layer("logits").kernel.numpy(), expected, atol=1e-5)

@@ -13,6 +13,7 @@ from datasets import (
     list_unlabeled,
     load_labeled,
     load_or_make_splits,
+    select_count,
     select_fraction,
 )
 from datasets.checks import Problem
@@ -85,6 +86,24 @@ def test_fractions_nested_stable_and_at_least_one():
     assert select_fraction(list(reversed(train)), 0.25, seed=7) == subsets[0.25]  # any call or list order
     assert select_fraction(train, 0.25, seed=8) != subsets[0.25]
     assert len(select_fraction(train, 0.001, seed=0)) == 1
+
+
+def test_label_counts_nest_and_agree_with_fractions():
+    """For a seed, 8 images lie inside 20, and --frac f picks the images of --labels ceil(f·n)."""
+    train = [f"t{i}" for i in range(40)]
+    subsets = {n: select_count(train, n, seed=7) for n in (8, 20, 40)}
+    assert [len(subsets[n]) for n in (8, 20, 40)] == [8, 20, 40]
+    assert set(subsets[8]) < set(subsets[20]) < set(subsets[40]) == set(train)
+    assert select_count(list(reversed(train)), 8, seed=7) == subsets[8]  # any list order
+    assert select_count(train, 8, seed=8) != subsets[8]
+    for frac, count in ((0.5, 20), (0.2, 8), (0.1, 4), (0.01, 1)):
+        assert select_fraction(train, frac, seed=7) == select_count(train, count, seed=7)
+
+
+@pytest.mark.parametrize("count", [0, -1, 41, 2.5, True])
+def test_bad_label_count_names_the_parameter(count):
+    with pytest.raises(DatasetError, match=r"labels=.*from 1 to the 40 images"):
+        select_count([f"t{i}" for i in range(40)], count, seed=0)
 
 
 @pytest.mark.parametrize("frac", [0, -0.5, 1.5, float("nan"), "half"])

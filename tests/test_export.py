@@ -8,6 +8,7 @@ import importlib.util
 import json
 
 from models.runner.cli import run
+from models.runner.inference import labels_from_logits
 from models.runner.runs import load_run
 
 import numpy as np
@@ -16,7 +17,6 @@ import tensorflow as tf
 from test_predict import CROP, error_lines, trained_run  # noqa: F401 (a fixture)
 
 import finetune.export as export
-from finetune.inference import labels_from_logits
 
 ONNX_MISSING = [name for name in export.ONNX_PACKAGES if importlib.util.find_spec(name) is None]
 

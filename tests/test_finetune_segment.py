@@ -37,7 +37,7 @@ FLAGS = ["--width", str(WIDTH), "--crop", "65", "--batch", "2", "--steps", "1", 
          "--checkpoint-every", "1"]
 METRIC_FIELDS = {"dice_per_class", "dice_mean", "dice_grouped", "dice_foreground", "iou_per_class", "miou",
                  "pixel_accuracy", "n_test_images", "n_train_images", "init", "frac", "seed", "steps", "best_step",
-                 "stopped_step"}
+                 "stopped_step", "labels", "source_run"}
 RUNS = {"scratch_run": ("scratch", 0.5), "surrogate_run": ("surrogate", 0.25),
         "skip_bad_run": ("imagenet+surrogate", 1.0)}
 
@@ -120,7 +120,7 @@ def test_each_init_trains_and_reports_test_metrics(request, fixture):
 
     assert METRIC_FIELDS <= set(metrics)
     assert (metrics["init"], metrics["frac"], metrics["seed"], metrics["steps"]) == (init, frac, 0, 1)
-    assert metrics["n_train_images"] == len(train) and metrics["n_test_images"] == len(test) > 0
+    assert metrics["n_train_images"] == metrics["labels"] == len(train) and metrics["n_test_images"] == len(test) > 0
     assert list(metrics["dice_per_class"]) == ["background", "skin", "hair", "cloth", "accessory"]
     per_class = [*metrics["dice_per_class"].values(), *metrics["iou_per_class"].values()]
     assert all(v is None or 0 <= v <= 1 for v in per_class)
@@ -232,6 +232,10 @@ def test_truncated_image_exits_1_naming_the_file(corrupt_root, tmp_path):
     (["--frac", "0"], "--frac must be in (0, 1], got 0.0"),
     (["--frac", "1.5"], "--frac must be in (0, 1], got 1.5"),
     (["--loss", "focal"], "invalid choice: 'focal'"),
+    (["--labels", "0"], "--labels must be at least 1, got 0"),
+    (["--labels", "8", "--frac", "0.5"], "--labels and --frac both choose the training images; give one"),
+    (["--init", "segmentation"], "--init segmentation needs --source-run RUN"),
+    (["--source-run", "runs/x"], "--source-run: only with --init segmentation, not --init scratch"),
 ])
 def test_parser_rejects_bad_flags(flags, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -410,3 +414,79 @@ def test_reaching_the_last_step_is_a_cap_at_a_constant_rate_and_the_schedule_s_e
     assert segment.end_note(6000, 8000, "poly") == segment.end_note(6000, 8000, "constant") == ""
     assert segment.end_note(8000, 8000, "constant") == " (hit the --steps cap)"
     assert segment.end_note(8000, 8000, "poly") == " (the poly schedule's end: rate 0)"
+
+
+@pytest.fixture(scope="module")
+def label_runs(synthetic_root, surrogate, tmp_path_factory):
+    """--labels 8 from scratch and from the surrogate: two inits, one seed."""
+    runs = {}
+    for init, extra in (("scratch", []), ("surrogate", ["--surrogate", str(surrogate)])):
+        runs[init] = tmp_path_factory.mktemp(f"labels_{init}")
+        assert segment.main(segment_args(synthetic_root, runs[init], "--labels", "8", "--init", init, *extra)) == 0
+    return runs
+
+
+@pytest.fixture(scope="module")
+def segmentation_run(synthetic_root, scratch_run, tmp_path_factory):
+    """--labels 4 started from the finished scratch run (same dataset, same classes)."""
+    out = tmp_path_factory.mktemp("from_segmentation")
+    assert segment.main(segment_args(synthetic_root, out, "--labels", "4", "--init", "segmentation",
+                                     "--source-run", str(scratch_run))) == 0
+    return out
+
+
+def test_label_counts_are_nested_and_identical_across_inits(label_runs, segmentation_run, scratch_run):
+    from datasets import select_count
+
+    eight = read_lines(label_runs["scratch"] / "train_stems.txt")
+    four, half = read_lines(segmentation_run / "train_stems.txt"), read_lines(scratch_run / "train_stems.txt")
+    train_split = read_lines(scratch_run / "splits" / "train.txt")
+
+    assert len(eight) == 8 and read_lines(label_runs["surrogate"] / "train_stems.txt") == eight  # every init
+    assert len(four) == 4 and set(four) < set(eight) < set(half) < set(train_split)  # 4 ⊂ 8 ⊂ --frac 0.5
+    assert select_count(train_split, len(half), 0) == half  # --frac 0.5 is --labels ceil(0.5·n)
+    for init, out in label_runs.items():
+        metrics, config = read_json(out / "metrics.json"), read_json(out / "config.json")
+        assert (metrics["init"], metrics["labels"], metrics["frac"], metrics["n_train_images"]) == (init, 8, None, 8)
+        assert (config["labels"], config["frac"]) == (8, None)
+    assert read_json(scratch_run / "metrics.json")["labels"] == len(half)
+
+
+def test_segmentation_init_starts_from_the_finished_run(segmentation_run, scratch_run):
+    report = read_json(segmentation_run / "init.json")
+    assert report["init"] == "segmentation" and report["source"] == str(scratch_run / "best.weights.h5")
+    assert report["skipped"] == [] and "logits" in report["copied"] and len(report["copied"]) > 100
+    assert report["note"] == "head copied: same classes"
+    metrics = read_json(segmentation_run / "metrics.json")
+    assert (metrics["init"], metrics["source_run"], metrics["labels"]) == ("segmentation", str(scratch_run), 4)
+    assert read_json(segmentation_run / "config.json")["source_run"] == str(scratch_run)
+
+
+def test_labels_beyond_the_training_split_exit_1_in_one_line(synthetic_root, tmp_path, capsys):
+    assert run(segment.main, segment_args(synthetic_root, tmp_path / "run", "--labels", "21")) == 1
+    assert error_lines(capsys.readouterr().err) == ["error: --labels 21: the training split has only 20 images"]
+
+
+@pytest.mark.parametrize("source, extra, message", [
+    ("scratch_run", ["--width", "0.25"], "its network differs: width 0.125 (this network: 0.25)"),
+    ("surrogate", [], "a colorization run, not a finetune/segment.py run"),
+    ("scratch_run", ["--split-seed", "SPLIT_OTHERWISE"], "of this run's validation and test images"),
+])
+def test_segmentation_init_refuses_in_one_line(source, extra, message, request, synthetic_root, tmp_path, capsys):
+    source = request.getfixturevalue(source)
+    if "SPLIT_OTHERWISE" in extra:  # a split seed whose validation or test images the source run trained on
+        from datasets.splits import dataset_splits
+
+        trained = set(read_lines(source / "train_stems.txt"))
+        ds = load_labeled(synthetic_root)
+        seed = next(s for s in range(1, 50)
+                    if trained & set(dataset_splits(ds, seed=s)["val"] + dataset_splits(ds, seed=s)["test"]))
+        extra = ["--split-seed", str(seed)]
+    args = segment_args(synthetic_root, tmp_path / "run", "--init", "segmentation", "--source-run", str(source),
+                        *extra)
+
+    assert run(segment.main, args) == 1
+
+    errors = error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and errors[0].startswith(f"error: --source-run {source}") and message in errors[0]
+    assert not (tmp_path / "run" / "init.json").exists()

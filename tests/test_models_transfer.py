@@ -195,3 +195,91 @@ def test_imagenet_plus_surrogate_accepts_imagenet_and_warns_on_a_bare_file(tmp_p
     bare = _pretraining_run(tmp_path, None)
     transfer_weights(build_deeplabv3plus(4, width=WIDTH), "imagenet+surrogate", surrogate=bare)
     assert "is not checked" in capsys.readouterr().err
+
+
+CLASSES = ["background", "skin", "hair", "cloth"]
+
+
+def _segmentation_run(folder, classes=CLASSES, *, finished=True, loss="ce", **arch):
+    """A finished finetune/segment.py run as the script leaves it (config.json, architecture.json,
+    best.weights.h5, metrics.json), holding a segmenter with random weights; returns (run, its weights)."""
+    from models.runner.runs import save_network_weights
+
+    model = build_deeplabv3plus(1 if loss == "bce" else len(classes), **{"width": WIDTH, **arch})
+    randomize(model, seed=3)
+    save_network_weights(model, folder / "best.weights.h5")
+    (folder / "config.json").write_text(json.dumps({"classes": classes, "loss": loss}))
+    if finished:
+        (folder / "metrics.json").write_text("{}")
+    return folder, layer_weights(model)
+
+
+def test_segmentation_run_copies_body_and_decoder_and_reinitialises_a_head_of_other_classes(tmp_path):
+    run, source = _segmentation_run(tmp_path)
+    model = build_deeplabv3plus(3, width=WIDTH)
+    randomize(model, seed=2)
+    before = layer_weights(model)
+
+    report = transfer_weights(model, "segmentation", source_run=run, class_names=["background", "polyp", "tool"])
+
+    after = layer_weights(model)
+    assert report.init == "segmentation" and report.source == str(run / "best.weights.h5")
+    assert report.source_sha256 == hashlib.sha256((run / "best.weights.h5").read_bytes()).hexdigest()
+    assert report.skipped == ["logits"] and sorted(report.copied) == sorted(n for n in after if n != "logits")
+    assert any(name.startswith("aspp_") for name in report.copied)  # the decoder too, not the backbone alone
+    assert any(name.startswith("decoder_") for name in report.copied)
+    for name in report.copied:
+        assert_same(after[name], source[name], name)
+    assert_same(after["logits"], before["logits"], "logits")  # the head keeps its fresh initialisation...
+    assert after["logits"][0].shape[-1] == 3 and source["logits"][0].shape[-1] == 4  # ...of the new classes
+    assert "head re-initialised" in report.note and "re-initialised" in report.summary()
+
+
+@pytest.mark.parametrize("classes, copied", [(CLASSES, True), (["background", "polyp", "tool", "lesion"], False)],
+                         ids=["same classes", "same count, other names"])
+def test_segmentation_run_head_is_copied_only_for_the_same_classes(tmp_path, classes, copied):
+    run, source = _segmentation_run(tmp_path)
+    model = build_deeplabv3plus(4, width=WIDTH)
+    randomize(model, seed=2)
+    before = layer_weights(model)
+
+    report = transfer_weights(model, "segmentation", source_run=run, class_names=classes)
+
+    head = layer_weights(model)["logits"]
+    if copied:
+        assert report.skipped == [] and "logits" in report.copied
+        assert_same(head, source["logits"], "logits")
+    else:  # logit i would start out meaning another class
+        assert report.skipped == ["logits"] and "classes" in report.note
+        assert_same(head, before["logits"], "logits")
+
+
+@pytest.mark.parametrize("arch, field", [({"width": 0.25}, "width"), ({"output_stride": 8}, "output_stride"),
+                                         ({"backbone": "resnet50_beta"}, "backbone"),
+                                         ({"separable": False}, "separable")])
+def test_segmentation_run_of_another_architecture_is_refused_naming_the_field(tmp_path, segmenter, arch, field):
+    run, _ = _segmentation_run(tmp_path, **arch)
+    before = layer_weights(segmenter)
+    with pytest.raises(TransferError, match=f"{run}: its network differs: {field} ") as error:
+        transfer_weights(segmenter, "segmentation", source_run=run, class_names=CLASSES)
+    assert "\n" not in str(error.value)
+    assert_unchanged(segmenter, before)  # nothing was half-loaded
+
+
+def test_segmentation_run_refuses_what_is_not_a_finished_segmentation_run(tmp_path, surrogate_run, segmenter):
+    unfinished, _ = _segmentation_run(tmp_path / "unfinished", finished=False)
+    (tmp_path / "empty").mkdir()
+    cases = [(None, "needs source_run"), (tmp_path / "missing", "no such run directory"),
+             (tmp_path / "empty", "not a finetune/segment.py run \\(no config.json\\)"),
+             (surrogate_run[0], "a colorization run"), (unfinished, "not finished \\(no metrics.json")]
+    for source_run, message in cases:
+        with pytest.raises(TransferError, match=message):
+            transfer_weights(segmenter, "segmentation", source_run=source_run, class_names=CLASSES)
+
+
+def test_matched_control_generator_starts_control_not_the_colour_arms(tmp_path):
+    save_generator(build_generator(width=WIDTH, output="classify_gray"), tmp_path / GENERATOR_FILE)
+    report = transfer_weights(build_deeplabv3plus(4, width=WIDTH), "control", surrogate=tmp_path)
+    assert report.skipped == ["logits"] and len(report.copied) > 100
+    with pytest.raises(TransferError, match="trained with --predict classify_gray; --init surrogate needs a colour"):
+        transfer_weights(build_deeplabv3plus(4, width=WIDTH), "surrogate", surrogate=tmp_path)

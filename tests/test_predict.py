@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 
 from models import ARCHITECTURE_FILE, Architecture, build_deeplabv3plus
+from models.metrics import confusion_matrix
 from models.runner.cli import run
+from models.runner.inference import DEFAULT_SCHEME, InferenceScheme, Predictor, _starts
 from models.runner.runs import CONFIG_FILE, load_run
 
 import cv2
@@ -23,9 +25,8 @@ import pytest
 
 import finetune.predict as predict
 import finetune.segment as segment
-from datasets import read_image, read_rle_csv
+from datasets import load_labeled, read_image, read_rle_csv
 from datasets.synthetic import make_scene
-from finetune.inference import Predictor, _starts
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, CROP = 0.125, 65
@@ -53,7 +54,7 @@ def bce_run(trained_run, synthetic_root, tmp_path_factory):
     (out / CONFIG_FILE).write_text(json.dumps(config))
     keras.utils.set_random_seed(0)
     model = build_deeplabv3plus(1, width=WIDTH)
-    logits = Predictor(model).logits(read_image(sorted((synthetic_root / "images").iterdir())[0]))
+    logits = Predictor(model, train_crop=CROP).logits(read_image(sorted((synthetic_root / "images").iterdir())[0]))
     bias = model.get_layer("logits").bias
     bias.assign(bias.numpy() - np.median(logits))
     model.save_weights(out / segment.BEST_WEIGHTS)
@@ -83,7 +84,7 @@ def test_masks_overlays_and_rle_csv_that_decodes_back_to_the_masks(bce_run, synt
 
     assert run(predict.main, predict_args(run_dir, out, "--images", str(folder), str(files[3]), "--rle", str(csv))) == 0
 
-    shapes, foreground, predictor = {}, 0, Predictor(model)
+    shapes, foreground, predictor = {}, 0, Predictor(model, train_crop=CROP)
     for file in files:
         image = read_image(file)
         mask = cv2.imread(str(out / "masks" / f"{file.stem}.png"), cv2.IMREAD_UNCHANGED)
@@ -98,7 +99,7 @@ def test_masks_overlays_and_rle_csv_that_decodes_back_to_the_masks(bce_run, synt
     for stem, mask in decoded.items():
         np.testing.assert_array_equal(mask, cv2.imread(str(out / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED))
     config = json.loads((out / "config.json").read_text())
-    assert (config["tile"], config["max_side"], config["classes"]) == (CROP, 2 * CROP - 1, ["background", "lesion"])
+    assert (config["inference"], config["classes"]) == (DEFAULT_SCHEME.as_dict(), ["background", "lesion"])
 
 
 def test_multiclass_masks_hold_class_ids_and_the_rle_encodes_one_class(trained_run, synthetic_root, tmp_path):
@@ -144,7 +145,7 @@ def test_large_image_goes_through_tiles_and_matches_whole_image_prediction(train
                     for name in ("tiled", "whole"))
     assert tiled.shape == whole.shape == (300, 260)
     # DeepLab sees less context in a tile (image pooling, receptive field), so only near-agreement is expected
-    # of a real network; tests/test_finetune_inference.py checks that blending itself is exact.
+    # of a real network; tests/test_runner_inference.py checks that blending itself is exact.
     core = tile_cores(300, 65, 0.25, 16)[:, None] & tile_cores(260, 65, 0.25, 16)[None, :]
     assert (tiled == whole)[core].mean() >= 0.95
 
@@ -233,3 +234,37 @@ def test_runs_are_rebuilt_from_architecture_json_and_older_runs_from_config(trai
     old_run, _ = bce_run  # config.json and weights only, as runs written before architecture.json
     assert not (old_run / ARCHITECTURE_FILE).exists()
     assert load_run(old_run).model.architecture == Architecture(width=WIDTH, outputs=1)
+
+
+def test_predict_gives_the_labels_the_test_metrics_scored(synthetic_root, tmp_path):
+    """One inference path: predict.py's masks of a run's test images, scored against their truth, give exactly the
+    per-image confusion counts segment.py's test evaluation wrote, on images (~64 px) several times the training
+    crop (17 px), where tiling at the crop or keeping the untrained taps would change the labels."""
+    run_dir = tmp_path / "run"
+    flags = ["--width", str(WIDTH), "--crop", "17", "--batch", "4", "--steps", "40", "--eval-every", "20",
+             "--checkpoint-every", "20", "--lr", "3e-3"]
+    assert segment.main(segment.parse_args(["--data", str(synthetic_root), "--out", str(run_dir), *flags])) == 0
+    stems = (run_dir / "splits" / "test.txt").read_text().split()
+    files = {f.stem: f for f in (synthetic_root / "images").iterdir()}
+    out = tmp_path / "predicted"
+
+    assert run(predict.main, predict_args(run_dir, out, "--images", *(str(files[s]) for s in stems))) == 0
+
+    evaluated = json.loads((run_dir / segment.TEST_COUNTS).read_text())["confusion"]
+    classes = json.loads((run_dir / CONFIG_FILE).read_text())["classes"]
+    predicted_labels, trained = set(), load_run(run_dir)
+    tiles_at_crop, differs = Predictor(trained.model, train_crop=17, scheme=InferenceScheme(tile=17)), False
+    for stem in stems:
+        image = read_image(files[stem])
+        assert max(image.shape[:2]) > 2 * 17
+        mask = cv2.imread(str(out / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        truth = load_labeled(synthetic_root).read_pair(stem)[1]
+        np.testing.assert_array_equal(confusion_matrix(truth, mask, len(classes)), evaluated[stem])
+        predicted_labels |= set(np.unique(mask).tolist())
+        differs |= bool((tiles_at_crop.labels(image) != mask).any())
+    assert len(predicted_labels) > 1  # a model that predicts something, not one constant label
+    assert differs  # tiles at the crop (predict.py's former default) would have given other labels
+    # the validation pass zeroed the taps the 17-px crop never reached before the best weights were written
+    assert not any((layer.kernel.numpy() * (1 - mask)).any() for layer, mask in tiles_at_crop.masks)
+    assert tiles_at_crop.masks
+    assert json.loads((run_dir / "metrics.json").read_text())["inference"] == DEFAULT_SCHEME.as_dict()

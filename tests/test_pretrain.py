@@ -266,3 +266,35 @@ def test_parser_rejects_surrogate_init(init, capsys):
         colorize.parse_args(["--out", "x", "--init", init])
     assert stop.value.code == 2
     assert f"--init {init}" in capsys.readouterr().err
+
+
+def test_classify_predict_gray_is_the_matched_control_on_luma_bins(synthetic_root, tmp_path, monkeypatch):
+    """--colour-loss classify --predict gray: the classify arm's head, loss and bin statistics, on the gray target."""
+    from models.colour_bins import NUM_BINS
+
+    import datasets
+    from datasets.pipeline import colorization_dataset
+
+    targets = []
+
+    def spy(*args, **kwargs):
+        if "start_index" in kwargs:  # the training stream (not the bins' prior or the held-out samples)
+            targets.append(kwargs.get("target", "rgb"))
+        return colorization_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "colorization_dataset", spy)
+    out = tmp_path / "matched_control"
+    args = colorize_args(synthetic_root, out, "--steps", "2", "--colour-loss", "classify", "--predict", "gray",
+                         "--gan-weight", "0")
+    assert args.predict == "classify_gray"
+    assert colorize.main(args) == 0
+
+    assert json.loads((out / ARCHITECTURE_FILE).read_text())["output"] == "classify_gray"
+    assert json.loads((out / "config.json").read_text())["predict"] == "classify_gray"
+    generator = load_generator(out)
+    assert generator.get_layer("logits").filters == NUM_BINS  # the colour arm's head
+    bins = json.loads((out / "colour_bins.json").read_text())
+    assert bins["space"] == "luma" and len(bins["weights"]) == NUM_BINS and "centres_luma" in bins
+    assert targets == ["gray"]  # trained on the gray target
+    gray = np.repeat(np.random.default_rng(0).uniform(-0.5, 0.5, (1, CROP, CROP, 1)).astype("float32"), 3, -1)
+    assert np.ptp(generator(gray, training=False).numpy(), axis=-1).max() == 0  # it paints no colour

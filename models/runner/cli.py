@@ -5,7 +5,6 @@ may override a default, never retype a definition.
 """
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -15,14 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from models import INITS, Architecture, TransferError
-from models.io import write_json
+from models.io import read_json, write_json
 from models.runner.provenance import code_version, machine_summary
 from models.runner.runtime import is_chief
 from models.runner.training import Interrupted, NonFiniteLoss
 
 import tensorflow as tf
 
-from datasets import DatasetError, unwrap_dataset_error
+from datasets import FlagError, ToolkitError, unwrap_dataset_error
 
 FLAGS = {
     "data": dict(nargs="+", type=Path, default=None, help="dataset root(s); for pretraining also folders of images or videos (default: built-in synthetic set)"),
@@ -40,11 +39,13 @@ FLAGS = {
     "width": dict(type=float, default=1.0, help="channel multiplier (1.0 is the real model)"),
     "output_stride": dict(type=int, choices=(8, 16), default=16, help="backbone output stride"),
     "regular_conv": dict(action="store_true", help="regular 3x3 convolutions in ASPP/decoder instead of atrous separable ones"),
-    "init": dict(default="scratch", help=f"how the network starts: {' | '.join(INITS)} (control: a generator pretrained on the no-colour target)"),
+    "init": dict(default="scratch", help=f"how the network starts: {' | '.join(INITS)} (control: a generator pretrained on the no-colour target; segmentation: a finished segment.py run, --source-run)"),
     "imagenet_weights": dict(type=Path, default=None, help="local Keras ResNet50 ImageNet weights file (default: Keras' download and cache)"),
     "surrogate": dict(type=Path, default=None, help="colorization run directory or its generator.weights.h5"),
     "surrogate_checkpoint": dict(choices=("final", "best-probe"), default="final", help="with --surrogate RUN: its last generator, or the one its downstream probe scored best (colorize.py --probe-data)"),
-    "frac": dict(type=float, default=1.0, help="fraction of the training split used, nested across fractions for a seed"),
+    "frac": dict(type=float, default=1.0, help="fraction of the training split used, nested across fractions for a seed (all of it when neither --frac nor --labels is given)"),
+    "labels": dict(type=int, default=None, help="number of training images used instead of --frac: the first N of the seeded order --frac takes its fractions from, so counts nest (8 inside 20) and --frac f equals --labels ceil(f·n)"),
+    "source_run": dict(type=Path, default=None, help="with --init segmentation: a finished finetune/segment.py run whose body and decoder start this one"),
     "mixed_precision": dict(action="store_true", help="mixed precision (float16 on GPU with loss scaling, bfloat16 on CPU)"),
     "xla": dict(action="store_true", help="compile the training step with XLA"),
     "distribute": dict(choices=("none", "mirrored", "multiworker"), default="none", help="tf.distribute strategy (multiworker reads TF_CONFIG)"),
@@ -60,7 +61,8 @@ FLAGS = {
 # Flags that fix what a run computes: a resumed run must not change them.
 RESUME_FIXED = ("data", "holdout", "video_every", "crop", "batch", "seed", "split_seed", "backbone", "width",
                 "output_stride", "regular_conv", "init", "frac", "loss", "freeze_encoder", "val_images", "gan_loss", "lr_schedule",
-                "l1_weight", "predict", "lr", "beta1", "beta2", "colour_loss", "gan_weight", "surrogate_checkpoint")
+                "l1_weight", "predict", "lr", "beta1", "beta2", "colour_loss", "gan_weight", "surrogate_checkpoint",
+                "labels", "source_run")
 
 
 def add_flags(parser, *names, **defaults):
@@ -87,9 +89,11 @@ def run_config(args):
 
 
 def _comparable(key, value):
-    """`--data` names the same files whether given relative or absolute."""
+    """`--data` and `--source-run` name the same files whether given relative or absolute."""
     if key == "data" and value:
         return [str(Path(p).resolve()) for p in value]
+    if key == "source_run" and value:
+        return str(Path(value).resolve())
     return value
 
 
@@ -99,12 +103,12 @@ def check_resume(args, out):
     out = Path(out)
     path, config = out / "config.json", run_config(args)
     if path.is_file() and (out / "checkpoints").is_dir():
-        previous = json.loads(path.read_text())
+        previous = read_json(path)  # damaged JSON raises FileError naming the file
         # a poly schedule is a function of --steps: another --steps would bend the decay mid-run
         fixed = RESUME_FIXED + (("steps",) if config.get("lr_schedule") == "poly" else ())
         for key in fixed:
             if key in previous and key in config and _comparable(key, previous[key]) != _comparable(key, config[key]):
-                raise ValueError(f"--{key.replace('_', '-')} {config[key]} differs from the run being resumed "
+                raise FlagError(f"--{key.replace('_', '-')} {config[key]} differs from the run being resumed "
                                  f"in {out} ({previous[key]}); use a new --out")
     return config
 
@@ -134,11 +138,18 @@ def check_writable(out):
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as error:
-        raise ValueError(f"--out {out}: not writable ({error.strerror or error})") from None
+        raise FlagError(f"--out {out}: not writable ({error.strerror or error})") from None
+
+
+# What `run` reports in one line: the toolkit's own refusals (their messages name the file, folder or flag), a
+# NaN loss, and OSError, which is about the files and disks the run was pointed at (missing, unreadable,
+# damaged, full) and whose message names them. Anything else, ValueError and TypeError included, is a bug
+# and keeps its traceback.
+ONE_LINE_ERRORS = (ToolkitError, TransferError, NonFiniteLoss, OSError)
 
 
 def run(main, args):
-    """Runs `main(args)`; expected failures become one line on stderr and a non-zero exit status."""
+    """Runs `main(args)`; expected failures (`ONE_LINE_ERRORS`) become one line on stderr and exit status 1."""
     try:
         return main(args) or 0
     except tf.errors.OpError as error:  # a bad file met mid-stream, wrapped by tf.data
@@ -150,7 +161,7 @@ def run(main, args):
     except Interrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
         return 130
-    except (DatasetError, TransferError, NonFiniteLoss, ValueError, OSError) as error:
+    except ONE_LINE_ERRORS as error:
         if os.environ.get("SURROGATE_TRACEBACK"):  # for debugging: the full stack
             traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)

@@ -8,19 +8,18 @@ finetune/segment.py built it for training (its architecture.json; for runs writt
 flags in config.json), and list their input images the same way.
 """
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from models import Architecture, build_segmenter
 from models.conv_bias import load_weights
-from models.io import atomic_path
+from models.io import atomic_path, read_json
 from models.runner.runtime import avoid_slow_fused_inference
 
 import keras
 
-from datasets import DatasetError
+from datasets import DatasetError, ToolkitError
 from datasets.images import IMAGE_EXTENSIONS
 from datasets.labeled import list_files_by_stem
 
@@ -30,7 +29,7 @@ RUN_KEYS = ("loss", "classes")
 ARCHITECTURE_KEYS = ("backbone", "width", "output_stride", "regular_conv")  # runs without architecture.json
 
 
-class RunError(ValueError):
+class RunError(ToolkitError):
     """A run directory that cannot be loaded; the message names it and says what is missing."""
 
 
@@ -63,8 +62,8 @@ def read_run_config(run_dir):
     if not path.is_file():
         raise RunError(f"{run_dir}: no {CONFIG_FILE}; not a finetune/segment.py run directory")
     try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        config = read_json(path)  # damaged JSON raises FileError naming the file
+    except OSError as error:
         raise RunError(f"{path}: unreadable ({error})") from None
     needed = RUN_KEYS if (run_dir / "architecture.json").is_file() else RUN_KEYS + ARCHITECTURE_KEYS
     missing = [key for key in needed if key not in config]
@@ -76,7 +75,7 @@ def read_run_config(run_dir):
 def load_run(run_dir):
     """Rebuilds a segmentation run's network from `config.json` and loads `best.weights.h5` into it.
 
-    Raises RunError (a ValueError, so scripts print one line) when either file is missing or the weights
+    Raises RunError (a ToolkitError, so scripts print one line) when either file is missing or the weights
     do not fit the network the configuration describes. Weights written before the backbone's convolutions lost
     their bias load too, folded into its BatchNorms (`models/conv_bias.py`). The run is loaded for inference,
     so TensorFlow's remapper is switched off where its fused convolutions are slow

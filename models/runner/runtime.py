@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from datasets import FlagError
+
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 
@@ -28,9 +30,9 @@ def make_strategy(name):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("--distribute multiworker needs the TF_CONFIG environment variable (see README)")
+            raise FlagError("--distribute multiworker needs the TF_CONFIG environment variable (see README)")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"Wrong --distribute {name!r}, supported: {', '.join(STRATEGIES)}")
+    raise FlagError(f"Wrong --distribute {name!r}, supported: {', '.join(STRATEGIES)}")
 
 
 def is_chief():

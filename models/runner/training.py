@@ -44,6 +44,13 @@ def random_states(**models):
 CHECKPOINT_FORMATS = {1: "backbone convolutions with a bias", 2: "backbone convolutions without bias"}
 CHECKPOINT_FORMAT = 2
 FORMAT_KEY = "format/.ATTRIBUTES/VARIABLE_VALUE"
+# What reading and restoring a damaged checkpoint raises (truncated, garbage or flipped bytes in its index or
+# data file, or one of them gone; tried in tests/test_loud_failures.py): TensorFlow's OpError (DataLossError,
+# NotFoundError, plain OpError), IndexError ("Read less bytes than requested": the checkpoint reader on a
+# truncated data file) and OSError. Anything else (a checkpoint that lacks objects the program has, values
+# of another shape, a TypeError in the code) is not a damaged file: it propagates with its traceback rather
+# than sending the run back to an older checkpoint.
+DAMAGED_CHECKPOINT_ERRORS = (tf.errors.OpError, IndexError, OSError)
 
 
 def checkpoint_format(path):
@@ -59,7 +66,7 @@ class Checkpoints:
 
     A checkpoint of another format is refused in one line, not converted. Checkpoints key most variables and
     their Adam moments by position, so without the biases of format 1 every later one moves: restoring it
-    would fail at the first shape that differs (and read as a damaged file), or put values in the wrong
+    would fail at the first shape that differs, or put values in the wrong
     variables where shapes agree. Converting would take the old network and optimizers rebuilt to read it.
     """
 
@@ -86,9 +93,10 @@ class Checkpoints:
                 if written == CHECKPOINT_FORMAT:
                     self.checkpoint.restore(path).assert_existing_objects_matched()
                     return int(self.step.numpy())
-            except Exception as error:  # TF raises OpError, IndexError, ValueError... for damaged files
-                print(f"warning: checkpoint {path} is unreadable ({type(error).__name__}); trying an older one",
-                      file=sys.stderr)
+            except DAMAGED_CHECKPOINT_ERRORS as error:
+                detail = (str(error).strip().splitlines() or [""])[0][:200]
+                print(f"warning: checkpoint {path} is unreadable ({type(error).__name__}: {detail}); "
+                      f"trying an older one", file=sys.stderr)
                 continue
             raise OSError(f"checkpoint {path} is format {written} ({CHECKPOINT_FORMATS.get(written, 'unknown')}); "
                           f"this version resumes format {CHECKPOINT_FORMAT} only "
