@@ -71,7 +71,7 @@ def measure(run):
         else:
             estimate, low, high, _ = bootstrap(counts[name], "dice_mean", counts[default_name], resamples=RESAMPLES)
             versus = f"{estimate:+.3f} [{low:+.3f}, {high:+.3f}] {verdict(low, high)}"
-        rows.append(f"| `{Path(run).name}` | {name} | {dice:.3f} | {versus} |")
+        rows.append(f"| {Path(ds.root).name} `{Path(run).name}` | {name} | {dice:.3f} | {versus} |")
     return rows
 
 
