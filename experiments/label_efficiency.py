@@ -4,10 +4,14 @@
 
 Pretrains each pretext arm --pretrain-seeds times (colorization from scratch for `surrogate`, from ImageNet
 for `imagenet+surrogate`, and the no-colour target for `control`), fine-tunes every cell of inits × label
-fractions × seeds until validation stops improving (--patience, capped at --finetune-steps), each in its own
-run directory under EXP, and writes EXP/results.csv, EXP/statistics.csv (paired bootstrap intervals), the
-Dice-vs-fraction plots and EXP/report.md. Re-running skips finished cells and resumes unfinished ones. With no
---data it runs the `demo` preset on the built-in synthetic set.
+fractions × seeds, each in its own run directory under EXP, and writes EXP/results.csv, EXP/statistics.csv
+(paired bootstrap intervals), the Dice-vs-fraction plots and EXP/report.md. Re-running skips finished cells and
+resumes unfinished ones. With no --data it runs the `demo` preset on the built-in synthetic set.
+
+A cell stops at --finetune-steps, or earlier once validation has not improved for --patience evaluations, but never
+before --min-steps. The `cpu` preset sets --min-steps to the cap, so patience never acts there: every cell runs its
+poly schedule out and is scored at its best validation checkpoint, converged or not (report.md counts the cells
+whose best step came late in the schedule). The `demo` preset's cells stop on their own.
 """
 
 import argparse
@@ -20,8 +24,10 @@ import time
 from pathlib import Path
 
 from models import INITS
+from models.io import read_json
 from models.runner.cli import add_flags
 from models.runner.provenance import code_version, machine_summary
+from models.runner.runs import BEST_WEIGHTS
 
 from tqdm import tqdm
 
@@ -30,7 +36,8 @@ from experiments.results import Cell, collect_results, read_runner_state, write_
 
 REPO = Path(__file__).resolve().parent.parent
 # Every value is a flag of this script; an explicit flag beats the preset. `finetune_steps` is a cap: a cell
-# stops once validation mean Dice has not improved for `patience` evaluations (every `eval_every` steps).
+# stops once validation mean Dice has not improved for `patience` evaluations (every `eval_every` steps), but never
+# before `min_steps`; where `min_steps` equals the cap (`cpu`), patience never acts.
 # The pretext (colorize.py's colour loss, output, L1 weight λ and GAN weight μ): the paper's recipe, or at CPU
 # scale colour classification without the GAN term, the only pretext whose frozen body beat a random one on the
 # downstream probe (experiments/results/pretext.md).
@@ -64,7 +71,9 @@ PRESETS = {
     # on one core, so a machine lost between sessions (results are committed, weights are not) seldom leaves finished
     # cells whose pretraining must be redone for the rest (report.md names the weights each cell used), and the interval
     # over seeds is also one over pretraining runs. min_steps = finetune_steps (since 2026-11-26, second session): every
-    # cell runs the poly schedule out and is scored at its best validation checkpoint. Patience had stopped cells on a
+    # cell runs the poly schedule out and is scored at its best validation checkpoint, so patience and min_delta no
+    # longer act at this preset (they do where --min-steps is lowered) and no cell is known to have converged (report.md
+    # counts the cells whose best step came in the schedule's last 10 %). Patience had stopped cells on a
     # plateau at a still-high learning rate, before the decay that brings the late gains: at e004420, seed 1, 6 of 17
     # cells stopped at steps 5,250-6,500, and they were the low ones (Kvasir-SEG: all 4 surrogate cells, 0.655-0.712,
     # and the scratch 100 % cell, 0.696, below scratch's 10-50 % cells, 0.726-0.737, which all ran out), so the stopping
@@ -93,6 +102,12 @@ PRESETS = {
                   pretrain_seeds=1, loss="ce", lr_schedule="constant", **REFERENCE_PRETEXT),
 }
 IMAGENET_INITS = ("imagenet", "imagenet+surrogate")
+# The positive control: fine-tuned from the grid's own scratch cell trained on all labels with the same seed
+# (segment.py --init segmentation), the most any initialisation could buy at each label count. Were it to lose to
+# scratch everywhere, a null result for the pretexts would say nothing about them. `segmentation` itself needs a run
+# to start from, which only this arm names.
+POSITIVE = "positive"
+ARMS = tuple(init for init in INITS if init != "segmentation") + (POSITIVE,)
 
 
 def parse_args(argv=None):
@@ -102,8 +117,13 @@ def parse_args(argv=None):
     p.add_argument("--unlabeled", type=Path, nargs="+", default=[], help="extra folders/videos for pretraining")
     add_flags(p, "out")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="cpu with --data, demo without")
-    p.add_argument("--inits", nargs="+", default=["scratch", "imagenet", "surrogate", "control"], choices=INITS)
-    p.add_argument("--fracs", nargs="+", type=float, default=[0.1, 0.25, 0.5, 1.0])
+    p.add_argument("--inits", nargs="+", default=["scratch", "imagenet", "surrogate", "control"], choices=ARMS)
+    amounts = p.add_mutually_exclusive_group()
+    amounts.add_argument("--fracs", nargs="+", type=float, default=None,
+                         help="label fractions, the grid's axis (default: 0.1 0.25 0.5 1.0)")
+    amounts.add_argument("--labels", nargs="+", type=int, default=None,
+                         help="label counts instead of fractions (segment.py --labels N: nested, the same images for "
+                              "every init), for the regime where a few labeled images are all there is")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="fine-tuning seeds (overrides the preset)")
     add_flags(p, "group", "imagenet_weights", "backbone")
     add_flags(p, "loss", "lr_schedule", loss=None, lr_schedule=None)  # None: the preset's
@@ -128,6 +148,10 @@ def parse_args(argv=None):
         p.error(f"--pretrain-seeds must be at least 1, got {args.pretrain_seeds}")
     if args.patience < 1:
         p.error(f"--patience must be at least 1, got {args.patience}")
+    if args.labels is None and args.fracs is None:
+        args.fracs = [0.1, 0.25, 0.5, 1.0]
+    if args.labels is not None and min(args.labels) < 1:
+        p.error(f"--labels must be at least 1, got {min(args.labels)}")
     return args
 
 
@@ -140,18 +164,20 @@ def shared_flags(args):
 
 
 def pretrain_command(args, pretraining):
-    """colorize.py for one pretraining run. The control arm reconstructs its gray input (--predict gray, L1) with the
-    colour arm's data, steps, optimizer, seed and GAN weight; with the classify pretext its loss differs too, since
-    a gray target has no colour bins to classify."""
+    """colorize.py for one pretraining run. The control arm predicts its gray input (--predict gray) with the colour
+    arm's data, steps, optimizer, seed, GAN weight and colour loss: with --colour-loss l1 it reconstructs the gray
+    image, with classify it classifies luma into as many bins as the colour arm's chroma bins, with the same
+    rebalancing and head, so that surrogate − control measures the colour target and not the loss."""
     data = ([args.data] if args.data else []) + list(args.unlabeled)
     command = ["pretrain/colorize.py", "--out", pretraining.run_dir(args.out), "--init", pretraining.start,
                "--steps", args.pretrain_steps, "--lr", args.pretrain_lr, "--sample-every", args.sample_every,
                "--seed", pretraining.index, "--gan-weight", args.gan_weight]
     control = pretraining.arm == "control"
-    colour_loss = "l1" if control else args.colour_loss  # a gray target has no colour bins to classify
-    command += ["--colour-loss", colour_loss]
-    if colour_loss == "l1":
+    command += ["--colour-loss", args.colour_loss]
+    if args.colour_loss == "l1":
         command += ["--predict", "gray" if control else args.predict, "--l1-weight", args.l1_weight]
+    elif control:
+        command += ["--predict", "gray"]  # classify: luma bins (classify_gray), the colour arm's chroma bins' match
     command += (["--data", *data] if data else []) + shared_flags(args)
     if pretraining.start == "imagenet" and args.imagenet_weights:
         command += ["--imagenet-weights", args.imagenet_weights]
@@ -159,8 +185,10 @@ def pretrain_command(args, pretraining):
 
 
 def finetune_command(args, cell):
-    command = ["finetune/segment.py", "--out", cell.run_dir(args.out), "--init", cell.init, "--frac", cell.frac,
-               "--seed", cell.seed, "--steps", args.finetune_steps, "--lr", args.lr, "--eval-every", args.eval_every,
+    init = "segmentation" if cell.init == POSITIVE else cell.init
+    amount = ["--frac", cell.frac] if cell.labels is None else ["--labels", cell.labels]
+    command = ["finetune/segment.py", "--out", cell.run_dir(args.out), "--init", init, *amount, "--seed", cell.seed,
+               "--steps", args.finetune_steps, "--lr", args.lr, "--eval-every", args.eval_every,
                "--patience", args.patience, "--min-delta", args.min_delta, "--min-steps", args.min_steps,
                "--loss", args.loss, "--lr-schedule", args.lr_schedule]
     command += (["--data", args.data] if args.data else []) + shared_flags(args)
@@ -170,7 +198,14 @@ def finetune_command(args, cell):
     pretraining = cell.pretraining(args.pretrain_seeds)
     if pretraining:
         command += ["--surrogate", pretraining.run_dir(args.out)]
+    if cell.init == POSITIVE:
+        command += ["--source-run", positive_source(cell).run_dir(args.out)]
     return command
+
+
+def positive_source(cell):
+    """The cell a positive-control cell starts from: scratch on all labels, the same seed (the same data order)."""
+    return Cell("scratch", 1.0, cell.seed)
 
 
 def skip_reason(args, cell):
@@ -178,6 +213,13 @@ def skip_reason(args, cell):
     if cell.init in IMAGENET_INITS and args.width != 1 and not args.imagenet_weights:
         return (f"ImageNet weights exist for --width 1 only (this grid: --width {args.width:g}); "
                 "run with --width 1, or pass --imagenet-weights FILE")
+    if cell.init == POSITIVE:
+        source = positive_source(cell)
+        everything = read_json(source.run_dir(args.out) / "metrics.json", {}).get("n_train_images")
+        if cell.labels is None and cell.frac == 1.0 or cell.labels is not None and everything and \
+                cell.labels >= everything:
+            return (f"the positive control at all labels would fine-tune {source.name} again on the images it was "
+                    "trained on: nothing to measure")
     return None
 
 
@@ -211,8 +253,11 @@ def finished(state, name, outputs=()):
     return state.get(name, {}).get("status") == "done" and all(Path(p).exists() for p in outputs)
 
 
-def cell_outputs(args, cell):
-    return [cell.run_dir(args.out) / "metrics.json"]
+def cell_outputs(args, cell, sources=()):
+    """What a finished cell leaves; a cell in `sources` (the positive cells still to run start from it) also needs
+    its weights, so on a machine without them it is run again."""
+    return [cell.run_dir(args.out) / "metrics.json"] + ([cell.run_dir(args.out) / BEST_WEIGHTS] if cell in sources
+                                                         else [])
 
 
 def _die_with_parent():
@@ -233,7 +278,20 @@ def run_and_tee(argv):
 
 
 def plan(args):
-    return [Cell(init, frac, seed) for seed in args.seeds for init in args.inits for frac in sorted(args.fracs)]
+    """Every cell, seed by seed, over --fracs or --labels. With the positive arm each seed's block starts with the
+    scratch cell on all labels, added when the axis lacks it (a count grid): that seed's positive cells start from
+    its weights."""
+    cells = []
+    for seed in args.seeds:
+        if args.labels is None:
+            block = [Cell(init, frac, seed) for init in args.inits for frac in sorted(args.fracs)]
+        else:
+            block = [Cell(init, None, seed, count) for init in args.inits for count in sorted(set(args.labels))]
+        if POSITIVE in args.inits:
+            source = Cell("scratch", 1.0, seed)
+            block = [source] + [cell for cell in block if cell != source]
+        cells += block
+    return cells
 
 
 def pretraining_runs(args, cells):
@@ -255,6 +313,7 @@ def main(args):
     # Only cells still to run need their pretraining: a grid restored from its committed results on a new
     # machine (no weights) pretrains again just the runs that unfinished cells start from.
     pending = [cell for cell in cells if not finished(state, cell.name, cell_outputs(args, cell))]
+    sources = {positive_source(cell) for cell in pending if cell.init == POSITIVE and skip_reason(args, cell) is None}
     with open(args.out / "runner.log", "a") as log:
         for pretraining in pretraining_runs(args, pending):
             tqdm.write(f"pretraining ({pretraining.name}) → {pretraining.run_dir(args.out)}")
@@ -270,14 +329,29 @@ def main(args):
                 error = state.get(f"pretrain/{needs.name}", {}).get("error")
                 state[cell.name] = {"status": "failed", "wall_seconds": 0.0, "attempts": 0,
                                     "error": f"pretraining {needs.name} failed: {error}"}
+            elif cell.init == POSITIVE and not finished(state, (source := positive_source(cell)).name,
+                                                        cell_outputs(args, source, {source})):
+                error = state.get(source.name, {}).get("error") or "not run"
+                state[cell.name] = {"status": "failed", "wall_seconds": 0.0, "attempts": 0,
+                                    "error": f"its source cell {source.name} did not finish: {error}"}
             else:
-                run_step(cell.name, finetune_command(args, cell), state, log, outputs=cell_outputs(args, cell))
+                run_step(cell.name, finetune_command(args, cell), state, log,
+                         outputs=cell_outputs(args, cell, sources))
             write_runner_state(args.out, state)
             collect_results(args.out, cells, state)
     write_plots_and_report(args.out)
     status = [state.get(c.name, {}).get("status") for c in cells]
     print(f"{status.count('done')}/{len(cells)} cells finished, {status.count('skipped')} skipped, "
           f"{status.count('failed')} failed; results in {args.out / 'results.csv'}, report {args.out / 'report.md'}")
+    # A grid with failed steps must not pass for a finished one in a script or CI: exit 1, naming them (cells
+    # skipped by construction are not failures; each failed step's error is in runner_state.json and runner.log).
+    failed = [f"pretrain/{run.name}" for run in pretraining_runs(args, pending)
+              if state.get(f"pretrain/{run.name}", {}).get("status") == "failed"]
+    failed += [cell.name for cell, cell_status in zip(cells, status) if cell_status == "failed"]
+    if failed:
+        print(f"error: {len(failed)} step(s) failed: {', '.join(failed)} (see {args.out / 'runner.log'})",
+              file=sys.stderr)
+        return 1
     return 0
 
 

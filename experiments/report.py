@@ -9,7 +9,7 @@ EXP/dice_vs_fraction.{png,svg}, EXP/statistics.csv (paired differences between a
 
 import platform
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from models.io import read_json, write_atomic
@@ -18,8 +18,18 @@ from models.transfer import PRETEXT_INITS
 
 from matplotlib.figure import Figure
 
-from experiments.results import read_results, read_runner_state
+from experiments.results import (
+    PRETEXTS,
+    Count,
+    axis_order,
+    axis_point,
+    axis_text,
+    read_results,
+    read_runner_state,
+)
 from experiments.stats import (
+    BORDERLINE,
+    MARGIN,
     NO_DIFFERENCE,
     STATISTICS_FILE,
     arm_intervals,
@@ -29,25 +39,27 @@ from experiments.stats import (
 )
 
 STYLE = {"scratch": ("tab:gray", "o"), "imagenet": ("tab:blue", "s"), "surrogate": ("tab:red", "^"),
-         "imagenet+surrogate": ("tab:purple", "D"), "control": ("tab:green", "v")}
+         "imagenet+surrogate": ("tab:purple", "D"), "control": ("tab:green", "v"), "positive": ("tab:orange", "P")}
 PANELS = (("dice_mean", "mean Dice, all classes"), ("dice_grouped", "Dice, grouped 2-class view"),
           ("dice_foreground", "foreground Dice (all but background)"))
+# A best validation step in the last tenth of a cell's schedule: the cell may still have been improving at its end.
+LATE = 0.9
 
 
 def summarize(rows, metric, cells=None, groups=None):
     """init → sorted [(frac, mean, low, high, n_seeds)] over finished cells: the mean over seeds and its 95 %
     bootstrap interval from the per-image `cells` counts, or the mean of results.csv and (None, None) where a
-    seed has no counts."""
+    seed has no counts. `frac` is the cell's axis point: its fraction, or its label Count."""
     values = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row["status"] == "done" and row.get(metric) is not None:
-            values[row["init"]][row["frac"]].append(row[metric])
+            values[row["init"]][axis_point(row)].append(row[metric])
     intervals = {(init, p[0]): p
                  for init, points in arm_intervals(cells or {}, groups, metric).items() for p in points}
     summary = {}
     for init, by_frac in values.items():
         summary[init] = []
-        for frac, v in sorted(by_frac.items()):
+        for frac, v in sorted(by_frac.items(), key=lambda item: axis_order(item[0])):
             ci = intervals.get((init, frac))
             if ci and ci[4] == len(v):  # every seed has counts: the mean recomputed from them, and its interval
                 summary[init].append((frac, *ci[1:4], len(v)))
@@ -57,22 +69,25 @@ def summarize(rows, metric, cells=None, groups=None):
 
 
 def plot(rows, path_stem, title="", cells=None, groups=None):
-    """Writes the three-panel figure as PNG and SVG; returns the PNG path."""
+    """Writes the three-panel figure as PNG and SVG; returns the PNG path. A grid over label counts is drawn against
+    the number of labeled images (its all-labels cells at their training set's size), a fraction grid against the
+    percentage."""
     figure = Figure(figsize=(5 * len(PANELS), 4))
     axes = figure.subplots(1, len(PANELS))
+    x, ticks = axis_positions(rows)
     for ax, (metric, label) in zip(axes, PANELS):
         for init, points in summarize(rows, metric, cells, groups).items():
             colour, marker = STYLE.get(init, ("black", "x"))
-            fracs = [100 * p[0] for p in points]
+            fracs = [x(p[0]) for p in points]
             means = [p[1] for p in points]
             ax.plot(fracs, means, marker=marker, color=colour, label=init)
             banded = [p for p in points if p[2] is not None]
             if banded:
-                ax.fill_between([100 * p[0] for p in banded], [p[2] for p in banded], [p[3] for p in banded],
+                ax.fill_between([x(p[0]) for p in banded], [p[2] for p in banded], [p[3] for p in banded],
                                 color=colour, alpha=0.15, linewidth=0)
         ax.set_xscale("log")
-        ax.set_xticks([10, 25, 50, 100], ["10", "25", "50", "100"])
-        ax.set_xlabel("labeled training images (%)")
+        ax.set_xticks(*ticks)
+        ax.set_xlabel("labeled training images" + ("" if counted(rows) else " (%)"))
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Dice (test split)")
@@ -87,19 +102,52 @@ def plot(rows, path_stem, title="", cells=None, groups=None):
     return png
 
 
+def counted(rows):
+    """Whether the grid's axis is label counts (--labels) rather than fractions."""
+    return any(row.get("labels") is not None for row in rows)
+
+
+def axis_positions(rows):
+    """(axis point → x on the plot, (tick positions, tick labels)): the percentage for a fraction grid; for a count
+    grid the count, and for its cells on a fraction of the labels (all labels) their number of training images."""
+    if not counted(rows):
+        return (lambda frac: 100 * frac), ([10, 25, 50, 100], ["10", "25", "50", "100"])
+    sizes = defaultdict(list)
+    for row in rows:
+        if row.get("labels") is None and row.get("n_train") is not None:
+            sizes[row["frac"]].append(row["n_train"])
+    x = lambda point: int(point) if isinstance(point, Count) else statistics.fmean(sizes.get(point, [float("nan")]))
+    points = sorted({axis_point(row) for row in rows if row.get("labels") is not None or row["frac"] in sizes},
+                    key=axis_order)
+    return x, ([x(p) for p in points], [f"{x(p):.0f}" + ("" if isinstance(p, Count) else " (all)" if p == 1.0
+                                                          else f" ({axis_text(p)})") for p in points])
+
+
+def amount(row):
+    """A cell's share of the labels as the table writes it: its fraction, or its count under --labels."""
+    return f"{row['frac']:g}" if row.get("labels") is None else f"{row['labels']} labels"
+
+
 def ran_to_the_last_step(row):
     return row["status"] == "done" and row.get("stopped_step") is not None and row["stopped_step"] >= row["steps"]
 
 
 def hit_cap(row):
     """A finished cell that trained to the --finetune-steps cap at a constant learning rate: it may not have
-    converged. Under the poly schedule the last step is where the rate reaches 0: the run ended settled."""
+    converged. Under the poly schedule the last step is where the rate reaches 0: the schedule ended there, which
+    says nothing about whether validation had stopped improving (late_best says that)."""
     return ran_to_the_last_step(row) and row.get("lr_schedule") != "poly"
 
 
+def late_best(row):
+    """A finished cell whose best validation step falls in the last 10 % of its schedule: it may still have been
+    improving when the schedule ended."""
+    return row["status"] == "done" and row.get("best_step") is not None and row["best_step"] > LATE * row["steps"]
+
+
 def table(rows):
-    lines = ["| init | frac | seed | n_train | Dice (K classes) | Dice (grouped) | Dice (foreground) | mIoU | "
-             "pixel acc. | best / stopped / cap step | wall s | status |",
+    lines = [f"| init | {'labels or frac' if counted(rows) else 'frac'} | seed | n_train | Dice (K classes) | "
+             "Dice (grouped) | Dice (foreground) | mIoU | pixel acc. | best / stopped / cap step | wall s | status |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     number = lambda v: "" if v is None else f"{v:.4f}"
     for r in rows:
@@ -107,39 +155,89 @@ def table(rows):
         steps = "" if r["steps"] is None else " / ".join(
             "?" if v is None else str(v) for v in (r.get("best_step"), r.get("stopped_step"), r["steps"]))
         steps += " **hit the cap**" if hit_cap(r) else " (poly: to rate 0)" if ran_to_the_last_step(r) else ""
-        lines.append(f"| {r['init']} | {r['frac']:g} | {r['seed']} | {r['n_train'] or ''} | {number(r['dice_mean'])} | "
+        lines.append(f"| {r['init']} | {amount(r)} | {r['seed']} | {r['n_train'] or ''} | {number(r['dice_mean'])} | "
                      f"{number(r['dice_grouped'])} | {number(r.get('dice_foreground'))} | {number(r['miou'])} | "
                      f"{number(r['pixel_accuracy'])} | {steps} | {r['wall_seconds']:.0f} | {status} |")
     return "\n".join(lines)
 
 
 def budget_section(rows):
-    """Which finished cells stopped on their own (validation plateaued) and which ran into the step cap."""
+    """How each finished cell's fine-tuning ended, and how many may still have been improving at the end. A row's
+    `min_steps` (from its metrics.json) says whether --patience could stop it at all.
+
+    --patience stops a cell only after --min-steps; where --min-steps equals the cap (the cpu preset), every cell
+    runs its poly schedule out and is scored at its best validation checkpoint, and no cell stopped because
+    validation stopped improving. The count of late best steps says how many cells may not have converged.
+    """
     done = [r for r in rows if r["status"] == "done"]
     capped = [r for r in done if hit_cap(r)]
     scheduled = [r for r in done if ran_to_the_last_step(r) and not hit_cap(r)]
+    stopped = [r for r in done if r.get("stopped_step") is not None and r["stopped_step"] < r["steps"]]
     unknown = [r for r in done if r.get("stopped_step") is None]
     if not done:
         return []
     lines = ["## Fine-tuning budget", ""]
     if scheduled:
-        lines += [f"{len(scheduled)} of {len(done)} cells ran the poly learning-rate schedule to its last step, where "
-                  "the rate reaches 0 (the others stopped earlier by --patience); they ended settled, not cut off.", ""]
+        text = (f"{len(scheduled)} of {len(done)} cells ran the poly learning-rate schedule to its last step, where "
+                "the rate reaches 0, and are scored at their best validation checkpoint.")
+        pinned = [r for r in scheduled if r.get("min_steps") is not None and r["min_steps"] >= r["steps"]]
+        if pinned:
+            which = f"all {len(pinned)}" if len(pinned) == len(scheduled) else f"{len(pinned)}"
+            text += (f" For {which} of them --min-steps equals the step cap, so --patience could not stop them: they "
+                     "ran the whole schedule whether or not validation was still improving.")
+        lines += [text, ""]
+    if stopped:
+        lines += [f"{len(stopped)} of {len(done)} cells were stopped by --patience before the --finetune-steps cap "
+                  "(after --min-steps, validation mean Dice had not improved by --min-delta for --patience "
+                  "evaluations).", ""]
     if unknown:
         lines += [f"{len(unknown)} of {len(done)} finished cells record no stopped step (written before "
                   "--patience existed): whether they hit the cap is unknown.", ""]
     if capped:
-        names = ", ".join(f"{r['init']} {r['frac']:g} seed {r['seed']}" for r in capped)
-        lines += [f"**{len(capped)} of {len(done)} cells hit the --finetune-steps cap** before validation stopped "
-                  f"improving ({names}): they may not have converged; raise --finetune-steps.", ""]
-    elif not unknown and not scheduled:
-        lines += [f"Every one of the {len(done)} finished cells stopped before the --finetune-steps cap "
-                  "(validation mean Dice stopped improving for --patience evaluations).", ""]
+        names = ", ".join(f"{r['init']} {amount(r)} seed {r['seed']}" for r in capped)
+        lines += [f"**{len(capped)} of {len(done)} cells hit the --finetune-steps cap** at a constant learning rate "
+                  f"({names}): they may not have converged; raise --finetune-steps.", ""]
+    lines += late_best_lines(done)
     return lines
+
+
+def late_best_lines(done):
+    """The count of finished cells whose best validation step is in the last 10 % of their schedule, by arm and
+    label fraction, and what it means."""
+    late = [r for r in done if late_best(r)]
+    known = [r for r in done if r.get("best_step") is not None]
+    if not known:
+        return []
+    if not late:
+        return [f"None of the {len(known)} cells with a recorded best step reached it in the last "
+                f"{100 * (1 - LATE):.0f} % of its schedule.", ""]
+    arms, fracs = Counter(r["init"] for r in late), Counter(axis_point(r) for r in late)
+    return [f"**{len(late)} of {len(known)} cells had their best validation step in the last "
+            f"{100 * (1 - LATE):.0f} % of their schedule** (by arm: "
+            + ", ".join(f"{arm} {n}" for arm, n in sorted(arms.items()))
+            + f"; by label {'count' if counted(done) else 'fraction'}: "
+            + ", ".join(f"{axis_text(frac)} {n}" for frac, n in sorted(fracs.items(), key=lambda i: axis_order(i[0])))
+            + "). These cells may still "
+            "have been improving when the schedule ended: a longer schedule could raise their scores and change the "
+            "differences between arms below.", ""]
+
+
+def labels_text(point):
+    """'8 labeled images', or '25 % of the labels'."""
+    return f"{int(point)} labeled images" if isinstance(point, Count) else f"{100 * point:g} % of the labels"
 
 
 def interval(row):
     return f"{row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+
+
+def verdict_text(row):
+    """The row's verdict; a borderline one with the bound that lies within MARGIN of zero, which the interval's
+    three decimals cannot show."""
+    if row["verdict"] != BORDERLINE:
+        return row["verdict"]
+    side, bound = min((("lower", row["ci_low"]), ("upper", row["ci_high"])), key=lambda b: abs(b[1]))
+    return f"{BORDERLINE}: {side} bound {bound:+.4f}"
 
 
 def arm_means_section(rows, cells, groups):
@@ -156,8 +254,8 @@ def arm_means_section(rows, cells, groups):
         inits = sorted(summary, key=lambda init: (order.index(init) if init in order else len(order), init))
         points = {(init, p[0]): p for init, arm in summary.items() for p in arm}
         lines += [f"### {label}", "", "| labels | " + " | ".join(inits) + " |", "| --- |" + " --- |" * len(inits)]
-        for frac in sorted({frac for _, frac in points}):
-            lines.append(f"| {100 * frac:g} % | " + " | ".join(arm_mean(points.get((i, frac))) for i in inits) + " |")
+        for frac in sorted({frac for _, frac in points}, key=axis_order):
+            lines.append(f"| {axis_text(frac)} | " + " | ".join(arm_mean(points.get((i, frac))) for i in inits) + " |")
         lines.append("")
     return lines
 
@@ -180,7 +278,9 @@ def statistics_section(stats):
     lines = ["## Paired differences (95 % bootstrap confidence intervals)", "",
              "Mean over seeds of the difference in test Dice between two arms, pairs matched by seed and test image; "
              "the interval redraws seeds and test images together (see README, *Reading the intervals*). "
-             f"Where the interval includes zero the table says *{NO_DIFFERENCE}*. Also in `{STATISTICS_FILE}`.", ""]
+             f"Where the interval includes zero the table says *{NO_DIFFERENCE}*; where a bound lies within "
+             f"{MARGIN} of zero, *{BORDERLINE}* with that bound: too close to zero to tell higher or lower from no "
+             f"difference. Also in `{STATISTICS_FILE}`.", ""]
     for view, label in PANELS:
         rows = [r for r in stats if r["view"] == view]
         if not rows:
@@ -188,17 +288,18 @@ def statistics_section(stats):
         lines += [f"### {label}", "",
                   "| labels | arm − baseline | difference [95 % CI] | seeds > 0 | images | verdict |",
                   "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {100 * r['frac']:g} % | {r['arm']} − {r['baseline']} | {interval(r)} | "
-                  f"{r['seeds_positive']}/{r['n_seeds']} | {r['n_images']} | {r['verdict']} |" for r in rows]
+        lines += [f"| {axis_text(axis_point(r))} | {r['arm']} − {r['baseline']} | {interval(r)} | "
+                  f"{r['seeds_positive']}/{r['n_seeds']} | {r['n_images']} | {verdict_text(r)} |" for r in rows]
         lines.append("")
-    return lines + colour_section(stats)
+    return lines + colour_section(stats) + positive_section(stats)
 
 
 def colour_section(stats):
     """Says, fraction by fraction, whether colour is what helps: surrogate against the no-colour control."""
     lines = ["## Is it the colour?", ""]
-    by_key = {(r["view"], r["frac"], r["arm"], r["baseline"]): r for r in stats}
-    fracs = sorted({r["frac"] for r in stats if (r["arm"], r["baseline"]) == ("surrogate", "control")})
+    by_key = {(r["view"], axis_point(r), r["arm"], r["baseline"]): r for r in stats}
+    fracs = sorted({axis_point(r) for r in stats if (r["arm"], r["baseline"]) == ("surrogate", "control")},
+                   key=axis_order)
     if not fracs:
         return lines + ["No surrogate and control cells with a common seed: the grid cannot tell colour from "
                         "pretraining as such. Add `control` to --inits.", ""]
@@ -206,9 +307,11 @@ def colour_section(stats):
     for frac in fracs:
         colour = by_key[("dice_mean", frac, "surrogate", "control")]
         verdicts.append(colour["verdict"])
-        text = f"- {100 * frac:g} % of the labels: surrogate − control {interval(colour)} (mean Dice, all classes): "
+        text = f"- {labels_text(frac)}: surrogate − control {interval(colour)} (mean Dice, all classes): "
         if colour["verdict"] == NO_DIFFERENCE:
             text += f"{NO_DIFFERENCE}; colour is not what helps here"
+        elif colour["verdict"] == BORDERLINE:
+            text += f"{verdict_text(colour)}, too close to zero to say whether colour helps here"
         elif colour["verdict"] == "higher":
             text += "colour helps beyond the same pretraining without colour"
         else:
@@ -216,11 +319,70 @@ def colour_section(stats):
         for arm in ("surrogate", "control"):
             gain = by_key.get(("dice_mean", frac, arm, "scratch"))
             if gain:
-                text += f"; {arm} − scratch {interval(gain)} ({gain['verdict']})"
+                text += f"; {arm} − scratch {interval(gain)} ({verdict_text(gain)})"
         lines.append(text + ".")
     if all(v == NO_DIFFERENCE for v in verdicts):
         lines += ["", "At no fraction does the surrogate differ measurably from the control: whatever the surrogate "
                   "gains over scratch, pretraining on the same images without colour explains as well as colour does."]
+    return lines + [""]
+
+
+def positive_section(stats):
+    """Says, count by count, whether the regime can detect an init effect at all: the positive control starts from
+    the scratch cell trained on all labels, the most any initialisation could buy; where even it does not beat
+    scratch (interval above zero), a null result for the other arms says nothing about their pretexts."""
+    rows = sorted((r for r in stats if (r["view"], r["arm"], r["baseline"]) == ("dice_mean", "positive", "scratch")),
+                  key=lambda r: axis_order(axis_point(r)))
+    if not rows:
+        return []
+    lines = ["## Can this regime detect an init effect?", "",
+             "The positive control is initialised from this grid's scratch cell trained on all labels with the same "
+             "seed: where it does not beat scratch, no initialisation could show a gain at that count.", ""]
+    for r in rows:
+        text = f"- {labels_text(axis_point(r))}: positive − scratch {interval(r)} (mean Dice, all classes): "
+        if r["verdict"] == "higher":
+            text += "detectable"
+        else:
+            text += f"{verdict_text(r)}; this regime cannot detect an init effect at this count"
+        lines.append(text + ".")
+    return lines + [""]
+
+
+PRETEXTS_SHOWN = {"rgb": ("colour (RGB)", "L1"), "chroma": ("colour (Cb/Cr)", "L1"),
+                  "gray": ("its gray input, no colour", "L1"),
+                  "classify": ("colour (Cb/Cr) in bins", "rebalanced cross-entropy over the bins"),
+                  "classify_gray": ("luma in as many bins, no colour", "rebalanced cross-entropy over the bins")}
+ARM_STARTS = {"scratch": "random weights, no pretraining", "imagenet": "ImageNet classification weights",
+              "positive": "this grid's scratch cell trained on all labels with the same seed (segment.py --init "
+                          "segmentation --source-run): the most any initialisation could buy"}
+
+
+def pretext_kind(config):
+    """What a pretraining run predicted and with which loss, from its config.json."""
+    target, loss = PRETEXTS_SHOWN.get(config.get("predict", "rgb"), (config.get("predict"), "?"))
+    if config.get("gan_weight"):
+        loss += f" + GAN (weight {config['gan_weight']:g})"
+    return f"{target}, {loss}"
+
+
+def arms_section(experiment, rows):
+    """What each arm started from, and for the pretext arms what they pretrained on and with which loss. Written
+    for the grids the matched control, the positive arm or label counts came with; the fraction grids before them
+    keep their reports as they were."""
+    arms = list(dict.fromkeys(r["init"] for r in rows))
+    configs = {run.name: read_json(run / "config.json", {}) for run in sorted((experiment / "pretrain").glob("*"))
+               if run.is_dir()}
+    if not (counted(rows) or "positive" in arms
+            or any(c.get("predict") == "classify_gray" for c in configs.values())):
+        return []
+    lines = ["## What each arm started from", ""]
+    for arm in sorted(arms, key=lambda a: (list(STYLE).index(a) if a in STYLE else len(STYLE), a)):
+        if arm in ARM_STARTS:
+            lines.append(f"- **{arm}**: {ARM_STARTS[arm]}.")
+            continue
+        runs = {pretext for pretext, (init, _) in PRETEXTS.items() if init == arm}  # pretrain/<run>[_seed<i>]
+        kinds = sorted({pretext_kind(config) for name, config in configs.items() if name.split("_seed")[0] in runs})
+        lines.append(f"- **{arm}**: pretrained on {'; '.join(kinds) or 'runs whose config.json is not here'}.")
     return lines + [""]
 
 
@@ -232,7 +394,7 @@ def weights_used(experiment, rows):
     for row in rows:
         init = read_json(experiment / row["run_dir"] / "init.json", {}) if row["status"] == "done" else {}
         if init.get("source_sha256") and row["init"] in PRETEXT_INITS:
-            used[Path(init["source"]).parent.name][init["source_sha256"]].append(f"{row['frac']:g}/seed {row['seed']}")
+            used[Path(init["source"]).parent.name][init["source_sha256"]].append(f"{amount(row)}/seed {row['seed']}")
     return used
 
 
@@ -256,13 +418,16 @@ def machines_used(experiment, rows):
         machine = read_json(experiment / row["run_dir"] / "config.json", {}).get("machine") \
             if row["status"] == "done" else None
         if machine:
-            used[describe_provenance([], machine)[1]].append(f"{row['init']} {row['frac']:g}/seed {row['seed']}")
+            used[describe_provenance([], machine)[1]].append(f"{row['init']} {amount(row)}/seed {row['seed']}")
     return used
 
 
 def write_plots_and_report(experiment):
     experiment = Path(experiment)
     rows = read_results(experiment)
+    for row in rows:  # not a results.csv column: whether --patience could stop the cell at all (budget_section)
+        if row["status"] == "done":
+            row["min_steps"] = read_json(experiment / row["run_dir"] / "metrics.json", {}).get("min_steps")
     state = read_runner_state(experiment)
     cells, groups = load_counts(experiment, rows)
     stats = pair_statistics(cells, groups)
@@ -281,6 +446,7 @@ def write_plots_and_report(experiment):
              "", "Command:", "", f"    {state.get('__command__', '(unknown)')}", "",
              f"![Dice vs label fraction: mean over seeds, band = 95 % bootstrap interval]({png.name})", "",
              table(rows), ""]
+    parts += arms_section(experiment, rows)
     parts += budget_section(rows) + arm_means_section(rows, cells, groups) + statistics_section(stats)
     weights = weights_used(experiment, rows)
     for run in sorted(p for p in (experiment / "pretrain").glob("*") if p.is_dir()):
@@ -288,8 +454,10 @@ def write_plots_and_report(experiment):
         samples = sorted((run / "samples").glob("*.png"))
         if samples:
             score = read_json(run / "pretrain_metrics.json", {})
-            predict = read_json(run / "config.json", {}).get("predict", "rgb")
+            config = read_json(run / "config.json", {})
+            predict = config.get("predict", "rgb")
             kind = "no-colour control: gives back its gray input" if predict == "gray" else f"colorization, {predict}"
+            kind = f"no-colour control: {pretext_kind(config)}" if predict == "classify_gray" else kind
             parts += [f"## Pretraining {start} ({kind})", "",
                       f"    {state.get(f'pretrain/{start}', {}).get('command', '')}", ""]
             if "l1_colorized" in score:
@@ -298,7 +466,7 @@ def write_plots_and_report(experiment):
             parts += weights_lines(weights.get(start, {}))
             parts += [f"Gray | colorized | real, step {samples[-1].stem.split('_')[-1].lstrip('0')}:", "",
                       f"![colorization samples]({samples[-1].relative_to(experiment)})", ""]
-    shown = [r for r in rows if r["status"] == "done" and r["frac"] == min(x["frac"] for x in rows)]
+    shown = [r for r in rows if r["status"] == "done" and axis_point(r) == min(map(axis_point, rows), key=axis_order)]
     if shown:
         parts += ["## Sample test predictions (image | ground truth | prediction), smallest fraction", ""]
         for r in shown[:4]:

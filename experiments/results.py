@@ -12,11 +12,14 @@ from pathlib import Path
 
 from models.io import read_json, write_atomic, write_json
 
-COLUMNS = ("init", "frac", "seed", "n_train", "dice_mean", "dice_grouped", "dice_foreground", "miou", "pixel_accuracy",
-           "steps", "best_step", "stopped_step", "lr_schedule", "wall_seconds", "status", "run_dir", "note")
+# `labels`: the cell's --labels count, empty for a --frac cell (and absent from tables written before counts)
+COLUMNS = ("init", "frac", "labels", "seed", "n_train", "dice_mean", "dice_grouped", "dice_foreground", "miou",
+           "pixel_accuracy", "steps", "best_step", "stopped_step", "lr_schedule", "wall_seconds", "status", "run_dir",
+           "note")
 SCORES = ("dice_mean", "dice_grouped", "dice_foreground", "miou", "pixel_accuracy")
 STATE_FILE = "runner_state.json"
-CELL_NAME = re.compile(r"segment/(?P<init>.+)_frac(?P<frac>[0-9.e+-]+)_seed(?P<seed>-?[0-9]+)")
+CELL_NAME = re.compile(r"segment/(?P<init>.+)_(?:frac(?P<frac>[0-9.e+-]+)|labels(?P<labels>[0-9]+))"
+                       r"_seed(?P<seed>-?[0-9]+)")
 # Each pretext arm: the init fine-tuning starts from it, and where colorize.py starts (--init). `control` trains on
 # the gray target, the others on colour.
 PRETEXTS = {"scratch": ("surrogate", "scratch"), "imagenet": ("imagenet+surrogate", "imagenet"),
@@ -42,15 +45,52 @@ class Pretraining:
         return Path(experiment) / "pretrain" / self.name
 
 
+class Count(int):
+    """A label count on the grid's axis (--labels N), kept apart from a fraction: the int 1 equals the float 1.0,
+    but a count grid also holds its cells on all labels (frac 1.0), and `--labels 1` must not share their key."""
+
+    def __eq__(self, other):
+        return isinstance(other, Count) and int(self) == int(other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(("labels", int(self)))
+
+
+def axis_point(row):
+    """Where a cell (a results row) sits on the grid's axis: its label Count under --labels, else its fraction."""
+    return Count(row["labels"]) if row.get("labels") is not None else row["frac"]
+
+
+def axis_order(point):
+    """Sort key of axis points: counts ascending, then fractions (a count grid's all-labels cells come last)."""
+    return (not isinstance(point, Count), float(point))
+
+
+def axis_text(point):
+    """'8' for a label count, '25 %' for a fraction."""
+    return f"{int(point)}" if isinstance(point, Count) else f"{100 * point:g} %"
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
+    """One fine-tuning run of the grid: an init, a share of the training labels (fraction `frac`, or a count
+    `labels` with frac None), a seed."""
     init: str
-    frac: float
+    frac: float | None
     seed: int
+    labels: int | None = None
 
     @property
     def name(self):
-        return f"segment/{self.init}_frac{self.frac:g}_seed{self.seed}"
+        amount = f"frac{self.frac:g}" if self.labels is None else f"labels{self.labels}"
+        return f"segment/{self.init}_{amount}_seed{self.seed}"
+
+    @property
+    def point(self):
+        return axis_point(dataclasses.asdict(self))
 
     def run_dir(self, experiment):
         return Path(experiment) / self.name
@@ -59,7 +99,11 @@ class Cell:
     def from_name(cls, name):
         """The cell whose `name` this is, or None for another step of the runner's state."""
         match = CELL_NAME.fullmatch(name)
-        return cls(match["init"], float(match["frac"]), int(match["seed"])) if match else None
+        if not match:
+            return None
+        if match["labels"] is not None:
+            return cls(match["init"], None, int(match["seed"]), int(match["labels"]))
+        return cls(match["init"], float(match["frac"]), int(match["seed"]))
 
     def pretraining(self, pretrain_seeds=1):
         """The pretraining run this cell starts from (fine-tuning seed i from run i mod P), or None."""
@@ -79,8 +123,8 @@ def cell_row(experiment, cell, state):
     run_dir = cell.run_dir(experiment)
     entry = state.get(cell.name, {})
     metrics = read_json(run_dir / "metrics.json", {})
-    row = {"init": cell.init, "frac": cell.frac, "seed": cell.seed, "run_dir": str(run_dir.relative_to(experiment)),
-           "wall_seconds": round(entry.get("wall_seconds", 0.0), 1)}
+    row = {"init": cell.init, "frac": cell.frac, "labels": cell.labels, "seed": cell.seed,
+           "run_dir": str(run_dir.relative_to(experiment)), "wall_seconds": round(entry.get("wall_seconds", 0.0), 1)}
     if metrics:
         schedule = read_json(run_dir / "config.json", {}).get("lr_schedule", "constant")  # older runs: constant
         row.update(n_train=metrics["n_train_images"], steps=metrics["steps"], status="done", note="",
@@ -98,7 +142,7 @@ def collect_results(experiment, cells, state):
     table); returns the rows."""
     earlier = {cell for name, entry in state.items()
                if (cell := Cell.from_name(name)) and entry.get("status") == "done"} - set(cells)
-    cells = list(cells) + sorted(earlier, key=lambda c: (c.seed, c.init, c.frac))
+    cells = list(cells) + sorted(earlier, key=lambda c: (c.seed, c.init, axis_order(c.point)))
     rows = [cell_row(experiment, cell, state) for cell in cells]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
@@ -115,6 +159,6 @@ def read_results(experiment):
     for row in rows:
         for key in ("frac", "wall_seconds") + SCORES:
             row[key] = float(row[key]) if row.get(key) not in (None, "") else None
-        for key in ("seed", "n_train", "steps", "best_step", "stopped_step"):
+        for key in ("seed", "labels", "n_train", "steps", "best_step", "stopped_step"):  # no labels: a fraction grid
             row[key] = int(row[key]) if row.get(key) not in (None, "") else None
     return rows

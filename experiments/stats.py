@@ -2,13 +2,21 @@
 
 A difference between two arms (say surrogate − scratch) at one label fraction is the mean over seeds of the
 difference in test mean Dice, the two arms matched by fine-tuning seed (same labeled subset, same data order)
-and by test image. The bootstrap redraws seeds and test images together, with replacement, 2,000 times; each
-draw recomputes every seed's Dice from the summed counts of the drawn images, exactly as metrics.json computes
-Dice over a split, so the interval covers both what another seed (and pretraining run) and what another test
-set would change. The 95 % interval is the 2.5th to 97.5th percentile of the redrawn differences.
+and by test image. The bootstrap redraws seeds and test images together, with replacement; each draw recomputes
+every seed's Dice from the summed counts of the drawn images, exactly as metrics.json computes Dice over a split,
+so the interval covers both what another seed (and pretraining run) and what another test set would change. The
+95 % interval is the 2.5th to 97.5th percentile of the redrawn differences.
+
+A verdict (higher, lower, no measurable difference) is the sign of a bound, and a bound is itself estimated from
+a finite number of draws: with too few, a bound near zero lands on either side of it depending on the RNG seed,
+and the verdict is a coin toss. RESAMPLES is sized so that a bound's spread over RNG seeds is a fraction of MARGIN
+in every row of the committed grids, and no verdict of theirs changes with the seed
+(experiments/results/bootstrap_draws.md). A bound within MARGIN of zero is too close to call whatever the draws:
+such a row is `borderline`, reported with its bound, instead of carrying a verdict that another seed could reverse.
 """
 
 import csv
+import functools
 import io
 from collections import defaultdict
 from pathlib import Path
@@ -17,17 +25,29 @@ from models.io import read_json, write_atomic
 
 import numpy as np
 
-RESAMPLES = 2000
+from experiments.results import Count, axis_order, axis_point
+
+# Draws for a paired difference, whose verdict hangs on its bounds' sign (see above). An arm's band carries no
+# verdict, so it takes a tenth as many, which keeps a report quick: each band is drawn twice (plot and table).
+RESAMPLES = 200_000
+BAND_RESAMPLES = 20_000
 RNG_SEED = 0
+CHUNK = 10_000  # draws per matrix product
+# A bound this close to zero is reported as borderline rather than given a sign.
+MARGIN = 0.001
 # The views of a cell's scores: all K classes, the grouped view (--group), and foreground against background.
 VIEWS = ("dice_mean", "dice_grouped", "dice_foreground")
-# (arm, baseline) pairs reported when both arms have finished cells with a common seed.
+# (arm, baseline) pairs reported when both arms have finished cells with a common seed. positive − scratch says
+# whether the grid could see an init effect at all (the positive arm starts from scratch's all-labels cell).
 PAIRS = (("surrogate", "scratch"), ("surrogate", "control"), ("control", "scratch"), ("imagenet", "scratch"),
-         ("imagenet+surrogate", "imagenet"), ("imagenet+surrogate", "surrogate"))
+         ("imagenet+surrogate", "imagenet"), ("imagenet+surrogate", "surrogate"), ("positive", "scratch"))
 STATISTICS_FILE = "statistics.csv"
 STAT_COLUMNS = ("view", "frac", "arm", "baseline", "n_seeds", "n_images", "difference", "ci_low", "ci_high",
                 "seeds_positive", "verdict")
+# A grid over label counts (--labels) adds the count; a fraction grid's table keeps the columns it always had.
+COUNT_STAT_COLUMNS = STAT_COLUMNS[:2] + ("labels",) + STAT_COLUMNS[2:]
 NO_DIFFERENCE = "no measurable difference"
+BORDERLINE = "borderline"
 
 
 def class_counts(confusion, view, groups):
@@ -72,25 +92,52 @@ def bootstrap(counts, view, baseline=None, resamples=RESAMPLES, seed=RNG_SEED):
     """
     counts = np.asarray(counts, np.float64)
     n_seeds, n_images = counts.shape[:2]
-    rng = np.random.default_rng(seed)
-    image_weights = rng.multinomial(n_images, np.full(n_images, 1 / n_images), size=resamples).astype(np.float64)
-    seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=resamples).astype(np.float64)
+    arms = [counts] if baseline is None else [counts, np.asarray(baseline, np.float64)]
+    # (images, 3·seeds·C): a draw's summed counts per seed are then one matrix product, each of the 3 counts a
+    # contiguous block
+    flat = [arm.transpose(1, 3, 0, 2).reshape(n_images, -1) for arm in arms]
 
-    def per_seed(c, weights):
-        return dice_from_counts(np.einsum("rn,snck->rsck", weights, c), view)
+    def per_seed(weights, dtype=np.float64):
+        """(draws, images) image weights → (draws, seeds) Dice, or difference to the baseline."""
+        shape = (len(weights), 3, n_seeds, counts.shape[2])
+        dice = [dice_from_counts(np.moveaxis((weights @ f.astype(dtype)).reshape(shape), 1, -1), view) for f in flat]
+        return dice[0] - dice[1] if baseline is not None else dice[0]
 
-    values = per_seed(counts, np.ones((1, n_images)))[0]
-    redrawn = per_seed(counts, image_weights)
-    if baseline is not None:
-        baseline = np.asarray(baseline, np.float64)
-        values = values - per_seed(baseline, np.ones((1, n_images)))[0]
-        redrawn = redrawn - per_seed(baseline, image_weights)
-    means = (seed_weights * redrawn).sum(axis=1) / n_seeds
-    low, high = np.percentile(means, [2.5, 97.5])
+    values = per_seed(np.ones((1, n_images)))[0]
+    # The draws in float32, which halves the products' memory: its rounding (about 1e-7 of a Dice) is far below the
+    # bounds' spread over RNG seeds.
+    means = [(seed_weights * per_seed(image_weights, np.float32)).sum(axis=1) / n_seeds
+             for image_weights, seed_weights in draws(n_images, n_seeds, resamples, seed)]
+    low, high = np.percentile(np.concatenate(means), [2.5, 97.5])
     return float(values.mean()), float(low), float(high), values
 
 
+@functools.lru_cache(maxsize=2)
+def draws(n_images, n_seeds, resamples, seed):
+    """The bootstrap's draws in chunks of (image weights (size, n_images), seed weights (size, n_seeds)), each
+    entry how often that image or seed is drawn. Chunks keep the products small however many draws; and since
+    every row of a grid redraws the same images and seeds from the same RNG seed, the draws are made once."""
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for start in range(0, resamples, CHUNK):
+        size = min(CHUNK, resamples - start)
+        chunks.append((redraw(rng, n_images, size), redraw(rng, n_seeds, size)))
+    return tuple(chunks)
+
+
+def redraw(rng, n, size):
+    """(size, n): how often each of n items is drawn in each of `size` draws of n with replacement."""
+    drawn = rng.integers(0, n, (size, n)) + n * np.arange(size)[:, None]
+    weights = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n).astype(np.float32)
+    weights.flags.writeable = False  # shared between calls
+    return weights
+
+
 def verdict(low, high):
+    """higher or lower when the interval excludes zero, no measurable difference when it includes it, and
+    borderline when a bound lies within MARGIN of zero."""
+    if min(abs(low), abs(high)) <= MARGIN:
+        return BORDERLINE
     if low > 0:
         return "higher"
     if high < 0:
@@ -99,8 +146,9 @@ def verdict(low, high):
 
 
 def load_counts(experiment, rows):
-    """{(init, frac): {seed: (stems, confusion (N, K, K))}} and the groups, from each finished cell's
-    test_counts.json; cells without one (runs older than the file) are left out."""
+    """{(init, point): {seed: (stems, confusion (N, K, K))}} and the groups, from each finished cell's
+    test_counts.json, `point` its fraction or label Count (results.axis_point); cells without one (runs older than
+    the file) are left out."""
     cells, groups = defaultdict(dict), None
     for row in rows:
         if row["status"] != "done":
@@ -110,7 +158,7 @@ def load_counts(experiment, rows):
             continue
         groups = groups or list(counts["groups"].values())
         stems = list(counts["confusion"])
-        cells[row["init"], row["frac"]][row["seed"]] = (stems, np.array([counts["confusion"][s] for s in stems]))
+        cells[row["init"], axis_point(row)][row["seed"]] = (stems, np.array([counts["confusion"][s] for s in stems]))
     return cells, groups
 
 
@@ -137,18 +185,19 @@ def matched(cells, arms, frac, view, groups):
 def arm_intervals(cells, groups, view):
     """{init: [(frac, mean, low, high, n_seeds)]}: each arm's mean Dice over seeds with its 95 % interval."""
     result = defaultdict(list)
-    for (init, frac) in sorted(cells, key=lambda key: (key[0], key[1])):
+    for (init, frac) in sorted(cells, key=lambda key: (key[0], axis_order(key[1]))):
         (counts,) = matched(cells, [init], frac, view, groups) or (None,)
         if counts is not None:
-            mean, low, high, _ = bootstrap(counts, view)
+            mean, low, high, _ = bootstrap(counts, view, resamples=BAND_RESAMPLES)
             result[init].append((frac, mean, low, high, counts.shape[0]))
     return dict(result)
 
 
 def pair_statistics(cells, groups):
-    """One row per view, fraction and pair of arms present: the paired difference and its interval."""
+    """One row per view, fraction (or label count) and pair of arms present: the paired difference and its
+    interval."""
     rows = []
-    fracs = sorted({frac for _, frac in cells})
+    fracs = sorted({frac for _, frac in cells}, key=axis_order)
     for view in VIEWS:
         for frac in fracs:
             for arm, baseline in PAIRS:
@@ -156,17 +205,20 @@ def pair_statistics(cells, groups):
                 if pair is None:
                     continue
                 difference, low, high, per_seed = bootstrap(pair[0], view, baseline=pair[1])
-                rows.append(dict(view=view, frac=frac, arm=arm, baseline=baseline, n_seeds=len(per_seed),
-                                 n_images=pair[0].shape[1], difference=round(difference, 6), ci_low=round(low, 6),
-                                 ci_high=round(high, 6), seeds_positive=int((per_seed > 0).sum()),
-                                 verdict=verdict(low, high)))
+                count = int(frac) if isinstance(frac, Count) else None
+                rows.append(dict(view=view, frac=frac if count is None else None, labels=count, arm=arm,
+                                 baseline=baseline, n_seeds=len(per_seed), n_images=pair[0].shape[1],
+                                 difference=round(difference, 6), ci_low=round(low, 6), ci_high=round(high, 6),
+                                 seeds_positive=int((per_seed > 0).sum()), verdict=verdict(low, high)))
     return rows
 
 
 def write_statistics(experiment, rows):
-    """EXP/statistics.csv, one row per view, fraction and pair (written atomically)."""
+    """EXP/statistics.csv, one row per view, fraction (or count) and pair (written atomically)."""
+    counts = any(row.get("labels") is not None for row in rows)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=STAT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=COUNT_STAT_COLUMNS if counts else STAT_COLUMNS, lineterminator="\n",
+                            extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(Path(experiment) / STATISTICS_FILE, buffer.getvalue())

@@ -1,12 +1,15 @@
 """Segmentation fine-tuning of DeepLabV3+ ResNet50 from scratch, ImageNet, or a colorization generator.
 
+    python finetune/segment.py --init surrogate --frac 0.25
     python finetune/segment.py --data ROOT --init surrogate --surrogate runs/colorize --frac 0.25 --out RUN
     python finetune/segment.py --data ROOT --init segmentation --source-run runs/segment --labels 20 --out RUN
 
 Trains on a nested fraction (or --labels count) of the training split, selects the best checkpoint by
 validation mean Dice, and reports test-split metrics in RUN/metrics.json and each test image's confusion counts in
 RUN/test_counts.json. `--patience N` stops once validation stopped improving. With no --data the built-in
-synthetic set is used.
+synthetic set is used, with settings sized for it (`models.runner.cli.DEMO_DEFAULTS`: minutes on a laptop); with
+--data the defaults are the reference recipe. RUN defaults to runs/segment_<init>_<frac> (or _labels<N>), and
+--surrogate to runs/colorize, pretrain/colorize.py's default run directory.
 """
 
 import sys
@@ -17,7 +20,18 @@ from models.conv_bias import load_weights
 from models.io import read_json, write_atomic, write_json
 from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
 from models.optimizers import learning_rate, make_adam
-from models.runner.cli import add_flags, architecture_from_flags, check_resume, check_writable, parser, run, save_config
+from models.runner.cli import (
+    DEFAULT_RUNS,
+    DEMO_DEFAULTS,
+    add_flags,
+    architecture_from_flags,
+    check_resume,
+    check_writable,
+    defaults_notice,
+    parser,
+    run,
+    save_config,
+)
 from models.runner.inference import DEFAULT_SCHEME, Predictor
 from models.runner.runs import BEST_WEIGHTS, network_only, save_network_weights
 from models.runner.runtime import configure, is_chief, wait_for_workers
@@ -40,7 +54,7 @@ def parse_args(argv=None):
               "backbone", "width", "output_stride", "regular_conv", "init", "imagenet_weights", "surrogate",
               "surrogate_checkpoint", "source_run", "frac", "labels", "loss", "freeze_encoder", "group",
               "mixed_precision", "xla", "distribute", "checkpoint_every", "eval_every", "skip_bad", "deterministic",
-              steps=300_000, lr=1e-4, frac=None)
+              steps=300_000, lr=1e-4, frac=None, out=None)
     p.add_argument("--val-images", type=int, default=None, help="validate on at most this many images (all by default)")
     p.add_argument("--patience", type=int, default=None,
                    help="stop when validation mean Dice has not improved for this many evaluations (--steps stays "
@@ -51,7 +65,12 @@ def parse_args(argv=None):
     p.add_argument("--min-delta", type=float, default=0.0,
                    help="with --patience: a validation mean Dice counts as progress only when it beats the last "
                         "progress by more than this (the best checkpoint still follows every gain)")
+    p.default_later("out", DEFAULT_RUNS / "segment_<init>_<frac>, or _labels<N> with --labels")
+    p.default_later("surrogate", f"{DEFAULT_RUNS / 'colorize'} with --init {', '.join(PRETEXT_INITS)}")
+    p.size_for_data(DEMO_DEFAULTS["segment"])
     args = p.parse_args(argv)
+    if "patience" in p.defaulted and args.distribute == "multiworker":
+        args.patience = None  # the synthetic set's early stop is a default, not a request (see below)
     if args.patience is not None and args.patience < 1:
         p.error(f"--patience must be at least 1, got {args.patience}")
     if args.min_delta < 0:
@@ -76,6 +95,14 @@ def parse_args(argv=None):
                 f"--source-run: only with --init segmentation, not --init {args.init}")
     if args.data and len(args.data) > 1:
         p.error("--data: fine-tuning takes one labeled dataset root")
+    if args.out is None:
+        args.out = DEFAULT_RUNS / (f"segment_{args.init}_" +
+                                   (f"{args.frac:g}" if args.labels is None else f"labels{args.labels}"))
+    if args.surrogate is None and args.init in PRETEXT_INITS:
+        args.surrogate = DEFAULT_RUNS / "colorize"
+    notice = defaults_notice(args, p, "segment")
+    if notice:
+        print(notice, file=sys.stderr)
     return args
 
 

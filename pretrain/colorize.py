@@ -1,9 +1,12 @@
 """Colorization pretraining, the surrogate task: a conditional GAN learns to colorize grayscale images.
 
+    python pretrain/colorize.py
     python pretrain/colorize.py --data DIR [DIR ...] --out runs/colorize
 
 Its generator is a DeepLabV3+ ResNet50; `finetune/segment.py --init surrogate --surrogate RUN` starts
-segmentation from it. With no --data the built-in synthetic set is used. Re-running resumes.
+segmentation from it. With no --data the built-in synthetic set is used, with settings sized for it
+(`models.runner.cli.DEMO_DEFAULTS`: minutes on a laptop); with --data the defaults are the reference recipe. The run
+directory defaults to runs/colorize, where segment.py looks for it. Re-running resumes.
 """
 
 import sys
@@ -27,7 +30,18 @@ from models.gan import GAN_LOSSES
 from models.io import write_json
 from models.optimizers import make_adam
 from models.resnet import scaled
-from models.runner.cli import add_flags, architecture_from_flags, check_resume, check_writable, parser, run, save_config
+from models.runner.cli import (
+    DEFAULT_RUNS,
+    DEMO_DEFAULTS,
+    add_flags,
+    architecture_from_flags,
+    check_resume,
+    check_writable,
+    defaults_notice,
+    parser,
+    run,
+    save_config,
+)
 from models.runner.runtime import configure, is_chief, wait_for_workers
 from models.runner.training import Checkpoints, train_loop
 from models.runner.visualize import tile, to_uint8, write_png
@@ -46,7 +60,8 @@ def parse_args(argv=None):
     p = parser(__doc__.splitlines()[0])
     add_flags(p, "data", "out", "steps", "batch", "crop", "lr", "beta1", "beta2", "seed", "split_seed", "backbone",
               "width", "output_stride", "regular_conv", "init", "imagenet_weights", "mixed_precision", "xla",
-              "distribute", "checkpoint_every", "sample_every", "skip_bad", "deterministic", steps=76_000, lr=2e-4)
+              "distribute", "checkpoint_every", "sample_every", "skip_bad", "deterministic", steps=76_000, lr=2e-4,
+              out=None)
     p.add_argument("--l1-weight", type=float, default=1.0, help="weight λ of the L1 reconstruction term")
     p.add_argument("--gan-loss", choices=GAN_LOSSES, default="lsgan", help="least-squares or vanilla GAN loss")
     p.add_argument("--gan-weight", type=float, default=1.0,
@@ -67,7 +82,12 @@ def parse_args(argv=None):
     p.add_argument("--probe-every", type=int, default=1000, help="probe interval in steps (with --probe-data)")
     p.add_argument("--video-every", type=int, default=30, help="use every Nth frame of video files")
     p.add_argument("--holdout", type=int, default=32, help="images kept out of training to measure colorization")
+    p.default_later("out", DEFAULT_RUNS / "colorize")
+    p.size_for_data(DEMO_DEFAULTS["colorize"])
     args = p.parse_args(argv)
+    args.out = args.out or DEFAULT_RUNS / "colorize"
+    if "colour_loss" in p.defaulted and (args.predict == "rgb" or args.l1_weight != 1.0):
+        args.colour_loss = "l1"  # the synthetic set's default pretext yields to flags that only L1 takes
     if args.init not in ("scratch", "imagenet"):
         p.error(f"--init {args.init}: pretraining starts from scratch or imagenet")
     if args.colour_loss == "classify":
@@ -85,6 +105,9 @@ def parse_args(argv=None):
         p.error(f"--gan-weight must be >= 0, got {args.gan_weight}")
     if args.probe_every < 1:
         p.error(f"--probe-every must be >= 1, got {args.probe_every}")
+    notice = defaults_notice(args, p, "colorize")
+    if notice:
+        print(notice, file=sys.stderr)
     return args
 
 

@@ -230,10 +230,119 @@ def test_preset_pretext_reaches_the_pretraining_command():
                                 Pretraining("scratch"))
     assert (_flag(classify, "--colour-loss"), _flag(classify, "--gan-weight")) == ("classify", "0.0")
     assert _flag(classify, "--predict") is None and _flag(classify, "--l1-weight") is None
-    control = pretrain_command(parse_args(["--out", "x", "--preset", "demo"]), Pretraining("control"))
-    # the control keeps the colour arm's GAN weight and reconstructs gray through the L1 term
+    for preset in ("cpu", "demo"):  # classify: the matched control classifies luma bins with the same loss
+        args = parse_args(["--out", "x", "--preset", preset])
+        colour, control = (pretrain_command(args, Pretraining(arm)) for arm in ("scratch", "control"))
+        assert [_flag(control, f) for f in ("--colour-loss", "--predict", "--gan-weight")] == \
+            ["classify", "gray", str(PRESETS[preset]["gan_weight"])]
+        assert _flag(colour, "--predict") is None  # colorize.py's chroma bins
+        rest = [str(c) for c in control]
+        del rest[rest.index("--predict"):rest.index("--predict") + 2]
+        out = {str(Pretraining("scratch").run_dir("x")): str(Pretraining("control").run_dir("x"))}
+        assert rest == [out.get(str(c), str(c)) for c in colour]  # only the target differs (and the run directory)
+    # with the L1 pretext the control keeps the colour arm's GAN weight and reconstructs gray through the L1 term
+    control = pretrain_command(parse_args(["--out", "x", "--preset", "paper"]), Pretraining("control"))
     assert [_flag(control, f) for f in ("--colour-loss", "--predict", "--gan-weight")] == \
-        ["l1", "gray", str(PRESETS["demo"]["gan_weight"])]
+        ["l1", "gray", str(PRESETS["paper"]["gan_weight"])]
+
+
+def test_label_counts_are_the_grid_axis_passed_through_as_labels(tmp_path):
+    args = parse_args(["--out", str(tmp_path), "--preset", "smoke", "--seeds", "1", "2", "--inits", "scratch",
+                       "surrogate", "--labels", "20", "8"])
+    cells = plan(args)
+    assert [c.name for c in cells[:2]] == ["segment/scratch_labels8_seed1", "segment/scratch_labels20_seed1"]
+    assert len(cells) == 8 and {c.labels for c in cells} == {8, 20} and {c.frac for c in cells} == {None}
+    assert [Cell.from_name(c.name) for c in cells] == cells
+    for cell in cells:  # segment.py nests the counts and gives every init the same images for a seed
+        command = finetune_command(args, cell)
+        assert (_flag(command, "--labels"), _flag(command, "--frac")) == (str(cell.labels), None)
+        assert _flag(command, "--out") == str(tmp_path / "segment" / f"{cell.init}_labels{cell.labels}_seed{cell.seed}")
+    assert parse_args(["--out", "x"]).fracs == [0.1, 0.25, 0.5, 1.0] and parse_args(["--out", "x"]).labels is None
+    with pytest.raises(SystemExit):
+        parse_args(["--out", "x", "--labels", "8", "--fracs", "0.5"])
+
+
+def _fake_runs(ran, n_train=100):
+    """A run_and_tee that records each command and leaves a finished segment.py run (metrics.json and weights)."""
+    def run(argv):
+        ran.append(argv)
+        if Path(argv[1]).name == "segment.py":
+            out = Path(_flag(argv, "--out"))
+            labels = _flag(argv, "--labels")
+            write_json(out / "metrics.json", dict(n_train_images=int(labels) if labels else n_train, steps=4,
+                                                  dice_mean=0.5, dice_grouped=0.5, miou=0.3, pixel_accuracy=0.8,
+                                                  best_step=2, stopped_step=4))
+            (out / "best.weights.h5").write_bytes(b"")
+        return 0, ""
+    return run
+
+
+def test_positive_arm_starts_from_the_same_seed_scratch_cell_on_all_labels_run_first(tmp_path, monkeypatch):
+    args = parse_args(["--out", str(tmp_path), "--preset", "smoke", "--seeds", "1", "2", "--inits", "positive",
+                       "scratch", "--labels", "8", "20"])
+    cells = plan(args)
+    for seed in (1, 2):
+        source = Cell("scratch", 1.0, seed)  # not on the count axis: added, first of its seed's block
+        block = [c for c in cells if c.seed == seed]
+        assert block[0] == source and cells.count(source) == 1
+        for cell in (c for c in block if c.init == "positive"):
+            command = finetune_command(args, cell)
+            assert (_flag(command, "--init"), _flag(command, "--labels")) == ("segmentation", str(cell.labels))
+            assert _flag(command, "--source-run") == str(source.run_dir(tmp_path)) and _flag(command, "--surrogate") \
+                is None
+    ran = []
+    monkeypatch.setattr(label_efficiency, "run_and_tee", _fake_runs(ran))
+    assert label_efficiency.main(args) == 0
+    outs = [_flag(argv, "--out") for argv in ran]
+    for seed in (1, 2):
+        source = str(Cell("scratch", 1.0, seed).run_dir(tmp_path))
+        assert all(outs.index(source) < outs.index(str(Cell("positive", None, seed, n).run_dir(tmp_path)))
+                   for n in (8, 20))
+    rows = {(r["init"], r["frac"], r["labels"], r["seed"]): r for r in read_results(tmp_path)}
+    assert rows["scratch", 1.0, None, 1]["status"] == "done" and rows["positive", None, 8, 2]["status"] == "done"
+
+    # a fraction grid holds the positive arm's cell at all labels: skipped by construction, never failed
+    exp = tmp_path / "fractions"
+    args = parse_args(["--out", str(exp), "--preset", "smoke", "--inits", "scratch", "positive", "--fracs", "0.5",
+                       "1.0"])
+    assert [c.name for c in plan(args)] == ["segment/scratch_frac1_seed1", "segment/scratch_frac0.5_seed1",
+                                            "segment/positive_frac0.5_seed1", "segment/positive_frac1_seed1"]
+    assert "positive control at all labels" in skip_reason(args, Cell("positive", 1.0, 1))
+    ran.clear()
+    assert label_efficiency.main(args) == 0
+    assert len(ran) == 3 and _flag(ran[-1], "--source-run") == str(Cell("scratch", 1.0, 1).run_dir(exp))
+    state = read_runner_state(exp)
+    assert state["segment/positive_frac1_seed1"]["status"] == "skipped"
+    assert "positive control at all labels" in state["segment/positive_frac1_seed1"]["error"]
+    # a count as large as the training set is all labels too, once the source cell says how many there are
+    assert "all labels" in skip_reason(args, Cell("positive", None, 1, 100))
+    assert skip_reason(args, Cell("positive", None, 1, 99)) is None
+
+
+def test_report_says_per_count_whether_the_regime_can_detect_an_init_effect(tmp_path):
+    counts_axis, seeds = (8, 80), (1, 2, 3)
+    cells = [Cell(init, None, seed, n) for init in ("scratch", "positive") for n in counts_axis for seed in seeds]
+    cells += [Cell("scratch", 1.0, seed) for seed in seeds]
+    rng = np.random.default_rng(0)
+    rate = {("positive", 8): 0.8, ("scratch", 8): 0.5}  # the positive control helps at 8 labels, not at 80
+    counts = {c: _counts(rng, rate.get((c.init, c.labels), 0.7)) for c in cells}
+    state = _fake_grid(tmp_path, cells, {c: 0.5 for c in cells}, counts)
+    collect_results(tmp_path, cells, state)
+    write_json(tmp_path / "runner_state.json", state)
+    write_plots_and_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    detect = report.split("## Can this regime detect an init effect?")[1]
+    assert re.search(r"- 8 labeled images: positive − scratch \+0\.\d+ \[\+0\.\d+, \+0\.\d+\] \(mean Dice, "
+                     r"all classes\): detectable\.", detect)
+    assert re.search(r"- 80 labeled images: positive − scratch .*: no measurable difference; this regime cannot "
+                     r"detect an init effect at this count\.", detect)
+    assert "**positive**: this grid's scratch cell trained on all labels with the same seed" in report
+    with open(tmp_path / "statistics.csv", newline="") as f:
+        stats = list(csv.DictReader(f))
+    assert {(r["labels"], r["frac"], r["arm"], r["baseline"]) for r in stats} == {
+        (str(n), "", "positive", "scratch") for n in counts_axis}
+    assert "| positive | 8 labels | 1 |" in report and "| scratch | 1 | 3 |" in report
+    assert (tmp_path / "dice_vs_fraction.png").read_bytes().startswith(b"\x89PNG")
 
 
 def _fake_grid(exp, cells, dice, counts=None, stopped_step=2):
@@ -265,7 +374,7 @@ def test_collect_results_writes_atomically_and_reads_back(tmp_path):
     with open(tmp_path / "results.csv", newline="") as f:
         assert tuple(csv.DictReader(f).fieldnames) == COLUMNS
     first, second = read_results(tmp_path)
-    assert first == dict(init="scratch", frac=0.5, seed=1, n_train=7, dice_mean=0.123457, dice_grouped=0.5,
+    assert first == dict(init="scratch", frac=0.5, labels=None, seed=1, n_train=7, dice_mean=0.123457, dice_grouped=0.5,
                          dice_foreground=0.4, miou=0.25, pixel_accuracy=0.75, steps=4, best_step=2, stopped_step=2,
                          lr_schedule="constant", wall_seconds=12.3, status="done",
                          run_dir="segment/scratch_frac0.5_seed1", note="")

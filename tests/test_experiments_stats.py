@@ -11,7 +11,17 @@ from models.metrics import parse_groups, segmentation_metrics
 import numpy as np
 import pytest
 
-from experiments.stats import NO_DIFFERENCE, bootstrap, class_counts, dice_from_counts, pair_statistics
+from experiments.report import budget_section, statistics_section
+from experiments.stats import (
+    BORDERLINE,
+    MARGIN,
+    NO_DIFFERENCE,
+    bootstrap,
+    class_counts,
+    dice_from_counts,
+    pair_statistics,
+    verdict,
+)
 
 PIXELS = 200
 NAMES = ["background", "thing"]
@@ -43,9 +53,11 @@ def two_arms(rng, effect, seeds=5, images=80):
     return arm(effect), arm(0.0)
 
 
-def paired(effect, view, replicate, **kwargs):
+def paired(effect, view, replicate, resamples=2000, **kwargs):
+    """The bootstrap of a synthetic pair. Coverage and width are properties of the interval, not of how precisely
+    the draws pin its bounds, so these tests take few draws and stay quick; the verdict tests take the default."""
     a, b = two_arms(np.random.default_rng(replicate), effect, **kwargs)
-    return bootstrap(class_counts(a, view, None), view, baseline=class_counts(b, view, None))
+    return bootstrap(class_counts(a, view, None), view, baseline=class_counts(b, view, None), resamples=resamples)
 
 
 @pytest.mark.parametrize("view", ["dice_mean", "dice_foreground"])
@@ -109,3 +121,52 @@ def test_pairs_are_matched_by_seed_and_image_and_unmatched_ones_left_out():
     assert row["difference"] == pytest.approx(expected, abs=1e-6) and row["seeds_positive"] == 2
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), abs=1e-6)
     assert row["verdict"] == ("higher" if low > 0 else NO_DIFFERENCE)
+
+
+def test_a_verdict_does_not_depend_on_the_bootstrap_seed():
+    """A lower bound a couple of thousandths above zero stays there for every RNG seed, its spread over seeds well
+    inside MARGIN (at 2,000 draws it spread over most of MARGIN); a lower bound on zero, whose side the seed
+    decides, is borderline for every seed."""
+    pairs = [[class_counts(arm, "dice_mean", None) for arm in two_arms(np.random.default_rng(0), effect)]
+             for effect in (0.022, 0.018)]
+    clear, edge = np.array([[bootstrap(a, "dice_mean", baseline=b, seed=seed)[1:3] for a, b in pairs]
+                            for seed in range(20)]).transpose(1, 0, 2)  # both pairs per seed: one set of draws
+    assert MARGIN < clear[:, 0].min() < 5 * MARGIN and np.ptp(clear[:, 0]) < MARGIN / 4
+    assert {verdict(low, high) for low, high in clear} == {"higher"}
+    assert np.abs(edge[:, 0]).max() < MARGIN
+    assert {verdict(low, high) for low, high in edge} == {BORDERLINE}
+
+
+def test_verdicts_and_the_borderline_margin():
+    assert verdict(0.0011, 0.02) == "higher" and verdict(-0.03, -0.0011) == "lower"
+    assert verdict(-0.0011, 0.0011) == NO_DIFFERENCE
+    # the issue's Kvasir-SEG row: -0.0119 [-0.0236, +0.0001], which 2,000 draws called lower for half the seeds
+    assert verdict(-0.0236, 0.0001) == verdict(0.0005, 0.02) == verdict(-0.02, -MARGIN) == BORDERLINE
+
+
+def test_report_shows_a_borderline_row_with_its_bound():
+    a, b = two_arms(np.random.default_rng(0), 0.018)
+    stems = [f"img{i:02d}" for i in range(a.shape[1])]
+    cells = {("surrogate", 0.1): {s: (stems, a[s]) for s in range(5)},
+             ("scratch", 0.1): {s: (stems, b[s]) for s in range(5)}}
+    (row,) = [r for r in pair_statistics(cells, [[0], [1]]) if r["view"] == "dice_mean"]
+    assert row["verdict"] == BORDERLINE and abs(row["ci_low"]) < MARGIN
+    line = next(line for line in statistics_section([row]) if line.startswith("| 10 % |"))
+    assert f"| {BORDERLINE}: lower bound {row['ci_low']:+.4f} |" in line
+
+
+def test_report_counts_cells_whose_best_step_is_in_the_last_tenth_of_their_schedule():
+    def row(init, frac, best, stopped=1000, min_steps=1000, status="done"):
+        return dict(init=init, frac=frac, seed=1, status=status, steps=1000, best_step=best, stopped_step=stopped,
+                    min_steps=min_steps, lr_schedule="poly")
+
+    rows = [row("scratch", 0.1, 1000), row("scratch", 1.0, 950), row("surrogate", 0.1, 901),
+            row("surrogate", 1.0, 900),  # step 900 is the last of the first 90 %: not late
+            row("control", 0.1, 400, stopped=700, min_steps=0),  # stopped by --patience
+            row("control", 1.0, None, stopped=None, status="failed")]
+    text = "\n".join(budget_section(rows))
+    assert ("**3 of 5 cells had their best validation step in the last 10 % of their schedule** (by arm: scratch 2, "
+            "surrogate 1; by label fraction: 10 % 2, 100 % 1)") in text
+    assert "may still have been improving" in text and "settled" not in text
+    assert "For all 4 of them --min-steps equals the step cap, so --patience could not stop them" in text
+    assert "1 of 5 cells were stopped by --patience" in text

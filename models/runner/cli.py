@@ -1,7 +1,9 @@
 """Command-line pieces every script shares: flags defined once, the run's config.json, one-line errors.
 
 A flag means the same thing in every script (see the table in DESIGN.md); scripts pick flags by name and
-may override a default, never retype a definition.
+may override a default, never retype a definition. Where a default depends on whether --data is given (the
+reference recipe with it, sizes for the built-in synthetic set without: `DEMO_DEFAULTS`), `Parser` decides it
+after parsing, and an explicit flag always wins.
 """
 
 import argparse
@@ -58,6 +60,24 @@ FLAGS = {
     "skip_bad": dict(action="store_true", help="skip unreadable or invalid files and report how many"),
     "deterministic": dict(action="store_true", help="deterministic ops and data order"),
 }
+# Without --data, pretrain/colorize.py and finetune/segment.py train on the built-in synthetic set (128-px scenes),
+# where the reference recipe (full width, 513-px crops, 76,000 and 300,000 steps) would take days on a laptop. These
+# are the sizes of the label-efficiency grid's `demo` preset (experiments/label_efficiency.py), so that
+# `python pretrain/colorize.py` then `python finetune/segment.py --init surrogate --frac 0.25` finish in minutes on
+# two cores and give the grid's surrogate cell: colour classification without the GAN term (the pretext that
+# helped at this scale, experiments/results/pretext.md), and fine-tuning that stops once 3 evaluations 50 steps
+# apart have not added 0.01 validation Dice (--steps is the cap). With --data each flag keeps its own default.
+DEMO_DEFAULTS = {
+    "colorize": dict(steps=400, crop=129, width=0.25, checkpoint_every=50, sample_every=200, colour_loss="classify",
+                     gan_weight=0.0),
+    "segment": dict(steps=1500, crop=129, width=0.25, lr=1e-3, eval_every=50, checkpoint_every=50, patience=3,
+                    min_delta=0.01),
+}
+# What config.json's "defaults" records: which of the two sets of defaults applied to the flags not given.
+DEFAULTS_DEMO, DEFAULTS_REFERENCE = "synthetic demo", "reference recipe"
+# Where runs go when --out is not given, relative to the current directory.
+DEFAULT_RUNS = Path("runs")
+
 # Flags that fix what a run computes: a resumed run must not change them.
 RESUME_FIXED = ("data", "holdout", "video_every", "crop", "batch", "seed", "split_seed", "backbone", "width",
                 "output_stride", "regular_conv", "init", "frac", "loss", "freeze_encoder", "val_images", "gan_loss", "lr_schedule",
@@ -66,11 +86,13 @@ RESUME_FIXED = ("data", "holdout", "video_every", "crop", "batch", "seed", "spli
 
 
 def add_flags(parser, *names, **defaults):
-    """Adds the named shared flags to `parser`; keyword arguments override their defaults."""
+    """Adds the named shared flags to `parser`; keyword arguments override their defaults (a required flag given
+    a default, like --out, becomes optional)."""
     for name in names:
         spec = dict(FLAGS[name])
         if name in defaults:
             spec["default"] = defaults[name]
+            spec.pop("required", None)
         parser.add_argument("--" + name.replace("_", "-"), **spec)
     return parser
 
@@ -168,5 +190,77 @@ def run(main, args):
         return 1
 
 
+def _shown(value):
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose flags may take a default that depends on other flags, decided after parsing.
+
+    Such a flag's argparse default is suppressed, so that a value in the namespace is one the user typed; a flag
+    still missing after parsing gets its default then. `size_for_data` makes --data the deciding flag: with it
+    a flag keeps its own default (the reference recipe), without it takes the value sized for the built-in
+    synthetic set; `args.defaults` then says which applied (recorded in config.json)."""
+
+    def __init__(self, description):
+        super().__init__(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        self._by_data = {}  # dest -> (default with --data, default without)
+        self._later = []  # dests whose default the script decides after parsing (None until then)
+        self.defaulted = set()  # after parsing: the flags that took a default decided here
+
+    def _action(self, dest):
+        return next(action for action in self._actions if action.dest == dest)
+
+    def size_for_data(self, demo):
+        """Each flag named in `demo` keeps its default with --data, and takes `demo`'s value without it."""
+        for dest, value in demo.items():
+            action = self._action(dest)
+            reference = action.default
+            self._by_data[dest] = (reference, value)
+            action.default = argparse.SUPPRESS
+            action.help += (f" (default: {_shown(reference)}; without --data {_shown(value)})" if reference is not None
+                            else f" (without --data: {_shown(value)})")
+
+    def default_later(self, dest, shown):
+        """`dest` is None unless given; the script then sets it from other flags, as `shown` describes in --help."""
+        action = self._action(dest)
+        action.default = argparse.SUPPRESS
+        action.help += f" (default: {shown})"
+        self._later.append(dest)
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        self.defaulted = set()
+        for dest in self._later:
+            if not hasattr(namespace, dest):
+                setattr(namespace, dest, None)
+                self.defaulted.add(dest)
+        if self._by_data:
+            with_data = bool(getattr(namespace, "data", None))
+            for dest, (reference, demo) in self._by_data.items():
+                if not hasattr(namespace, dest):
+                    setattr(namespace, dest, reference if with_data else demo)
+                    self.defaulted.add(dest)
+            namespace.defaults = DEFAULTS_REFERENCE if with_data else DEFAULTS_DEMO
+        return namespace, extras
+
+
 def parser(description):
-    return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return Parser(description)
+
+
+def defaults_notice(args, parser, script):
+    """The line a script prints first about the defaults chosen for the user: the synthetic set's sizes without
+    --data, and a run directory (or pretraining run) nobody named. None when there is nothing to say."""
+    parts = []
+    if not args.data:
+        sized = [f"--{dest.replace('_', '-')} {_shown(getattr(args, dest))}" for dest in DEMO_DEFAULTS[script]
+                 if dest in parser.defaulted and getattr(args, dest) is not None]
+        parts.append("no --data: the built-in synthetic set" +
+                     (f", with settings sized for it ({' '.join(sized)}; with --data the reference recipe)" if sized
+                      else ""))
+    if "out" in parser.defaulted:
+        parts.append(f"run directory {args.out} (no --out given)")
+    if "surrogate" in parser.defaulted and getattr(args, "surrogate", None) is not None:
+        parts.append(f"pretraining run {args.surrogate} (no --surrogate given)")
+    return "; ".join(parts) or None
