@@ -6,7 +6,8 @@
 
 Trains on a nested fraction (or --labels count) of the training split, selects the best checkpoint by
 validation mean Dice, and reports test-split metrics in RUN/metrics.json and each test image's confusion counts in
-RUN/test_counts.json. `--patience N` stops once validation stopped improving. With no --data the built-in
+RUN/test_counts.json. `--patience N` stops once validation has not improved for N evaluations, but never before
+--min-steps; otherwise a run trains to --steps. With no --data the built-in
 synthetic set is used, with settings sized for it (`models.runner.cli.DEMO_DEFAULTS`: minutes on a laptop); with
 --data the defaults are the reference recipe. RUN defaults to runs/segment_<init>_<frac> (or _labels<N>), and
 --surrogate to runs/colorize, pretrain/colorize.py's default run directory.

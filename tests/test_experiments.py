@@ -106,7 +106,7 @@ def test_cpu_preset_fine_tunes_with_ce_plus_dice_and_poly_and_flags_override_the
     assert _flag(finetune_command(parse_args(["--out", "x", "--preset", "paper"]), cell), "--loss") == "ce"
     explicit = parse_args(["--out", "x", "--data", "root", "--loss", "ce", "--lr-schedule", "constant"])
     assert _flag(finetune_command(explicit, cell), "--loss") == "ce"
-    # and with the poly schedule (the same file): the cells end settled instead of at the cap or wandering
+    # and with the poly schedule (the same file): the rate decays to 0 at the cap rather than staying constant
     assert _flag(finetune_command(parse_args(["--out", "x", "--data", "root"]), cell), "--lr-schedule") == "poly"
     assert _flag(finetune_command(explicit, cell), "--lr-schedule") == "constant"
 
