@@ -218,7 +218,7 @@ class Parser(argparse.ArgumentParser):
             reference = action.default
             self._by_data[dest] = (reference, value)
             action.default = argparse.SUPPRESS
-            action.help += (f" (default: {_shown(reference)}; without --data {_shown(value)})" if reference is not None
+            action.help += (f" (default: {_shown(reference)}; without --data: {_shown(value)})" if reference is not None
                             else f" (without --data: {_shown(value)})")
 
     def default_later(self, dest, shown):
