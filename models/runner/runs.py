@@ -1,7 +1,7 @@
 """A finished segmentation run loaded back: the network its config.json describes, with best.weights.h5.
 
     run = load_run("runs/segment_surrogate_25")
-    labels = Predictor(run.model).labels(image)      # run.class_names[i] names label i
+    labels = run_predictor(run).labels(image)        # models/runner/inference.py; run.class_names[i] names label i
 
 Shared by finetune/predict.py and finetune/export.py, so both rebuild the network exactly as
 finetune/segment.py built it for training (its architecture.json; for runs written before it existed, the
