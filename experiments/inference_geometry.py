@@ -17,7 +17,7 @@ from pathlib import Path
 from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
 from models.runner.inference import DEFAULT_SCHEME, InferenceScheme, Predictor
 from models.runner.provenance import code_version, machine_summary
-from models.runner.runs import load_run
+from models.runner.runs import load_run, read_run_config
 
 import numpy as np
 from tqdm import tqdm
@@ -38,28 +38,26 @@ def schemes(crop):
             (f"tiles {larger}, untrained taps zero", InferenceScheme(tile=larger, untrained_taps="zero"))]
 
 
-def per_image_confusion(run, scheme):
-    """{stem: confusion counts} of the run's test split under `scheme`, from a fresh load of its weights (zeroing
-    taps changes the model, so every scheme starts from the file)."""
+def per_image_confusion(run, scheme, ds, stems):
+    """{stem: confusion counts} of `stems` under `scheme`, from a fresh load of the run's weights (zeroing taps
+    changes the model, so every scheme starts from the file)."""
     trained = load_run(run)
-    data = trained.config.get("data")
-    ds = datasets.load_labeled(Path(data[0]) if data else datasets.default_synthetic_root())
-    stems = (Path(run) / "splits" / "test.txt").read_text().split()
     predictor = Predictor(trained.model, train_crop=trained.crop, scheme=scheme)
-    return ds, {stem: confusion_matrix(mask, predictor.labels(image), ds.num_classes)
-                for stem, (image, mask) in ((s, ds.read_pair(s)) for s in tqdm(stems, desc=str(scheme.tile),
-                                                                              leave=False))}
+    confusion = {}
+    for stem in tqdm(stems, desc=scheme.describe(), leave=False):
+        image, mask = ds.read_pair(stem)
+        confusion[stem] = confusion_matrix(mask, predictor.labels(image), ds.num_classes)
+    return confusion
 
 
 def measure(run):
     """Markdown rows for one run."""
-    trained_crop = load_run(run).crop
-    results = {}
-    for name, scheme in schemes(trained_crop):
-        ds, confusion = per_image_confusion(run, scheme)
-        results[name] = (scheme, confusion)
+    config = read_run_config(run)
+    ds = datasets.load_labeled(Path(config["data"][0]) if config.get("data") else datasets.default_synthetic_root())
+    stems = (Path(run) / "splits" / "test.txt").read_text().split()
+    results = {name: (scheme, per_image_confusion(run, scheme, ds, stems))
+               for name, scheme in schemes(int(config.get("crop", 513)))}
     default_name = next(name for name, (scheme, _) in results.items() if scheme == DEFAULT_SCHEME)
-    stems = sorted(results[default_name][1])
     groups = parse_groups(None, ds.class_names)
     counts = {name: class_counts(np.stack([c[s] for s in stems])[None], "dice_mean", groups)
               for name, (_, c) in results.items()}

@@ -268,3 +268,20 @@ def test_predict_gives_the_labels_the_test_metrics_scored(synthetic_root, tmp_pa
     assert not any((layer.kernel.numpy() * (1 - mask)).any() for layer, mask in tiles_at_crop.masks)
     assert tiles_at_crop.masks
     assert json.loads((run_dir / "metrics.json").read_text())["inference"] == DEFAULT_SCHEME.as_dict()
+
+
+def test_inference_geometry_table_scores_every_scheme_against_the_default(trained_run, tmp_path):
+    """experiments/inference_geometry.py: one row per scheme, the default's Dice equal to the run's own test Dice
+    (the same path), every other row a paired difference, and the provenance line."""
+    from experiments import inference_geometry
+
+    out = tmp_path / "geometry.md"
+    assert inference_geometry.main(inference_geometry.parse_args([str(trained_run), "--out", str(out)])) == 0
+
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(inference_geometry.schemes(CROP))
+    default = [row for row in rows if row.endswith("| default |")]
+    assert len(default) == 1
+    assert f"| {json.loads((trained_run / 'metrics.json').read_text())['dice_mean']:.3f} |" in default[0]
+    assert all(" [" in row for row in rows if row not in default)
+    assert "commit" in out.read_text() and "CPUs" in out.read_text()
