@@ -1,17 +1,17 @@
 """Everything that turns files into tensors: readers, checks, splits, tf.data pipelines, synthetic data."""
 
-from datasets.checks import Problem, check_labeled, drop_bad, summarize_labeled
-from datasets.errors import DatasetError, FileError, FlagError, ToolkitError, read_text
-from datasets.evaluation import pad_to_grid
-from datasets.images import read_image
-from datasets.labeled import LabeledDataset, load_labeled
-from datasets.masks import IGNORE_ID, load_palette, read_mask
-from datasets.rle import read_rle_csv, rle_decode, rle_encode, write_rle_csv
-from datasets.splits import load_or_make_splits, select_count, select_fraction
-from datasets.unlabeled import Source, list_unlabeled
+from surrogate_supervision.datasets.checks import Problem, check_labeled, drop_bad, summarize_labeled
+from surrogate_supervision.datasets.errors import DatasetError, FileError, FlagError, ToolkitError, read_text
+from surrogate_supervision.datasets.evaluation import pad_to_grid
+from surrogate_supervision.datasets.images import read_image
+from surrogate_supervision.datasets.labeled import LabeledDataset, load_labeled
+from surrogate_supervision.datasets.masks import IGNORE_ID, load_palette, read_mask
+from surrogate_supervision.datasets.rle import read_rle_csv, rle_decode, rle_encode, write_rle_csv
+from surrogate_supervision.datasets.splits import load_or_make_splits, select_count, select_fraction
+from surrogate_supervision.datasets.unlabeled import Source, list_unlabeled
 
-# Loaded on first use: pipeline imports TensorFlow (seconds), which the checker CLI does not need, and
-# importing synthetic here would make `python -m datasets.synthetic` warn that it was imported twice.
+# Loaded on first use: pipeline imports TensorFlow (seconds), which the checker CLI does not need, and importing
+# synthetic here would make `python -m surrogate_supervision.datasets.synthetic` warn that it was imported twice.
 _LAZY = {
     "SkipCounter": "pipeline", "colorization_dataset": "pipeline", "segmentation_dataset": "pipeline",
     "unwrap_dataset_error": "pipeline", "default_synthetic_root": "synthetic", "ensure_synthetic": "synthetic",
@@ -23,7 +23,7 @@ def __getattr__(name):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f"datasets.{_LAZY[name]}"), name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'datasets' has no attribute {name!r}")
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from datasets.errors import DatasetError
-from datasets.images import read_image
-from datasets.labeled import LabeledDataset
-from datasets.masks import IGNORE_ID, invalid_ids, read_mask
-from datasets.rle import RLE_SEPARATOR
+from surrogate_supervision.datasets.errors import DatasetError
+from surrogate_supervision.datasets.images import read_image
+from surrogate_supervision.datasets.labeled import LabeledDataset
+from surrogate_supervision.datasets.masks import IGNORE_ID, invalid_ids, read_mask
+from surrogate_supervision.datasets.rle import RLE_SEPARATOR
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.errors import DatasetError
+from surrogate_supervision.datasets.errors import DatasetError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.errors import DatasetError, read_text
-from datasets.images import IMAGE_EXTENSIONS, has_extension
-from datasets.masks import IGNORE_ID, load_palette, looks_like_0_255, read_mask, read_pair
-from datasets.rle import RLE_SEPARATOR, read_rle_table
+from surrogate_supervision.datasets.errors import DatasetError, read_text
+from surrogate_supervision.datasets.images import IMAGE_EXTENSIONS, has_extension
+from surrogate_supervision.datasets.masks import IGNORE_ID, load_palette, looks_like_0_255, read_mask, read_pair
+from surrogate_supervision.datasets.rle import RLE_SEPARATOR, read_rle_table
 
 RLE_TABLE_NAMES = ("masks.csv", "train.csv")
 

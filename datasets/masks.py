@@ -5,9 +5,9 @@ import os
 import cv2
 import numpy as np
 
-from datasets.errors import DatasetError, read_text
-from datasets.images import decode, read_bytes, read_image, to_uint8
-from datasets.rle import RLE_SEPARATOR, read_rle_reference
+from surrogate_supervision.datasets.errors import DatasetError, read_text
+from surrogate_supervision.datasets.images import decode, read_bytes, read_image, to_uint8
+from surrogate_supervision.datasets.rle import RLE_SEPARATOR, read_rle_reference
 
 IGNORE_ID = 255
 

@@ -13,9 +13,9 @@ import threading
 
 import tensorflow as tf
 
-from datasets.errors import DatasetError
-from datasets.images import read_image
-from datasets.masks import IGNORE_ID, read_pair
+from surrogate_supervision.datasets.errors import DatasetError
+from surrogate_supervision.datasets.images import read_image
+from surrogate_supervision.datasets.masks import IGNORE_ID, read_pair
 
 _ALG = "philox"  # pinned, so streams do not depend on the device that auto_select would pick
 _PERMUTATION, _AUGMENT = 1, 2  # seed tags, so epoch shuffles and element augmentations never share a seed

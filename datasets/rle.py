@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.errors import DatasetError, read_text
-from datasets.images import IMAGE_EXTENSIONS, read_image
+from surrogate_supervision.datasets.errors import DatasetError, read_text
+from surrogate_supervision.datasets.images import IMAGE_EXTENSIONS, read_image
 
 RLE_SEPARATOR = "#rle="
 _ID_COLUMNS = ("id", "ImageId", "image_id")

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from datasets.errors import DatasetError
+from surrogate_supervision.datasets.errors import DatasetError
 
 SPLIT_NAMES = ("train", "val", "test")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.errors import DatasetError
+from surrogate_supervision.datasets.errors import DatasetError
 
 CLASS_NAMES = ("background", "skin", "hair", "cloth", "accessory")
 CHROMA = {  # RGB ratios; the brightness is set separately

@@ -7,10 +7,16 @@ read_image). Listing uses os.scandir, so a 330,000-file folder is listed in seco
 import os
 from pathlib import Path
 
-from datasets.errors import DatasetError
-from datasets.images import FRAME_SEPARATOR, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, count_video_frames, has_extension
-from datasets.labeled import list_files_by_stem
-from datasets.splits import assign_splits, read_split_folder
+from surrogate_supervision.datasets.errors import DatasetError
+from surrogate_supervision.datasets.images import (
+    FRAME_SEPARATOR,
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    count_video_frames,
+    has_extension,
+)
+from surrogate_supervision.datasets.labeled import list_files_by_stem
+from surrogate_supervision.datasets.splits import assign_splits, read_split_folder
 
 Source = str
 

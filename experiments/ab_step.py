@@ -18,15 +18,15 @@ import statistics
 import sys
 import time
 
-import models.batchnorm as batchnorm
-import models.conv_grad as conv_grad
-import models.deeplab as deeplab
-import models.resnet as resnet
+import surrogate_supervision.models.batchnorm as batchnorm
+import surrogate_supervision.models.conv_grad as conv_grad
+import surrogate_supervision.models.deeplab as deeplab
+import surrogate_supervision.models.resnet as resnet
 
 import keras
 import tensorflow as tf
 
-from experiments.train_step import build_step
+from surrogate_supervision.experiments.train_step import build_step
 
 
 @contextlib.contextmanager

@@ -12,14 +12,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from models.io import write_json
-from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
-from models.runner.cli import add_flags, parser, run
+from surrogate_supervision.models.io import write_json
+from surrogate_supervision.models.metrics import confusion_matrix, parse_groups, segmentation_metrics
+from surrogate_supervision.models.runner.cli import add_flags, parser, run
 
 import cv2
 import numpy as np
 
-import datasets
+from surrogate_supervision import datasets
 
 
 def skin_by_colour(image_rgb):

@@ -50,16 +50,16 @@ def peak_memory_mb():
 
 
 def cmd_train_step(args):
-    from models.runner.runtime import set_precision
+    from surrogate_supervision.models.runner.runtime import set_precision
 
     precision = set_precision(args.mixed_precision)
-    from experiments.train_step import build_step
+    from surrogate_supervision.experiments.train_step import build_step
 
     run_once, model = build_step(args.task, args.size, args.batch, args.width, args.xla)
     seconds, times = timed(run_once, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
     arithmetic = {}
     if args.flops or args.peak_tflops:
-        from experiments.flops import step_flops
+        from surrogate_supervision.experiments.flops import step_flops
 
         flop = sum(step_flops(args.task, args.size, args.batch, args.width).values())
         arithmetic = {"gflop_per_step": flop / 1e9, "tflops_per_second": flop / seconds / 1e12}
@@ -74,9 +74,10 @@ def cmd_train_step(args):
 
 
 def cmd_data(args):
-    import models  # noqa: F401  (before datasets imports TensorFlow: oneDNN on, as in training)
-
-    import datasets
+    from surrogate_supervision import (
+        datasets,
+        models,  # noqa: F401  (before datasets imports TensorFlow: oneDNN on, as in training)
+    )
 
     ds = datasets.load_labeled(args.data)
     pipeline = datasets.segmentation_dataset([ds.image_paths[s] for s in ds.stems],
@@ -155,7 +156,7 @@ def described_peer(size, batch):
     return run_once, peer_info(model, framework)
 
 
-def serve_peer(size, batch, builder="experiments.benchmark:described_peer"):
+def serve_peer(size, batch, builder="surrogate_supervision.experiments.benchmark:described_peer"):
     """The child side of `PeerProcess`: builds the step (`builder`, "module:function", returns the step and a
     dict that describes it), writes that dict as one JSON line, then runs one step for every line read from
     stdin and answers each with "done". Anything the libraries print goes to stderr, so stdout carries the
@@ -181,7 +182,7 @@ class PeerProcess:
     ATEN_CPU_CAPABILITY) reach the child as they are.
     """
 
-    def __init__(self, size, batch, builder="experiments.benchmark:described_peer"):
+    def __init__(self, size, batch, builder="surrogate_supervision.experiments.benchmark:described_peer"):
         import subprocess
 
         repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # `python -c` imports from its cwd
@@ -214,10 +215,10 @@ def cmd_peer(args):
         info = run_once.info
     else:
         run_once, info = described_peer(args.size, args.batch)
-    from models.runner.runtime import set_precision
+    from surrogate_supervision.models.runner.runtime import set_precision
 
     precision = set_precision(args.mixed_precision)
-    from experiments.train_step import build_step
+    from surrogate_supervision.experiments.train_step import build_step
 
     ours_once, ours_model = build_step("segment", args.size, args.batch, 1.0, args.xla)
     # Alternating rounds (peer, ours, ours, peer, ...), so that a load that comes and goes hits both alike.
@@ -247,12 +248,12 @@ def cmd_roofline(args):
     Both steps are credited with the FLOPs counted in our training step's graph: the networks are the same
     (their forward passes, counted separately, agree to within a fraction of a percent).
     """
-    from models import build_deeplabv3plus
+    from surrogate_supervision.models import build_deeplabv3plus
 
     import tensorflow as tf
     import torch
 
-    from experiments import flops
+    from surrogate_supervision.experiments import flops
 
     result = cmd_peer(args)
     step = sum(flops.step_flops("segment", args.size, args.batch).values())
@@ -276,8 +277,8 @@ def cmd_roofline(args):
 
 
 def cmd_predict(args):
-    from models import build_deeplabv3plus
-    from models.runner.runtime import set_precision
+    from surrogate_supervision.models import build_deeplabv3plus
+    from surrogate_supervision.models.runner.runtime import set_precision
 
     import tensorflow as tf
 
@@ -339,13 +340,13 @@ def make_image_folder(folder, count, size=48):
 
 def cmd_scale(args):
     """Streams a huge unlabeled folder through colorization training: time to first step and flat memory."""
-    from models import ColorizationGAN, build_discriminator, build_generator
-    from models.optimizers import FusedAdam
-    from models.resnet import scaled
+    from surrogate_supervision.models import ColorizationGAN, build_discriminator, build_generator
+    from surrogate_supervision.models.optimizers import FusedAdam
+    from surrogate_supervision.models.resnet import scaled
 
     import tensorflow as tf
 
-    import datasets
+    from surrogate_supervision import datasets
 
     folder = make_image_folder(args.folder or f"~/.cache/surrogate-supervision/scale_{args.files}", args.files)
     launch = seconds_since_launch()
@@ -427,12 +428,12 @@ def cmd_profile(args):
     (GFLOP/s) each kind of convolution runs at, from the FLOPs of the very graph that ran."""
     import tempfile
 
-    from models.runner.runtime import set_precision
+    from surrogate_supervision.models.runner.runtime import set_precision
 
     import tensorflow as tf
 
-    from experiments.flops import op_kinds
-    from experiments.train_step import build_traced_step
+    from surrogate_supervision.experiments.flops import op_kinds
+    from surrogate_supervision.experiments.train_step import build_traced_step
 
     precision = set_precision(args.mixed_precision)
     step, data, _ = build_traced_step(args.task, args.size, args.batch, args.width, args.xla)
@@ -464,8 +465,8 @@ def machine():
     """Where a figure was taken: CPU model, its vector ISA flags and any oneDNN / ATen instruction-set cap."""
     import platform
 
-    from models.runner.provenance import machine_summary
-    from models.runner.runtime import onednn_enabled
+    from surrogate_supervision.models.runner.provenance import machine_summary
+    from surrogate_supervision.models.runner.runtime import onednn_enabled
 
     import tensorflow as tf
 
@@ -537,7 +538,7 @@ def main(argv=None):
 
         tf.config.optimizer.set_experimental_options({"remapping": args.remapping == "on"})
     elif args.command in ("train-step", "predict", "peer", "roofline", "profile"):
-        from models.runner.runtime import avoid_slow_fused_inference
+        from surrogate_supervision.models.runner.runtime import avoid_slow_fused_inference
 
         avoid_slow_fused_inference()  # as the scripts do
     result = COMMANDS[args.command](args)

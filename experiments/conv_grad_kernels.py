@@ -17,8 +17,10 @@ import os
 import statistics
 import time
 
-from models.conv_grad import shifted_views
-from models.runner.runtime import onednn_enabled  # importing models turns TensorFlow's oneDNN on (models/cpu.py)
+from surrogate_supervision.models.conv_grad import shifted_views
+from surrogate_supervision.models.runner.runtime import (
+    onednn_enabled,  # importing models turns TensorFlow's oneDNN on (models/cpu.py)
+)
 
 import tensorflow as tf
 

@@ -74,7 +74,7 @@ def graph_flops(graph):
 
 def step_flops(task, size, batch, width=1.0):
     """Op type → FLOPs of one of our training steps, as `experiments.train_step` builds and runs it."""
-    from experiments.train_step import build_traced_step
+    from surrogate_supervision.experiments.train_step import build_traced_step
 
     step, data, _ = build_traced_step(task, size, batch, width, xla=False)
     return graph_flops(step.get_concrete_function(data).graph)

@@ -14,16 +14,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
-from models.runner.inference import DEFAULT_SCHEME, InferenceScheme, Predictor
-from models.runner.provenance import code_version, machine_summary
-from models.runner.runs import load_run, read_run_config
+from surrogate_supervision.models.metrics import confusion_matrix, parse_groups, segmentation_metrics
+from surrogate_supervision.models.runner.inference import DEFAULT_SCHEME, InferenceScheme, Predictor
+from surrogate_supervision.models.runner.provenance import code_version, machine_summary
+from surrogate_supervision.models.runner.runs import load_run, read_run_config
 
 import numpy as np
 from tqdm import tqdm
 
-import datasets
-from experiments.stats import bootstrap, class_counts, verdict
+from surrogate_supervision import datasets
+from surrogate_supervision.experiments.stats import bootstrap, class_counts, verdict
 
 RESAMPLES = 20_000
 

@@ -23,16 +23,16 @@ import sys
 import time
 from pathlib import Path
 
-from models import INITS
-from models.io import read_json
-from models.runner.cli import add_flags
-from models.runner.provenance import code_version, machine_summary
-from models.runner.runs import BEST_WEIGHTS
+from surrogate_supervision.models import INITS
+from surrogate_supervision.models.io import read_json
+from surrogate_supervision.models.runner.cli import add_flags
+from surrogate_supervision.models.runner.provenance import code_version, machine_summary
+from surrogate_supervision.models.runner.runs import BEST_WEIGHTS
 
 from tqdm import tqdm
 
-from experiments.report import write_plots_and_report
-from experiments.results import Cell, collect_results, read_runner_state, write_runner_state
+from surrogate_supervision.experiments.report import write_plots_and_report
+from surrogate_supervision.experiments.results import Cell, collect_results, read_runner_state, write_runner_state
 
 REPO = Path(__file__).resolve().parent.parent
 # Every value is a flag of this script; an explicit flag beats the preset. `finetune_steps` is a cap: a cell

@@ -18,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STEP = {
     "ours": """
-from models.runner.runtime import avoid_slow_fused_inference
-from experiments.train_step import build_step
+from surrogate_supervision.models.runner.runtime import avoid_slow_fused_inference
+from surrogate_supervision.experiments.train_step import build_step
 avoid_slow_fused_inference()  # as the scripts do
 run_once, _ = build_step("segment", {size}, {batch}, 1.0, False)
 run_once(); run_once()
@@ -27,7 +27,7 @@ print("MARK", flush=True)
 run_once()
 """,
     "peer": """
-from experiments.benchmark import build_peer
+from surrogate_supervision.experiments.benchmark import build_peer
 step = build_peer({size}, {batch})[0]
 step(); step()
 print("MARK", flush=True)
@@ -70,7 +70,7 @@ def parse_args(argv=None):
 
 
 def main(args):
-    env = dict(os.environ, ONEDNN_VERBOSE="1", PYTHONPATH=str(REPO))
+    env = dict(os.environ, ONEDNN_VERBOSE="1")
     if args.isa:
         env.update(ONEDNN_MAX_CPU_ISA=args.isa, ATEN_CPU_CAPABILITY=args.isa.lower().split("_")[0])
     code = STEP[args.framework].format(size=args.size, batch=args.batch)

@@ -9,10 +9,10 @@ EXP/dice_vs_fraction.{png,svg}, EXP/statistics.csv (paired differences between a
 import sys
 from pathlib import Path
 
-from models.runner.cli import parser, run
+from surrogate_supervision.models.runner.cli import parser, run
 
-from datasets import FileError
-from experiments.report import write_plots_and_report
+from surrogate_supervision.datasets import FileError
+from surrogate_supervision.experiments.report import write_plots_and_report
 
 
 def parse_args(argv=None):

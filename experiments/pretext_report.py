@@ -10,12 +10,12 @@ input's (from pretrain_metrics.json, `pretrain/evaluate.py`), and the last and b
 import sys
 from pathlib import Path
 
-from models.io import read_json
-from models.runner import cli
+from surrogate_supervision.models.io import read_json
+from surrogate_supervision.models.runner import cli
 
 from matplotlib.figure import Figure
 
-from pretrain.probe import PROBE_FILE, read_rows
+from surrogate_supervision.pretrain.probe import PROBE_FILE, read_rows
 
 
 def recipe(config):

@@ -12,13 +12,13 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from models.io import read_json, write_atomic
-from models.runner.provenance import describe_provenance
-from models.transfer import PRETEXT_INITS
+from surrogate_supervision.models.io import read_json, write_atomic
+from surrogate_supervision.models.runner.provenance import describe_provenance
+from surrogate_supervision.models.transfer import PRETEXT_INITS
 
 from matplotlib.figure import Figure
 
-from experiments.results import (
+from surrogate_supervision.experiments.results import (
     PRETEXTS,
     Count,
     axis_order,
@@ -27,7 +27,7 @@ from experiments.results import (
     read_results,
     read_runner_state,
 )
-from experiments.stats import (
+from surrogate_supervision.experiments.stats import (
     BORDERLINE,
     MARGIN,
     NO_DIFFERENCE,

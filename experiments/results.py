@@ -10,7 +10,7 @@ import io
 import re
 from pathlib import Path
 
-from models.io import read_json, write_atomic, write_json
+from surrogate_supervision.models.io import read_json, write_atomic, write_json
 
 # `labels`: the cell's --labels count, empty for a --frac cell (and absent from tables written before counts)
 COLUMNS = ("init", "frac", "labels", "seed", "n_train", "dice_mean", "dice_grouped", "dice_foreground", "miou",

@@ -21,11 +21,11 @@ import io
 from collections import defaultdict
 from pathlib import Path
 
-from models.io import read_json, write_atomic
+from surrogate_supervision.models.io import read_json, write_atomic
 
 import numpy as np
 
-from experiments.results import Count, axis_order, axis_point
+from surrogate_supervision.experiments.results import Count, axis_order, axis_point
 
 # Draws for a paired difference, whose verdict hangs on its bounds' sign (see above). An arm's band carries no
 # verdict, so it takes a tenth as many, which keeps a report quick: each band is drawn twice (plot and table).

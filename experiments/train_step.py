@@ -1,9 +1,15 @@
 """One compiled training step on random data, as the scripts run it: what the benchmarks time."""
 
-from models import ColorizationGAN, build_deeplabv3plus, build_discriminator, build_generator, make_loss
-from models.deeplab import stride4_size
-from models.optimizers import make_adam
-from models.resnet import scaled
+from surrogate_supervision.models import (
+    ColorizationGAN,
+    build_deeplabv3plus,
+    build_discriminator,
+    build_generator,
+    make_loss,
+)
+from surrogate_supervision.models.deeplab import stride4_size
+from surrogate_supervision.models.optimizers import make_adam
+from surrogate_supervision.models.resnet import scaled
 
 import tensorflow as tf
 

@@ -26,19 +26,19 @@ import time
 import warnings
 from pathlib import Path
 
-from models.io import atomic_path, write_json
-from models.runner.cli import parser, run
-from models.runner.inference import Predictor, labels_from_logits, run_predictor, to_network_input
-from models.runner.runs import RunError, list_images, load_run
+from surrogate_supervision.models.io import atomic_path, write_json
+from surrogate_supervision.models.runner.cli import parser, run
+from surrogate_supervision.models.runner.inference import Predictor, labels_from_logits, run_predictor, to_network_input
+from surrogate_supervision.models.runner.runs import RunError, list_images, load_run
 
 import cv2
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from datasets import FlagError, read_image
-from datasets.labeled import list_files_by_stem
-from datasets.synthetic import default_synthetic_root, make_scene
+from surrogate_supervision.datasets import FlagError, read_image
+from surrogate_supervision.datasets.labeled import list_files_by_stem
+from surrogate_supervision.datasets.synthetic import default_synthetic_root, make_scene
 
 MIN_AGREEMENT = 0.999
 DEFAULT_OUT = {"savedmodel": "export/saved_model", "tflite": "export/model.tflite", "onnx": "export/model.onnx"}

@@ -17,17 +17,17 @@ models/runner/inference.py), so a mask here equals the one the metrics scored. -
 import sys
 from pathlib import Path
 
-from models.io import write_atomic
-from models.runner.cli import add_flags, check_writable, parser, run, run_config, save_config
-from models.runner.inference import UNTRAINED_TAPS, run_predictor
-from models.runner.runs import list_images, load_run
-from models.runner.visualize import overlay, write_png
+from surrogate_supervision.models.io import write_atomic
+from surrogate_supervision.models.runner.cli import add_flags, check_writable, parser, run, run_config, save_config
+from surrogate_supervision.models.runner.inference import UNTRAINED_TAPS, run_predictor
+from surrogate_supervision.models.runner.runs import list_images, load_run
+from surrogate_supervision.models.runner.visualize import overlay, write_png
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from datasets import DatasetError, FlagError, read_image, rle_decode, rle_encode, write_rle_csv
+from surrogate_supervision.datasets import DatasetError, FlagError, read_image, rle_decode, rle_encode, write_rle_csv
 
 
 def parse_args(argv=None):

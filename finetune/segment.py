@@ -16,12 +16,12 @@ synthetic set is used, with settings sized for it (`models.runner.cli.DEMO_DEFAU
 import sys
 from pathlib import Path
 
-from models import INITS, TransferError, build_segmenter, make_loss, transfer_weights
-from models.conv_bias import load_weights
-from models.io import read_json, write_atomic, write_json
-from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
-from models.optimizers import learning_rate, make_adam
-from models.runner.cli import (
+from surrogate_supervision.models import INITS, TransferError, build_segmenter, make_loss, transfer_weights
+from surrogate_supervision.models.conv_bias import load_weights
+from surrogate_supervision.models.io import read_json, write_atomic, write_json
+from surrogate_supervision.models.metrics import confusion_matrix, parse_groups, segmentation_metrics
+from surrogate_supervision.models.optimizers import learning_rate, make_adam
+from surrogate_supervision.models.runner.cli import (
     DEFAULT_RUNS,
     DEMO_DEFAULTS,
     add_flags,
@@ -33,18 +33,18 @@ from models.runner.cli import (
     run,
     save_config,
 )
-from models.runner.inference import DEFAULT_SCHEME, Predictor
-from models.runner.runs import BEST_WEIGHTS, network_only, save_network_weights
-from models.runner.runtime import configure, is_chief, wait_for_workers
-from models.runner.training import Checkpoints, train_loop
-from models.runner.visualize import overlay, tile, write_png
-from models.surrogate_checkpoints import choose_surrogate
-from models.transfer import PRETEXT_INITS
+from surrogate_supervision.models.runner.inference import DEFAULT_SCHEME, Predictor
+from surrogate_supervision.models.runner.runs import BEST_WEIGHTS, network_only, save_network_weights
+from surrogate_supervision.models.runner.runtime import configure, is_chief, wait_for_workers
+from surrogate_supervision.models.runner.training import Checkpoints, train_loop
+from surrogate_supervision.models.runner.visualize import overlay, tile, write_png
+from surrogate_supervision.models.surrogate_checkpoints import choose_surrogate
+from surrogate_supervision.models.transfer import PRETEXT_INITS
 
 import numpy as np
 import tensorflow as tf
 
-import datasets
+from surrogate_supervision import datasets
 
 TEST_COUNTS = "test_counts.json"
 
@@ -135,7 +135,7 @@ def check_source_run_split(args, splits):
 
 
 def load_checked_dataset(args):
-    """The labeled dataset after the same checks `datasets/inspect.py` runs; stops at the first problem."""
+    """The labeled dataset after the same checks `datasets/describe.py` runs; stops at the first problem."""
     ds = datasets.load_labeled(args.data[0] if args.data else datasets.ensure_synthetic())
     problems = datasets.check_labeled(ds, progress=True)
     if problems and not args.skip_bad:

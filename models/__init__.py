@@ -5,14 +5,14 @@ Below `models/runner/` (the run plumbing: a subpackage that imports these module
 scripts; above `datasets/`. Nothing here reads flags.
 """
 
-from models import cpu  # noqa: F401  (first: settings TensorFlow reads when it loads)
-from models.architecture import ARCHITECTURE_FILE, Architecture
-from models.deeplab import build_deeplabv3plus, build_generator
-from models.discriminator import build_discriminator
-from models.gan import ColorizationGAN
-from models.losses import LOSSES, make_loss
-from models.segmenter import build_segmenter
-from models.transfer import INITS, TransferError, TransferReport, transfer_weights
+from surrogate_supervision.models import cpu  # noqa: F401  (first: settings TensorFlow reads when it loads)
+from surrogate_supervision.models.architecture import ARCHITECTURE_FILE, Architecture
+from surrogate_supervision.models.deeplab import build_deeplabv3plus, build_generator
+from surrogate_supervision.models.discriminator import build_discriminator
+from surrogate_supervision.models.gan import ColorizationGAN
+from surrogate_supervision.models.losses import LOSSES, make_loss
+from surrogate_supervision.models.segmenter import build_segmenter
+from surrogate_supervision.models.transfer import INITS, TransferError, TransferReport, transfer_weights
 
 __all__ = [
     "ARCHITECTURE_FILE",

@@ -3,7 +3,7 @@
 import dataclasses
 from pathlib import Path
 
-from models.io import read_json, write_json
+from surrogate_supervision.models.io import read_json, write_json
 
 ARCHITECTURE_FILE = "architecture.json"
 

@@ -8,7 +8,7 @@ Under a multi-replica strategy the statistics must span the global batch: Keras'
 with the variance computed in two passes (see `BatchNormalization._moments`).
 """
 
-from models.cpu import slow_onednn_kernels
+from surrogate_supervision.models.cpu import slow_onednn_kernels
 
 import keras
 import tensorflow as tf

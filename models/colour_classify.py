@@ -12,7 +12,7 @@ A `classify_gray` generator, the matched no-colour control, is trained by the sa
 import json
 from pathlib import Path
 
-from models.colour_bins import (
+from surrogate_supervision.models.colour_bins import (
     CHROMA_SPACE,
     LUMA_SPACE,
     TEMPERATURE,
@@ -25,9 +25,9 @@ from models.colour_bins import (
     rgb_to_chroma,
     soft_encode,
 )
-from models.deeplab import HEAD_LAYER
-from models.gan import ColorizationGAN
-from models.io import read_json, write_atomic
+from surrogate_supervision.models.deeplab import HEAD_LAYER
+from surrogate_supervision.models.gan import ColorizationGAN
+from surrogate_supervision.models.io import read_json, write_atomic
 
 import keras
 import numpy as np

@@ -15,7 +15,7 @@ This module is the one place that knows the old layout: `fold_conv_biases` for l
 
 import warnings
 
-from models.resnet import batch_norm_after
+from surrogate_supervision.models.resnet import batch_norm_after
 
 import keras
 import numpy as np

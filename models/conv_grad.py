@@ -16,7 +16,7 @@ The class keeps Keras' name because `.weights.h5` files key layers by class name
 `keras.layers.Conv2D` load into it unchanged, and transfers copy it by layer name and shape.
 """
 
-from models.cpu import slow_onednn_kernels
+from surrogate_supervision.models.cpu import slow_onednn_kernels
 
 import keras
 import tensorflow as tf

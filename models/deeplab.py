@@ -5,11 +5,11 @@ Both share every layer but the head (``logits``), which is what makes surrogate 
 
 import dataclasses
 
-from models.architecture import Architecture
-from models.atrous import Conv2D, DepthwiseConv2D
-from models.batchnorm import batch_norm
-from models.colour_bins import NUM_BINS, AnnealedMeanChroma
-from models.resnet import apply_resnet50, scaled
+from surrogate_supervision.models.architecture import Architecture
+from surrogate_supervision.models.atrous import Conv2D, DepthwiseConv2D
+from surrogate_supervision.models.batchnorm import batch_norm
+from surrogate_supervision.models.colour_bins import NUM_BINS, AnnealedMeanChroma
+from surrogate_supervision.models.resnet import apply_resnet50, scaled
 
 import keras
 import tensorflow as tf

@@ -4,7 +4,7 @@ It judges an RGB image (real or colorized) together with the grayscale image it 
 generator's stride-4 resolution (129×129 for a 513 crop), and answers with a map of patch logits.
 """
 
-from models.batchnorm import batch_norm
+from surrogate_supervision.models.batchnorm import batch_norm
 
 import keras
 from keras import layers

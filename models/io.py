@@ -12,7 +12,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from datasets.errors import FileError, read_text
+from surrogate_supervision.datasets.errors import FileError, read_text
 
 
 def _remove(path):

@@ -9,7 +9,7 @@
 import keras
 import tensorflow as tf
 
-from datasets import IGNORE_ID
+from surrogate_supervision.datasets import IGNORE_ID
 
 LOSSES = ("ce", "dice", "ce+dice", "bce")
 

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from datasets import IGNORE_ID, FlagError
+from surrogate_supervision.datasets import IGNORE_ID, FlagError
 
 
 def confusion_matrix(truth, prediction, num_classes):

@@ -10,8 +10,8 @@ kernel: about 4.6 % of an fp32 training step on AVX-512). Weights with a bias (K
 files written by earlier versions of this toolkit) are folded into the BatchNorm on load: `models/conv_bias.py`.
 """
 
-from models.batchnorm import batch_norm
-from models.conv_grad import Conv2D
+from surrogate_supervision.models.batchnorm import batch_norm
+from surrogate_supervision.models.conv_grad import Conv2D
 
 from keras import layers
 

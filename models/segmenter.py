@@ -1,10 +1,10 @@
 """The segmentation network as fine-tuning trains it: DeepLabV3+ with the head its loss needs."""
 
-from models.architecture import Architecture
-from models.deeplab import build_deeplabv3plus
-from models.resnet import is_backbone_layer
+from surrogate_supervision.models.architecture import Architecture
+from surrogate_supervision.models.deeplab import build_deeplabv3plus
+from surrogate_supervision.models.resnet import is_backbone_layer
 
-from datasets import FlagError
+from surrogate_supervision.datasets import FlagError
 
 
 def build_segmenter(num_classes, *, loss="ce", freeze_encoder=False, architecture=None):

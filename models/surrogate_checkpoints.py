@@ -6,7 +6,7 @@ A run writes `generator.weights.h5` at its last step and, with a downstream prob
 
 from pathlib import Path
 
-from models.transfer import GENERATOR_FILE, TransferError
+from surrogate_supervision.models.transfer import GENERATOR_FILE, TransferError
 
 BEST_PROBE_FILE = "generator_best_probe.weights.h5"
 SURROGATE_CHECKPOINTS = {"final": GENERATOR_FILE, "best-probe": BEST_PROBE_FILE}

@@ -10,17 +10,17 @@ import sys
 import warnings
 from pathlib import Path
 
-from models.architecture import ARCHITECTURE_FILE, Architecture
-from models.conv_bias import fold_conv_biases, load_weights
-from models.deeplab import HEAD_LAYER, build_deeplabv3plus, build_generator
-from models.io import atomic_path, file_sha256, read_json
-from models.resnet import is_backbone_layer
+from surrogate_supervision.models.architecture import ARCHITECTURE_FILE, Architecture
+from surrogate_supervision.models.conv_bias import fold_conv_biases, load_weights
+from surrogate_supervision.models.deeplab import HEAD_LAYER, build_deeplabv3plus, build_generator
+from surrogate_supervision.models.io import atomic_path, file_sha256, read_json
+from surrogate_supervision.models.resnet import is_backbone_layer
 
 import h5py
 import keras
 import numpy as np
 
-from datasets import ToolkitError
+from surrogate_supervision.datasets import ToolkitError
 
 # control: a --predict gray generator; segmentation: a finished finetune/segment.py run
 INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate", "control", "segmentation")

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from models import ColorizationGAN, build_discriminator, build_generator, transfer_weights
-from models.colour_classify import (
+from surrogate_supervision.models import ColorizationGAN, build_discriminator, build_generator, transfer_weights
+from surrogate_supervision.models.colour_classify import (
     BIN_SPACES,
     BINS_FILE,
     COLOUR_LOSSES,
@@ -25,12 +25,12 @@ from models.colour_classify import (
     set_used_bins,
     start_at_blind_guess,
 )
-from models.deeplab import GENERATOR_OUTPUTS
-from models.gan import GAN_LOSSES
-from models.io import write_json
-from models.optimizers import make_adam
-from models.resnet import scaled
-from models.runner.cli import (
+from surrogate_supervision.models.deeplab import GENERATOR_OUTPUTS
+from surrogate_supervision.models.gan import GAN_LOSSES
+from surrogate_supervision.models.io import write_json
+from surrogate_supervision.models.optimizers import make_adam
+from surrogate_supervision.models.resnet import scaled
+from surrogate_supervision.models.runner.cli import (
     DEFAULT_RUNS,
     DEMO_DEFAULTS,
     add_flags,
@@ -42,16 +42,16 @@ from models.runner.cli import (
     run,
     save_config,
 )
-from models.runner.runtime import configure, is_chief, wait_for_workers
-from models.runner.training import Checkpoints, train_loop
-from models.runner.visualize import tile, to_uint8, write_png
-from models.transfer import GENERATOR_FILE, GRAY_OUTPUTS, save_generator
+from surrogate_supervision.models.runner.runtime import configure, is_chief, wait_for_workers
+from surrogate_supervision.models.runner.training import Checkpoints, train_loop
+from surrogate_supervision.models.runner.visualize import tile, to_uint8, write_png
+from surrogate_supervision.models.transfer import GENERATOR_FILE, GRAY_OUTPUTS, save_generator
 
 import tensorflow as tf
 
-import datasets
-from pretrain.holdout import colorization_scores, describe, holdout_batch, split_holdout
-from pretrain.probe import Probe
+from surrogate_supervision import datasets
+from surrogate_supervision.pretrain.holdout import colorization_scores, describe, holdout_batch, split_holdout
+from surrogate_supervision.pretrain.probe import Probe
 
 PRIOR_IMAGES = 512  # training crops whose chroma (or luma) estimates the bins' prior for --colour-loss classify
 

@@ -11,7 +11,7 @@ L1, which rewards the average (gray) colour. Here in the project's chroma space 
 colour bins present of each bin's accuracy curve).
 """
 
-from models.colour_bins import GRID_STEP, NUM_BINS, nearest_bins
+from surrogate_supervision.models.colour_bins import GRID_STEP, NUM_BINS, nearest_bins
 
 import numpy as np
 

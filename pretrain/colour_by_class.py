@@ -16,15 +16,15 @@ seed). Whole images (one centred crop that covers the largest image, padding ign
 border (footwear, hair) count; scored at the generator's stride-4 grid like `pretrain/holdout.py`.
 """
 
-from models.colour_bins import NUM_BINS, rgb_to_chroma
+from surrogate_supervision.models.colour_bins import NUM_BINS, rgb_to_chroma
 
 import numpy as np
 
-import datasets
-from datasets.pipeline import luma, stride4_view
-from datasets.splits import dataset_splits
-from pretrain.colour_accuracy import auc_from_bin_sums, bin_sums
-from pretrain.holdout import colorize
+from surrogate_supervision import datasets
+from surrogate_supervision.datasets.pipeline import luma, stride4_view
+from surrogate_supervision.datasets.splits import dataset_splits
+from surrogate_supervision.pretrain.colour_accuracy import auc_from_bin_sums, bin_sums
+from surrogate_supervision.pretrain.holdout import colorize
 
 MEDIAN_SAMPLE = 2000  # pixels drawn per class and image for the class median (plenty for a median)
 

@@ -20,12 +20,12 @@ With --by-class, also the chroma L1 per class of a labeled root's test split (RU
 import sys
 from pathlib import Path
 
-from models.io import write_json
-from models.runner.cli import parser, run
-from models.transfer import load_generator
+from surrogate_supervision.models.io import write_json
+from surrogate_supervision.models.runner.cli import parser, run
+from surrogate_supervision.models.transfer import load_generator
 
-from pretrain.colour_by_class import class_colour_scores, describe_by_class
-from pretrain.holdout import colorization_config, describe, evaluate_run
+from surrogate_supervision.pretrain.colour_by_class import class_colour_scores, describe_by_class
+from surrogate_supervision.pretrain.holdout import colorization_config, describe, evaluate_run
 
 
 def parse_args(argv=None):

@@ -5,18 +5,18 @@ Shared by pretrain/colorize.py (samples, the final score) and pretrain/evaluate.
 
 from pathlib import Path
 
-from models.colour_bins import rgb_to_chroma
-from models.colour_classify import BINS_FILE, bin_cross_entropies, load_colour_bins
-from models.io import read_json, write_json
-from models.runner.runs import RunError
-from models.transfer import load_generator
+from surrogate_supervision.models.colour_bins import rgb_to_chroma
+from surrogate_supervision.models.colour_classify import BINS_FILE, bin_cross_entropies, load_colour_bins
+from surrogate_supervision.models.io import read_json, write_json
+from surrogate_supervision.models.runner.runs import RunError
+from surrogate_supervision.models.transfer import load_generator
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-import datasets
-from pretrain.colour_accuracy import accuracy_auc
+from surrogate_supervision import datasets
+from surrogate_supervision.pretrain.colour_accuracy import accuracy_auc
 
 
 def split_holdout(sources, n, seed):

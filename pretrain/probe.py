@@ -16,20 +16,20 @@ import io
 import time
 from pathlib import Path
 
-from models.deeplab import HEAD_LAYER, ResizeLike
-from models.io import write_atomic
-from models.metrics import confusion_matrix, parse_groups, segmentation_metrics
-from models.runner.inference import DEFAULT_SCHEME, Predictor
-from models.surrogate_checkpoints import BEST_PROBE_FILE
-from models.transfer import save_generator
+from surrogate_supervision.models.deeplab import HEAD_LAYER, ResizeLike
+from surrogate_supervision.models.io import write_atomic
+from surrogate_supervision.models.metrics import confusion_matrix, parse_groups, segmentation_metrics
+from surrogate_supervision.models.runner.inference import DEFAULT_SCHEME, Predictor
+from surrogate_supervision.models.surrogate_checkpoints import BEST_PROBE_FILE
+from surrogate_supervision.models.transfer import save_generator
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-import datasets
-from datasets import IGNORE_ID
-from datasets.splits import seeded_order
+from surrogate_supervision import datasets
+from surrogate_supervision.datasets import IGNORE_ID
+from surrogate_supervision.datasets.splits import seeded_order
 
 PROBE_FILE = "probe.csv"
 COLUMNS = ("step", "dice_mean", "probe_seconds")

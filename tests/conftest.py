@@ -11,7 +11,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A small synthetic labeled dataset (24 pairs, 12 unlabeled, ~64 px), generated once per session."""
-    from datasets import make_synthetic
+    from surrogate_supervision.datasets import make_synthetic
 
     return make_synthetic(tmp_path_factory.mktemp("data") / "synthetic", n_labeled=24, n_unlabeled=12, size=64)
 

@@ -2,14 +2,14 @@
 
 from collections.abc import Mapping
 
-from models.resnet import apply_resnet50
+from surrogate_supervision.models.resnet import apply_resnet50
 
 import h5py
 import keras
 import numpy as np
 
-from datasets.labeled import LabeledDataset
-from datasets.masks import read_pair
+from surrogate_supervision.datasets.labeled import LabeledDataset
+from surrogate_supervision.datasets.masks import read_pair
 
 
 def randomize(model, seed):

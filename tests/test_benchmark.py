@@ -2,11 +2,11 @@
 
 import json
 
-import models.conv_grad
+from surrogate_supervision.models import conv_grad
 
 import pytest
 
-from experiments.benchmark import main
+from surrogate_supervision.experiments.benchmark import main
 
 
 def run(capsys, *argv):
@@ -48,8 +48,8 @@ def test_predict_reports_latency(capsys):
 
 @pytest.mark.parametrize("matmul_weight_gradients", [False, True])
 def test_profile_splits_step_time_by_op_type_and_network_part(capsys, monkeypatch, matmul_weight_gradients):
-    """Also where the backbone's weight gradients are matmuls (`models.conv_grad`, CPUs below AVX-512)."""
-    monkeypatch.setattr(models.conv_grad, "slow_onednn_kernels", lambda: matmul_weight_gradients)
+    """Also where the backbone's weight gradients are matmuls (`conv_grad`, CPUs below AVX-512)."""
+    monkeypatch.setattr(conv_grad, "slow_onednn_kernels", lambda: matmul_weight_gradients)
     result = run(capsys, "profile", "--task", "segment", "--size", "65", "--batch", "2", "--width", "0.125",
                  "--warmup", "1", "--steps", "1")
     assert result["op_seconds_per_step"] > 0
@@ -81,7 +81,7 @@ def test_roofline_puts_both_steps_on_the_matmul_scale(capsys):
 def test_each_command_keeps_its_own_steps_default():
     """`scale` times 500 steps by default, every other command 3: one command's default must not leak into the
     others' (argparse shares a parent parser's actions, and `set_defaults` on one child once changed them all)."""
-    from experiments.benchmark import parse_args
+    from surrogate_supervision.experiments.benchmark import parse_args
 
     assert {command: parse_args([command]).steps for command in ("train-step", "peer", "roofline", "profile",
                                                                  "predict", "scale")} == {
@@ -93,7 +93,7 @@ def test_peer_in_a_process_of_its_own_answers_each_step():
     """`peer --peer-process own`: the step runs in a child process, whose library output stays off the protocol."""
     import os
 
-    from experiments.benchmark import PeerProcess
+    from surrogate_supervision.experiments.benchmark import PeerProcess
 
     peer = PeerProcess(16, 2, builder="tests.helpers:stand_in_peer")
     assert {k: peer.info[k] for k in ("framework", "size", "batch")} == {"framework": "stand-in", "size": 16,
@@ -106,7 +106,7 @@ def test_peer_in_a_process_of_its_own_answers_each_step():
 
 
 def test_peer_process_that_cannot_build_its_step_says_so():
-    from experiments.benchmark import PeerProcess
+    from surrogate_supervision.experiments.benchmark import PeerProcess
 
     with pytest.raises(SystemExit, match="could not build its step"):
         PeerProcess(16, 2, builder="tests.helpers:no_such_builder")
@@ -132,7 +132,7 @@ def test_mixed_precision_flag_acts_in_profile_and_predict(capsys, command):
     TensorFlow for kernels that some CPUs lack (CI's CPU: "Conv2DBackpropInput" InvalidArgumentError in the
     profile's step; under ONEDNN_MAX_CPU_ISA=AVX2: no oneDNN convolution primitive). The float32 fallback there is
     tests/test_runner_runtime.py's."""
-    from models.runner.runtime import slow_low_precision_reason
+    from surrogate_supervision.models.runner.runtime import slow_low_precision_reason
 
     import keras
 

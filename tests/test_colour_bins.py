@@ -1,7 +1,7 @@
 """Colour as classes (models/colour_bins.py, models/colour_classify.py) against NumPy references of Zhang et al."""
 
-from models import build_discriminator, build_generator
-from models.colour_bins import (
+from surrogate_supervision.models import build_discriminator, build_generator
+from surrogate_supervision.models.colour_bins import (
     CENTRES,
     CHROMA,
     GRID_STEP,
@@ -15,9 +15,9 @@ from models.colour_bins import (
     rgb_to_chroma,
     soft_encode,
 )
-from models.colour_classify import ClassifyColorizationGAN, set_used_bins, start_at_blind_guess
-from models.deeplab import LumaChromaToRGB
-from models.transfer import load_generator, save_generator
+from surrogate_supervision.models.colour_classify import ClassifyColorizationGAN, set_used_bins, start_at_blind_guess
+from surrogate_supervision.models.deeplab import LumaChromaToRGB
+from surrogate_supervision.models.transfer import load_generator, save_generator
 
 import numpy as np
 import pytest
@@ -211,7 +211,7 @@ def test_classify_gan_step_trains_cross_entropy_and_gan_weight_scales_the_advers
 
 
 def test_bin_cross_entropies_score_the_generator_and_the_prior_like_the_reference():
-    from models.colour_classify import bin_cross_entropies
+    from surrogate_supervision.models.colour_classify import bin_cross_entropies
 
     rng = np.random.default_rng(3)
     generator = build_generator(output="classify", width=0.125)
@@ -267,8 +267,8 @@ def test_colour_heads_start_at_the_blind_guess():
 def test_matched_control_bins_the_gray_target_with_the_colour_arms_head_loss_and_rebalancing():
     """`--colour-loss classify --predict gray`: as many bins as the colour arm's head, over the luma of the gray
     target (what the L1 control gives back) instead of chroma, soft-encoded, rebalanced and trained alike."""
-    from models.colour_bins import LUMA_SPACE, LUMA_STEP
-    from models.colour_classify import colour_bins_from_images
+    from surrogate_supervision.models.colour_bins import LUMA_SPACE, LUMA_STEP
+    from surrogate_supervision.models.colour_classify import colour_bins_from_images
 
     colour = build_generator(output="classify", width=0.125)
     control = build_generator(output="classify_gray", width=0.125)

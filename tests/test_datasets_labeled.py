@@ -9,7 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import DatasetError, check_labeled, drop_bad, load_labeled, rle_encode, summarize_labeled
+from surrogate_supervision.datasets import (
+    DatasetError,
+    check_labeled,
+    drop_bad,
+    load_labeled,
+    rle_encode,
+    summarize_labeled,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +140,7 @@ def test_summary_and_drop_bad(tmp_path):
 
 
 def run_inspect(*args):
-    return subprocess.run([sys.executable, str(REPO / "datasets" / "inspect.py"), *map(str, args)],
+    return subprocess.run([sys.executable, str(REPO / "datasets" / "describe.py"), *map(str, args)],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
 
 

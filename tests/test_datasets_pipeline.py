@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import datasets.pipeline as pipeline
-from datasets import (
+import surrogate_supervision.datasets.pipeline as pipeline
+from helpers import eval_examples
+from surrogate_supervision.datasets import (
     SkipCounter,
     colorization_dataset,
     list_unlabeled,
@@ -17,7 +18,6 @@ from datasets import (
     segmentation_dataset,
     unwrap_dataset_error,
 )
-from helpers import eval_examples
 
 
 def pairs(root, stems=None):

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import (
+from surrogate_supervision.datasets import (
     DatasetError,
     load_palette,
     read_image,

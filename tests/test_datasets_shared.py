@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets import list_unlabeled, load_labeled, segmentation_dataset
+from surrogate_supervision.datasets import list_unlabeled, load_labeled, segmentation_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]  # real datasets (setup.cfg)
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.shared_data, pytest.mark.slow]  # real datasets (setup
 @pytest.mark.parametrize("name, pairs, classes", [("ccp_human_parsing", 1004, 6), ("kvasir_seg", 1000, 2)])
 def test_inspect_reports_pairs_and_classes(shared_dataset, name, pairs, classes):
     root = shared_dataset(name)
-    result = subprocess.run([sys.executable, str(REPO / "datasets" / "inspect.py"), str(root)],
+    result = subprocess.run([sys.executable, str(REPO / "datasets" / "describe.py"), str(root)],
                             capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"images    {pairs}\nmasks     {pairs}\nbad pairs 0" in result.stdout

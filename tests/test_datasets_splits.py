@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import (
+from surrogate_supervision.datasets import (
     DatasetError,
     LabeledDataset,
     drop_bad,
@@ -16,7 +16,7 @@ from datasets import (
     select_count,
     select_fraction,
 )
-from datasets.checks import Problem
+from surrogate_supervision.datasets.checks import Problem
 
 
 def fake_dataset(root: Path, n: int) -> LabeledDataset:

@@ -7,8 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets import DatasetError, check_labeled, default_synthetic_root, ensure_synthetic, load_labeled, make_synthetic
-from datasets.synthetic import CLASS_NAMES
+from surrogate_supervision.datasets import (
+    DatasetError,
+    check_labeled,
+    default_synthetic_root,
+    ensure_synthetic,
+    load_labeled,
+    make_synthetic,
+)
+from surrogate_supervision.datasets.synthetic import CLASS_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,8 +89,8 @@ def test_ensure_generates_default_dataset_once(tmp_path, monkeypatch):
 
 
 def test_cli(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "datasets.synthetic", "--out", str(tmp_path / "cli"),
-                             "--n-labeled", "3", "--n-unlabeled", "2", "--size", "32"],
+    result = subprocess.run([sys.executable, "-m", "surrogate_supervision.datasets.synthetic",
+                             "--out", str(tmp_path / "cli"), "--n-labeled", "3", "--n-unlabeled", "2", "--size", "32"],
                             capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(tmp_path / "cli")

@@ -18,15 +18,15 @@ import time
 import warnings
 from pathlib import Path
 
-from models.io import write_json
-from models.runner.cli import run as run_script
-from models.runner.provenance import code_version
+from surrogate_supervision.models.io import write_json
+from surrogate_supervision.models.runner.cli import run as run_script
+from surrogate_supervision.models.runner.provenance import code_version
 
 import numpy as np
 import pytest
 
-from experiments import label_efficiency
-from experiments.label_efficiency import (
+from surrogate_supervision.experiments import label_efficiency
+from surrogate_supervision.experiments.label_efficiency import (
     PRESETS,
     finetune_command,
     parse_args,
@@ -35,11 +35,18 @@ from experiments.label_efficiency import (
     pretraining_runs,
     skip_reason,
 )
-from experiments.plot import main as plot_main
-from experiments.plot import parse_args as plot_args
-from experiments.report import budget_section, hit_cap, plot, summarize, write_plots_and_report
-from experiments.results import COLUMNS, Cell, Pretraining, collect_results, read_results, read_runner_state
-from experiments.stats import PAIRS, STAT_COLUMNS, VIEWS, load_counts
+from surrogate_supervision.experiments.plot import main as plot_main
+from surrogate_supervision.experiments.plot import parse_args as plot_args
+from surrogate_supervision.experiments.report import budget_section, hit_cap, plot, summarize, write_plots_and_report
+from surrogate_supervision.experiments.results import (
+    COLUMNS,
+    Cell,
+    Pretraining,
+    collect_results,
+    read_results,
+    read_runner_state,
+)
+from surrogate_supervision.experiments.stats import PAIRS, STAT_COLUMNS, VIEWS, load_counts
 
 REPO = Path(__file__).resolve().parents[1]
 GRID_TIMEOUT = 1800  # seconds; a hang (e.g. a download that never fails) ends the test instead of CI

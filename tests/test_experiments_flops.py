@@ -1,12 +1,12 @@
 """experiments/flops.py: FLOPs counted from traced graphs against hand counts, and the matmul-rate probe."""
 
-import models.conv_grad
+from surrogate_supervision.models import conv_grad
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments import flops
+from surrogate_supervision.experiments import flops
 
 
 def traced(fn, *specs):
@@ -66,9 +66,9 @@ def test_dynamic_shape_is_refused_with_the_op_named():
 @pytest.mark.parametrize("matmul_weight_gradients", [False, True])
 def test_segmentation_step_counts_forward_and_both_gradients(monkeypatch, matmul_weight_gradients):
     """Every convolution has a trainable kernel (weight gradient = forward); only the stem's data gradient, with
-    respect to the image, is pruned. Where the backbone's weight gradients are matmuls (`models.conv_grad`, on
+    respect to the image, is pruned. Where the backbone's weight gradients are matmuls (`conv_grad`, on
     CPUs below AVX-512) the same FLOPs are counted under MatMul."""
-    monkeypatch.setattr(models.conv_grad, "slow_onednn_kernels", lambda: matmul_weight_gradients)
+    monkeypatch.setattr(conv_grad, "slow_onednn_kernels", lambda: matmul_weight_gradients)
     counts = flops.step_flops("segment", 64, 2, width=0.125)
     forward = counts["Conv2D"] + counts.get("DepthwiseConv2dNative", 0)
     assert counts["Conv2DBackpropFilter"] + counts.get("MatMul", 0) == counts["Conv2D"]
@@ -89,9 +89,9 @@ def test_peer_forward_matches_ours():
     torch = pytest.importorskip("torch")
     if importlib.util.find_spec("segmentation_models_pytorch") is None:  # imported by build_peer, after its shim
         pytest.skip("segmentation_models_pytorch is not installed (the `bench` extra)")
-    from models import build_deeplabv3plus
+    from surrogate_supervision.models import build_deeplabv3plus
 
-    from experiments.benchmark import build_peer
+    from surrogate_supervision.experiments.benchmark import build_peer
 
     ours = sum(flops.graph_flops(traced(build_deeplabv3plus(9), tf.TensorSpec((2, 96, 96, 3)))).values())
     peer = flops.torch_forward_flops(build_peer(96, 2)[1], torch.zeros(2, 3, 96, 96))

@@ -6,13 +6,13 @@ foreground Dice is then 2m / (1 + m) and the background Dice 2 / (3 − m), with
 difference between two arms follows from their mean rates alone.
 """
 
-from models.metrics import parse_groups, segmentation_metrics
+from surrogate_supervision.models.metrics import parse_groups, segmentation_metrics
 
 import numpy as np
 import pytest
 
-from experiments.report import budget_section, statistics_section
-from experiments.stats import (
+from surrogate_supervision.experiments.report import budget_section, statistics_section
+from surrogate_supervision.experiments.stats import (
     BORDERLINE,
     MARGIN,
     NO_DIFFERENCE,

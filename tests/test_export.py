@@ -7,16 +7,16 @@ ONNX needs the optional packages tf2onnx and onnxruntime; without them its test 
 import importlib.util
 import json
 
-from models.runner.cli import run
-from models.runner.inference import labels_from_logits
-from models.runner.runs import load_run
+from surrogate_supervision.models.runner.cli import run
+from surrogate_supervision.models.runner.inference import labels_from_logits
+from surrogate_supervision.models.runner.runs import load_run
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from test_predict import CROP, error_lines, trained_run  # noqa: F401 (a fixture)
 
-import finetune.export as export
+import surrogate_supervision.finetune.export as export
 
 ONNX_MISSING = [name for name in export.ONNX_PACKAGES if importlib.util.find_spec(name) is None]
 

@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models import build_deeplabv3plus, build_generator, build_segmenter
-from models.io import read_json
-from models.losses import make_loss
-from models.resnet import is_backbone_layer
-from models.runner.cli import architecture_from_flags, run
-from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator, save_generator
+from surrogate_supervision.models import build_deeplabv3plus, build_generator, build_segmenter
+from surrogate_supervision.models.io import read_json
+from surrogate_supervision.models.losses import make_loss
+from surrogate_supervision.models.resnet import is_backbone_layer
+from surrogate_supervision.models.runner.cli import architecture_from_flags, run
+from surrogate_supervision.models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator, save_generator
 
 import h5py
 import keras
@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import finetune.segment as segment
-import pretrain.colorize as colorize
-from datasets import load_labeled
+import surrogate_supervision.finetune.segment as segment
+import surrogate_supervision.pretrain.colorize as colorize
+from surrogate_supervision.datasets import load_labeled
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH = 0.125
@@ -318,7 +318,7 @@ def test_each_loss_trains_the_model(loss, num_classes, tmp_path):
 
 def test_test_counts_hold_each_test_image_and_add_up_to_the_metrics(scratch_run):
     """Per-image confusion matrices: every split-level score can be recomputed without the weights."""
-    from models.metrics import parse_groups, segmentation_metrics
+    from surrogate_supervision.models.metrics import parse_groups, segmentation_metrics
 
     counts = json.loads((scratch_run / "test_counts.json").read_text())
     metrics = json.loads((scratch_run / "metrics.json").read_text())
@@ -436,7 +436,7 @@ def segmentation_run(synthetic_root, scratch_run, tmp_path_factory):
 
 
 def test_label_counts_are_nested_and_identical_across_inits(label_runs, segmentation_run, scratch_run):
-    from datasets import select_count
+    from surrogate_supervision.datasets import select_count
 
     eight = read_lines(label_runs["scratch"] / "train_stems.txt")
     four, half = read_lines(segmentation_run / "train_stems.txt"), read_lines(scratch_run / "train_stems.txt")
@@ -475,7 +475,7 @@ def test_labels_beyond_the_training_split_exit_1_in_one_line(synthetic_root, tmp
 def test_segmentation_init_refuses_in_one_line(source, extra, message, request, synthetic_root, tmp_path, capsys):
     source = request.getfixturevalue(source)
     if "SPLIT_OTHERWISE" in extra:  # a split seed whose validation or test images the source run trained on
-        from datasets.splits import dataset_splits
+        from surrogate_supervision.datasets.splits import dataset_splits
 
         trained = set(read_lines(source / "train_stems.txt"))
         ds = load_labeled(synthetic_root)

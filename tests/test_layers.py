@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# What installs is one package: the folders below are its subpackages (setup.cfg's package_dir).
+PREFIX = "surrogate_supervision."
 # A package may import its own layer and those below it. The three script folders share the top layer; among
 # them only library modules (no `if __name__ == "__main__":`) may be imported.
 # `models.runner` (the run plumbing) is a subpackage of `models` with a layer of its own, above the networks.
@@ -55,6 +57,7 @@ def imports(name):
         else:
             continue
         for target in targets:
+            target = target.removeprefix(PREFIX)
             while target and target not in MODULES:
                 target = target.rpartition(".")[0]
             if target and target != name:
@@ -63,6 +66,20 @@ def imports(name):
 
 
 GRAPH = {name: imports(name) for name in MODULES}
+
+
+def bare_imports(path):
+    """Imports of a project folder by its bare name (`import datasets`), which would load whatever else in
+    site-packages is called that (Hugging Face's `datasets`, say) instead of this toolkit's."""
+    tree = ast.parse(path.read_text())
+    names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    names += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level]
+    return sorted(name for name in names if name and name.split(".")[0] in PACKAGES)
+
+
+def test_project_modules_are_imported_through_the_one_package_name():
+    offenders = {str(p.relative_to(REPO)): bare_imports(p) for p in [*MODULES.values(), *(REPO / "tests").glob("*.py")]}
+    assert {path: names for path, names in offenders.items() if names} == {}
 
 
 def package(name):

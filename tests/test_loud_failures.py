@@ -5,22 +5,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models.metrics import parse_groups
-from models.runner import training
-from models.runner.cli import check_resume, run
-from models.runner.runs import read_run_config
-from models.runner.runtime import make_strategy
-from models.runner.training import Checkpoints
-from models.segmenter import build_segmenter
+from surrogate_supervision.models.metrics import parse_groups
+from surrogate_supervision.models.runner import training
+from surrogate_supervision.models.runner.cli import check_resume, run
+from surrogate_supervision.models.runner.runs import read_run_config
+from surrogate_supervision.models.runner.runtime import make_strategy
+from surrogate_supervision.models.runner.training import Checkpoints
+from surrogate_supervision.models.segmenter import build_segmenter
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from datasets import DatasetError, FileError, FlagError, ToolkitError, load_labeled, load_palette
-from datasets.rle import read_rle_table
-from experiments import label_efficiency
-from experiments.label_efficiency import parse_args
+from surrogate_supervision.datasets import DatasetError, FileError, FlagError, ToolkitError, load_labeled, load_palette
+from surrogate_supervision.datasets.rle import read_rle_table
+from surrogate_supervision.experiments import label_efficiency
+from surrogate_supervision.experiments.label_efficiency import parse_args
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,8 @@
 """The atrous depthwise layer: Keras' DepthwiseConv2D's results, gradients and weights, minus the dead taps."""
 
-import models.deeplab as deeplab
-from models import build_deeplabv3plus
-from models.atrous import Conv2D, DepthwiseConv2D, reachable_taps
+import surrogate_supervision.models.deeplab as deeplab
+from surrogate_supervision.models import build_deeplabv3plus
+from surrogate_supervision.models.atrous import Conv2D, DepthwiseConv2D, reachable_taps
 
 import keras
 import numpy as np

@@ -1,9 +1,8 @@
 """The fused BatchNorm must be Keras' BatchNormalization in all but speed: values, statistics, gradients, files."""
 
-import models.batchnorm
-from models import build_generator
-from models import cpu as models_cpu
-from models.batchnorm import BatchNormalization
+from surrogate_supervision.models import batchnorm, build_generator
+from surrogate_supervision.models import cpu as models_cpu
+from surrogate_supervision.models.batchnorm import BatchNormalization
 
 import keras
 import numpy as np
@@ -14,7 +13,7 @@ import tensorflow as tf
 @pytest.fixture(params=["fused", "plain-forward"])
 def pair(request, monkeypatch):
     """Keras' layer and ours, ours on the fused kernel or on the plain-ops forward pass used below AVX-512."""
-    monkeypatch.setattr(models.batchnorm, "slow_onednn_kernels", lambda: request.param == "plain-forward")
+    monkeypatch.setattr(batchnorm, "slow_onednn_kernels", lambda: request.param == "plain-forward")
     x = tf.random.stateless_normal((4, 9, 9, 5), [1, 2]) * 3 + 1
     layers = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5), BatchNormalization(momentum=0.9, epsilon=1e-5)
     for layer in layers:
@@ -52,7 +51,7 @@ def test_weights_files_are_interchangeable_with_keras_batchnorm(tmp_path, monkey
     for variable in fused.weights:
         variable.assign(np.random.default_rng(0).uniform(0.5, 1.0, variable.shape).astype(variable.dtype))
     fused.save_weights(tmp_path / "fused.weights.h5")
-    monkeypatch.setattr(models.batchnorm, "BatchNormalization", keras.layers.BatchNormalization)
+    monkeypatch.setattr(batchnorm, "BatchNormalization", keras.layers.BatchNormalization)
     plain = build_generator(width=0.125)
     assert type(plain.get_layer("conv1_bn")) is keras.layers.BatchNormalization
     plain.load_weights(tmp_path / "fused.weights.h5")
@@ -67,7 +66,7 @@ def test_below_avx512_the_forward_pass_leaves_onednn_batchnorm_and_the_gradient_
     x = tf.random.stateless_normal((2, 4, 4, 3), [3, 4])
 
     def op_types(slow, training):
-        monkeypatch.setattr(models.batchnorm, "slow_onednn_kernels", lambda: slow)
+        monkeypatch.setattr(batchnorm, "slow_onednn_kernels", lambda: slow)
 
         def step(x):
             with tf.GradientTape() as tape:

@@ -3,11 +3,11 @@ and every source of old-layout weights (weight files, ImageNet files, surrogates
 
 import json
 
-from models import build_deeplabv3plus, build_generator, transfer_weights
-from models.conv_bias import fold_conv_biases, load_weights, with_conv_bias
-from models.resnet import batch_norm_after
-from models.runner.runs import BEST_WEIGHTS, CONFIG_FILE, load_run
-from models.transfer import GENERATOR_FILE, fold_caffe_preprocessing, load_generator
+from surrogate_supervision.models import build_deeplabv3plus, build_generator, transfer_weights
+from surrogate_supervision.models.conv_bias import fold_conv_biases, load_weights, with_conv_bias
+from surrogate_supervision.models.resnet import batch_norm_after
+from surrogate_supervision.models.runner.runs import BEST_WEIGHTS, CONFIG_FILE, load_run
+from surrogate_supervision.models.transfer import GENERATOR_FILE, fold_caffe_preprocessing, load_generator
 
 import keras
 import numpy as np

@@ -1,8 +1,7 @@
-"""models.conv_grad: the weight gradient as one matmul, equal to Keras' Conv2D, only where it applies."""
+"""conv_grad: the weight gradient as one matmul, equal to Keras' Conv2D, only where it applies."""
 
-import models.conv_grad
-from models import build_deeplabv3plus
-from models.conv_grad import Conv2D
+from surrogate_supervision.models import build_deeplabv3plus, conv_grad
+from surrogate_supervision.models.conv_grad import Conv2D
 
 import keras
 import numpy as np
@@ -37,7 +36,7 @@ def twin_layers(kernel, stride, dilation, padding, use_bias, shape):
 @pytest.mark.parametrize("use_bias", [False, True])
 @pytest.mark.parametrize("kernel, stride, dilation, padding, height, width", CASES)
 def test_matmul_weight_gradient_equals_keras(monkeypatch, kernel, stride, dilation, padding, height, width, use_bias):
-    monkeypatch.setattr(models.conv_grad, "slow_onednn_kernels", lambda: True)
+    monkeypatch.setattr(conv_grad, "slow_onednn_kernels", lambda: True)
     shape = (2, height, width, 8)  # 8 channels: oneDNN's AVX2 1×1 stride-2 weight gradient is wrong for 5 (below)
     ours, keras_layer = twin_layers(kernel, stride, dilation, padding, use_bias, shape)
     x = tf.random.stateless_normal(shape, [1, 2])
@@ -54,7 +53,7 @@ def test_matmul_weight_gradient_against_float64_numpy(kernel, stride, dilation):
     x = tf.random.stateless_normal((2, 9, 11, 5), [1, 2])
     height, width = -(-9 // stride), -(-11 // stride)
     dy = tf.random.stateless_normal((2, height, width, 3), [3, 4])
-    got = models.conv_grad.matmul_weight_gradient(x, dy, (kernel, kernel, 5, 3), stride, dilation).numpy()
+    got = conv_grad.matmul_weight_gradient(x, dy, (kernel, kernel, 5, 3), stride, dilation).numpy()
     pad = dilation * (kernel // 2)
     padded = np.pad(x.numpy().astype(np.float64), [(0, 0), (pad, pad), (pad, pad), (0, 0)])
     expected = np.zeros((kernel, kernel, 5, 3))
@@ -78,7 +77,7 @@ def gradient_op_types(layer, x):
                                                           (False, 3, 1, False), (True, 3, 2, False)])
 def test_matmul_only_where_onednn_is_slow_and_the_shape_allows(monkeypatch, slow, kernel, stride, matmul):
     """Below AVX-512 with no GPU (`slow_onednn_kernels`), 1×1 at any stride and k×k at stride 1 ("same")."""
-    monkeypatch.setattr(models.conv_grad, "slow_onednn_kernels", lambda: slow)
+    monkeypatch.setattr(conv_grad, "slow_onednn_kernels", lambda: slow)
     padding = "same" if stride == 1 else "valid"
     layer, _ = twin_layers(kernel, stride, 1, padding, False, (2, 8, 8, 4))
     ops = gradient_op_types(layer, tf.zeros((2, 8, 8, 4)))

@@ -1,7 +1,7 @@
 """DeepLabV3+ segmenter and colorization generator: shapes, ASPP rates, separable/regular 3×3 layers."""
 
-from models import build_deeplabv3plus, build_generator
-from models.deeplab import HEAD_LAYER, ResizeLike, stride4_size
+from surrogate_supervision.models import build_deeplabv3plus, build_generator
+from surrogate_supervision.models.deeplab import HEAD_LAYER, ResizeLike, stride4_size
 
 import keras
 import numpy as np

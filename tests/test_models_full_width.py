@@ -4,10 +4,10 @@ One full-width DeepLabV3+ is built for the whole module; one keras.applications.
 nothing is downloaded) provides the reference names and the random "ImageNet" files in both formats.
 """
 
-from models import TransferError, build_deeplabv3plus, transfer_weights
-from models.conv_bias import fold_conv_biases
-from models.resnet import batch_norm_after, is_backbone_layer
-from models.transfer import fold_caffe_preprocessing
+from surrogate_supervision.models import TransferError, build_deeplabv3plus, transfer_weights
+from surrogate_supervision.models.conv_bias import fold_conv_biases
+from surrogate_supervision.models.resnet import batch_norm_after, is_backbone_layer
+from surrogate_supervision.models.transfer import fold_caffe_preprocessing
 
 import keras
 import numpy as np

@@ -1,8 +1,8 @@
 """Conditional PatchGAN and the colorization GAN: shapes, losses against NumPy, one training step."""
 
-from models import ColorizationGAN, build_discriminator, build_generator
-from models.deeplab import stride4_size
-from models.gan import discriminator_loss, generator_adversarial_loss
+from surrogate_supervision.models import ColorizationGAN, build_discriminator, build_generator
+from surrogate_supervision.models.deeplab import stride4_size
+from surrogate_supervision.models.gan import discriminator_loss, generator_adversarial_loss
 
 import keras
 import numpy as np

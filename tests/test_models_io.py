@@ -1,6 +1,6 @@
 import threading
 
-from models.io import read_json, write_json
+from surrogate_supervision.models.io import read_json, write_json
 
 
 def test_concurrent_writers_of_one_file_never_collide(tmp_path):

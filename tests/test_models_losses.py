@@ -1,11 +1,11 @@
 """Each `--loss` against a hand-written NumPy reference, on random logits with some ignore (255) pixels."""
 
-from models.losses import LOSSES, make_loss
+from surrogate_supervision.models.losses import LOSSES, make_loss
 
 import numpy as np
 import pytest
 
-from datasets import IGNORE_ID as IGNORE
+from surrogate_supervision.datasets import IGNORE_ID as IGNORE
 
 NUM_CLASSES = 4
 

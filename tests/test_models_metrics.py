@@ -1,6 +1,6 @@
 """Split-level segmentation scores: confusion matrix, pooled Dice, IoU, class groups — on hand-counted cases."""
 
-from models.metrics import (
+from surrogate_supervision.models.metrics import (
     confusion_matrix,
     group_confusion,
     parse_groups,
@@ -11,7 +11,7 @@ from models.metrics import (
 import numpy as np
 import pytest
 
-from datasets import IGNORE_ID as IGNORE
+from surrogate_supervision.datasets import IGNORE_ID as IGNORE
 
 NAMES3 = ["background", "a", "b"]
 

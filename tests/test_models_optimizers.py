@@ -1,6 +1,6 @@
 """FusedAdam: TensorFlow's fused kernel gives Keras' Adam update, with interchangeable checkpoints."""
 
-from models.optimizers import POLY_POWER, FusedAdam, learning_rate, make_adam
+from surrogate_supervision.models.optimizers import POLY_POWER, FusedAdam, learning_rate, make_adam
 
 import keras
 import numpy as np

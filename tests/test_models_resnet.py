@@ -1,6 +1,6 @@
 """ResNet50 backbone: output-stride dilation, the beta stem, the width multiplier (tiny widths only)."""
 
-from models.resnet import scaled, stage_strides_and_rates
+from surrogate_supervision.models.resnet import scaled, stage_strides_and_rates
 
 import numpy as np
 import pytest

@@ -4,8 +4,8 @@ import dataclasses
 import hashlib
 import json
 
-from models import INITS, TransferError, build_deeplabv3plus, build_generator, transfer_weights
-from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, save_generator
+from surrogate_supervision.models import INITS, TransferError, build_deeplabv3plus, build_generator, transfer_weights
+from surrogate_supervision.models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, save_generator
 
 import h5py
 import keras
@@ -203,7 +203,7 @@ CLASSES = ["background", "skin", "hair", "cloth"]
 def _segmentation_run(folder, classes=CLASSES, *, finished=True, loss="ce", **arch):
     """A finished finetune/segment.py run as the script leaves it (config.json, architecture.json,
     best.weights.h5, metrics.json), holding a segmenter with random weights; returns (run, its weights)."""
-    from models.runner.runs import save_network_weights
+    from surrogate_supervision.models.runner.runs import save_network_weights
 
     model = build_deeplabv3plus(1 if loss == "bce" else len(classes), **{"width": WIDTH, **arch})
     randomize(model, seed=3)

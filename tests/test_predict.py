@@ -12,21 +12,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models import ARCHITECTURE_FILE, Architecture, build_deeplabv3plus
-from models.metrics import confusion_matrix
-from models.runner.cli import run
-from models.runner.inference import DEFAULT_SCHEME, InferenceScheme, Predictor, _starts
-from models.runner.runs import CONFIG_FILE, load_run
+from surrogate_supervision.models import ARCHITECTURE_FILE, Architecture, build_deeplabv3plus
+from surrogate_supervision.models.metrics import confusion_matrix
+from surrogate_supervision.models.runner.cli import run
+from surrogate_supervision.models.runner.inference import DEFAULT_SCHEME, InferenceScheme, Predictor, _starts
+from surrogate_supervision.models.runner.runs import CONFIG_FILE, load_run
 
 import cv2
 import keras
 import numpy as np
 import pytest
 
-import finetune.predict as predict
-import finetune.segment as segment
-from datasets import load_labeled, read_image, read_rle_csv
-from datasets.synthetic import make_scene
+import surrogate_supervision.finetune.predict as predict
+import surrogate_supervision.finetune.segment as segment
+from surrogate_supervision.datasets import load_labeled, read_image, read_rle_csv
+from surrogate_supervision.datasets.synthetic import make_scene
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, CROP = 0.125, 65
@@ -273,7 +273,7 @@ def test_predict_gives_the_labels_the_test_metrics_scored(synthetic_root, tmp_pa
 def test_inference_geometry_table_scores_every_scheme_against_the_default(trained_run, tmp_path):
     """experiments/inference_geometry.py: one row per scheme, the default's Dice equal to the run's own test Dice
     (the same path), every other row a paired difference, and the provenance line."""
-    from experiments import inference_geometry
+    from surrogate_supervision.experiments import inference_geometry
 
     out = tmp_path / "geometry.md"
     assert inference_geometry.main(inference_geometry.parse_args([str(trained_run), "--out", str(out)])) == 0

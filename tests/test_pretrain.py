@@ -11,16 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models.runner.cli import run
-from models.runner.training import train_loop
-from models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator
+from surrogate_supervision.models.runner.cli import run
+from surrogate_supervision.models.runner.training import train_loop
+from surrogate_supervision.models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator
 
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import pretrain.colorize as colorize
+import surrogate_supervision.pretrain.colorize as colorize
 
 REPO = Path(__file__).resolve().parents[1]
 CROP, SMALL = 65, 17  # the generator's stride-4 output for a 65-pixel crop: (65 - 1) // 4 + 1
@@ -96,7 +96,7 @@ def test_short_run_writes_every_output(first_run):
 
 
 def test_evaluate_rebuilds_the_holdout_and_scores_rgb_and_chroma(first_run, capsys):
-    from pretrain.evaluate import main, parse_args
+    from surrogate_supervision.pretrain.evaluate import main, parse_args
 
     before = json.loads((first_run / "pretrain_metrics.json").read_text())
     assert run(main, parse_args([str(first_run)])) == 0
@@ -112,7 +112,7 @@ def test_evaluate_rebuilds_the_holdout_and_scores_rgb_and_chroma(first_run, caps
 
 
 def test_batch_statistics_scoring_leaves_the_generator_as_it_was(first_run):
-    from pretrain.holdout import colorization_scores, holdout_batch, run_holdout
+    from surrogate_supervision.pretrain.holdout import colorization_scores, holdout_batch, run_holdout
 
     config = json.loads((first_run / "config.json").read_text())
     batch = holdout_batch(run_holdout(config), config["crop"], config["seed"])
@@ -128,7 +128,7 @@ def test_batch_statistics_scoring_leaves_the_generator_as_it_was(first_run):
 
 
 def test_evaluate_names_a_directory_that_is_not_a_run(tmp_path, capsys):
-    from pretrain.evaluate import main, parse_args
+    from surrogate_supervision.pretrain.evaluate import main, parse_args
 
     assert run(main, parse_args([str(tmp_path)])) == 1
     assert capsys.readouterr().err.startswith(f"error: {tmp_path}: no config.json")
@@ -221,7 +221,7 @@ def test_chroma_run_exports_a_luma_preserving_generator(synthetic_root, tmp_path
 
 
 def test_gray_target_holds_no_colour_only_the_inputs_luma(synthetic_root):
-    import datasets
+    from surrogate_supervision import datasets
 
     sources = datasets.list_unlabeled([synthetic_root])[:6]
     colour = next(iter(datasets.colorization_dataset(sources, crop=CROP, batch=3, seed=1)))
@@ -238,8 +238,8 @@ def test_gray_target_holds_no_colour_only_the_inputs_luma(synthetic_root):
 
 
 def test_predict_gray_trains_the_rgb_network_on_the_gray_target(synthetic_root, tmp_path, monkeypatch):
-    import datasets
-    from datasets.pipeline import colorization_dataset
+    from surrogate_supervision import datasets
+    from surrogate_supervision.datasets.pipeline import colorization_dataset
 
     made = []
 
@@ -270,10 +270,10 @@ def test_parser_rejects_surrogate_init(init, capsys):
 
 def test_classify_predict_gray_is_the_matched_control_on_luma_bins(synthetic_root, tmp_path, monkeypatch):
     """--colour-loss classify --predict gray: the classify arm's head, loss and bin statistics, on the gray target."""
-    from models.colour_bins import NUM_BINS
+    from surrogate_supervision.models.colour_bins import NUM_BINS
 
-    import datasets
-    from datasets.pipeline import colorization_dataset
+    from surrogate_supervision import datasets
+    from surrogate_supervision.datasets.pipeline import colorization_dataset
 
     targets = []
 

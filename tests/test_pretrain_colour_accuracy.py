@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pretrain.colour_accuracy import THRESHOLDS, accuracy_auc
+from surrogate_supervision.pretrain.colour_accuracy import THRESHOLDS, accuracy_auc
 
 
 def test_thresholds_span_zero_to_fifteen_bins():

@@ -2,15 +2,21 @@
 
 import json
 
-from models.colour_bins import CHROMA, NUM_BINS
+from surrogate_supervision.models.colour_bins import CHROMA, NUM_BINS
 
 import numpy as np
 import pytest
 
-import datasets
-import pretrain.evaluate as evaluate
-from pretrain.colour_accuracy import auc_from_bin_sums
-from pretrain.colour_by_class import REFERENCES, accumulate, class_colour_scores, covering_crop, describe_by_class
+import surrogate_supervision.pretrain.evaluate as evaluate
+from surrogate_supervision import datasets
+from surrogate_supervision.pretrain.colour_accuracy import auc_from_bin_sums
+from surrogate_supervision.pretrain.colour_by_class import (
+    REFERENCES,
+    accumulate,
+    class_colour_scores,
+    covering_crop,
+    describe_by_class,
+)
 
 
 def rgb_with_chroma(cb, cr):

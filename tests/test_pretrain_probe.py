@@ -7,19 +7,19 @@ import csv
 import json
 import math
 
-from models import build_deeplabv3plus, build_generator
-from models.colour_classify import BINS_FILE
-from models.deeplab import HEAD_LAYER
-from models.surrogate_checkpoints import BEST_PROBE_FILE, choose_surrogate
-from models.transfer import GENERATOR_FILE, TransferError, load_generator
+from surrogate_supervision.models import build_deeplabv3plus, build_generator
+from surrogate_supervision.models.colour_classify import BINS_FILE
+from surrogate_supervision.models.deeplab import HEAD_LAYER
+from surrogate_supervision.models.surrogate_checkpoints import BEST_PROBE_FILE, choose_surrogate
+from surrogate_supervision.models.transfer import GENERATOR_FILE, TransferError, load_generator
 
 import keras
 import numpy as np
 import pytest
 
-import finetune.segment as segment
-import pretrain.colorize as colorize
-from pretrain.probe import PROBE_FILE, Probe, ProbeSettings
+import surrogate_supervision.finetune.segment as segment
+import surrogate_supervision.pretrain.colorize as colorize
+from surrogate_supervision.pretrain.probe import PROBE_FILE, Probe, ProbeSettings
 from tests.test_pretrain import FLAGS, event_values
 
 TINY_PROBE = ProbeSettings(train_images=4, crops_per_image=1, val_images=4, steps=20)
@@ -124,7 +124,7 @@ def test_segment_starts_from_the_chosen_checkpoint(classify_run, synthetic_root,
     expected = classify_run / (GENERATOR_FILE if choice == "final" else BEST_PROBE_FILE)
     assert choose_surrogate(classify_run, choice) == expected
     model = build_deeplabv3plus(2, width=0.125)
-    from models import transfer_weights
+    from surrogate_supervision.models import transfer_weights
 
     report = transfer_weights(model, "surrogate", surrogate=choose_surrogate(args.surrogate, args.surrogate_checkpoint))
     assert report.source == str(expected)

@@ -11,14 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models import cpu
-from models.runner.cli import DEFAULTS_DEMO, DEFAULTS_REFERENCE, DEMO_DEFAULTS
+from surrogate_supervision.models import cpu
+from surrogate_supervision.models.runner.cli import DEFAULTS_DEMO, DEFAULTS_REFERENCE, DEMO_DEFAULTS
 
 import pytest
 
-import finetune.segment as segment
-import pretrain.colorize as colorize
-from experiments.label_efficiency import PRESETS
+import surrogate_supervision.finetune.segment as segment
+import surrogate_supervision.pretrain.colorize as colorize
+from surrogate_supervision.experiments.label_efficiency import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 # What TensorFlow 2.21 printed at every script start, --help included, before the script's own first line.

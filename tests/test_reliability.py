@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from models.runner.training import Checkpoints
+from surrogate_supervision.models.runner.training import Checkpoints
 
 import keras
 import numpy as np
@@ -99,7 +99,7 @@ def test_write_error_on_checkpoint_is_a_clear_message_and_keeps_the_last_one(tmp
 
 
 def test_deterministic_runs_give_identical_subsets_and_metrics(synthetic_root, tmp_path, restore_determinism):
-    from finetune.segment import main, parse_args
+    from surrogate_supervision.finetune.segment import main, parse_args
 
     runs = []
     for name in ("a", "b"):

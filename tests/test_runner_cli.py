@@ -4,7 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
-from models.runner.cli import check_resume, check_writable
+from surrogate_supervision.models.runner.cli import check_resume, check_writable
 
 import pytest
 

@@ -1,8 +1,8 @@
 """Whole-image prediction: padding to the stride, cropping back, and blended overlapping tiles."""
 
-from models import build_deeplabv3plus
-from models.runner import runtime
-from models.runner.inference import InferenceScheme, Predictor, _starts, untrained_tap_masks
+from surrogate_supervision.models import build_deeplabv3plus
+from surrogate_supervision.models.runner import runtime
+from surrogate_supervision.models.runner.inference import InferenceScheme, Predictor, _starts, untrained_tap_masks
 
 import keras
 import numpy as np

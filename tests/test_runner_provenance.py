@@ -3,8 +3,8 @@
 import json
 import subprocess
 
-from models.runner.cli import save_config
-from models.runner.provenance import REPO, code_version, describe_provenance, machine_summary
+from surrogate_supervision.models.runner.cli import save_config
+from surrogate_supervision.models.runner.provenance import REPO, code_version, describe_provenance, machine_summary
 
 import pytest
 

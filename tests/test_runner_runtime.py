@@ -2,8 +2,8 @@
 
 import os
 
-from models import cpu as models_cpu
-from models.runner import runtime
+from surrogate_supervision.models import cpu as models_cpu
+from surrogate_supervision.models.runner import runtime
 
 import keras
 import pytest
@@ -110,7 +110,7 @@ def test_cpu_flags_reads_the_flags_line(tmp_path):
 
 
 def test_onednn_turned_on_before_tensorflow_loads_on_x86_linux_unless_the_user_chose():
-    from models.cpu import enable_onednn
+    from surrogate_supervision.models.cpu import enable_onednn
 
     env = {}
     assert enable_onednn(env, "x86_64", "linux") and env == {"TF_ENABLE_ONEDNN_OPTS": "1"}

@@ -6,8 +6,14 @@ through the scripts (and a real SIGINT / SIGKILL); these pin each behaviour on i
 
 import signal
 
-from models.runner.cli import run
-from models.runner.training import Checkpoints, Interrupted, NonFiniteLoss, checkpoint_format, train_loop
+from surrogate_supervision.models.runner.cli import run
+from surrogate_supervision.models.runner.training import (
+    Checkpoints,
+    Interrupted,
+    NonFiniteLoss,
+    checkpoint_format,
+    train_loop,
+)
 
 import numpy as np
 import pytest
@@ -56,7 +62,7 @@ def test_nan_found_at_a_later_log_step_still_names_its_own_step(tmp_path):
 
 
 def test_logs_reach_the_host_only_at_log_and_checkpoint_steps(tmp_path, monkeypatch):
-    import models.runner.training as training
+    import surrogate_supervision.models.runner.training as training
 
     copied = []
     to_host = training._to_host

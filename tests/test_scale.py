@@ -21,10 +21,10 @@ MIRRORED_CHECK = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     keras.config.set_floatx("float64")
-    from models import build_deeplabv3plus
-    from models.batchnorm import BatchNormalization
-    from models.losses import make_loss
-    from models.runner.training import make_distributed_step
+    from surrogate_supervision.models import build_deeplabv3plus
+    from surrogate_supervision.models.batchnorm import BatchNormalization
+    from surrogate_supervision.models.losses import make_loss
+    from surrogate_supervision.models.runner.training import make_distributed_step
 
     x = tf.random.stateless_uniform((4, 65, 65, 3), [1, 2], -1, 1, dtype="float64")
     y = tf.random.stateless_uniform((4, 65, 65), [3, 4], 0, 5, tf.int32)
@@ -138,7 +138,7 @@ def test_two_workers_on_localhost_pretrain_then_finetune(synthetic_root, tmp_pat
 def test_mixed_precision_trains_finite_steps(synthetic_root, tmp_path):
     import keras
 
-    from pretrain.colorize import main, parse_args
+    from surrogate_supervision.pretrain.colorize import main, parse_args
 
     out = tmp_path / "colorize_mp"
     try:
@@ -147,7 +147,9 @@ def test_mixed_precision_trains_finite_steps(synthetic_root, tmp_path):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     config = json.loads((out / "config.json").read_text())
-    from models.runner.runtime import slow_low_precision_reason  # a CPU without native bfloat16 falls back to float32
+    from surrogate_supervision.models.runner.runtime import (
+        slow_low_precision_reason,  # a CPU without native bfloat16 falls back to float32
+    )
     assert config["precision"] in (("float32",) if slow_low_precision_reason() else ("mixed_bfloat16", "mixed_float16"))
     scores = json.loads((out / "pretrain_metrics.json").read_text())
     assert np.isfinite(scores["l1_colorized"])

@@ -4,4 +4,4 @@ training loop and its checkpoints (`training`), trained runs loaded back (`runs`
 Above `models/` and `datasets/`, below the scripts in pretrain/, finetune/ and experiments/.
 """
 
-from models import cpu  # noqa: F401  (first: settings TensorFlow reads when it loads)
+from surrogate_supervision.models import cpu  # noqa: F401  (first: settings TensorFlow reads when it loads)

@@ -15,15 +15,15 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from models import INITS, Architecture, TransferError
-from models.io import read_json, write_json
-from models.runner.provenance import code_version, machine_summary
-from models.runner.runtime import is_chief
-from models.runner.training import Interrupted, NonFiniteLoss
+from surrogate_supervision.models import INITS, Architecture, TransferError
+from surrogate_supervision.models.io import read_json, write_json
+from surrogate_supervision.models.runner.provenance import code_version, machine_summary
+from surrogate_supervision.models.runner.runtime import is_chief
+from surrogate_supervision.models.runner.training import Interrupted, NonFiniteLoss
 
 import tensorflow as tf
 
-from datasets import FlagError, ToolkitError, unwrap_dataset_error
+from surrogate_supervision.datasets import FlagError, ToolkitError, unwrap_dataset_error
 
 FLAGS = {
     "data": dict(nargs="+", type=Path, default=None, help="dataset root(s); for pretraining also folders of images or videos (default: built-in synthetic set)"),

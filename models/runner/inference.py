@@ -18,15 +18,15 @@ checkpoints and best.weights.h5 of runs trained since hold them as zero; older r
 import dataclasses
 from dataclasses import dataclass
 
-from models.atrous import reachable_taps
-from models.io import read_json
-from models.runner.runtime import avoid_slow_fused_inference
+from surrogate_supervision.models.atrous import reachable_taps
+from surrogate_supervision.models.io import read_json
+from surrogate_supervision.models.runner.runtime import avoid_slow_fused_inference
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from datasets import pad_to_grid
+from surrogate_supervision.datasets import pad_to_grid
 
 UNTRAINED_TAPS = ("zero", "keep")
 METRICS_FILE = "metrics.json"

@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from models.cpu import cpu_flags, onednn_isa_cap
+from surrogate_supervision.models.cpu import cpu_flags, onednn_isa_cap
 
 REPO = Path(__file__).resolve().parents[2]
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")

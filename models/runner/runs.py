@@ -12,16 +12,16 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models import Architecture, build_segmenter
-from models.conv_bias import load_weights
-from models.io import atomic_path, read_json
-from models.runner.runtime import avoid_slow_fused_inference
+from surrogate_supervision.models import Architecture, build_segmenter
+from surrogate_supervision.models.conv_bias import load_weights
+from surrogate_supervision.models.io import atomic_path, read_json
+from surrogate_supervision.models.runner.runtime import avoid_slow_fused_inference
 
 import keras
 
-from datasets import DatasetError, ToolkitError
-from datasets.images import IMAGE_EXTENSIONS
-from datasets.labeled import list_files_by_stem
+from surrogate_supervision.datasets import DatasetError, ToolkitError
+from surrogate_supervision.datasets.images import IMAGE_EXTENSIONS
+from surrogate_supervision.datasets.labeled import list_files_by_stem
 
 CONFIG_FILE = "config.json"
 BEST_WEIGHTS = "best.weights.h5"

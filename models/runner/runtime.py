@@ -11,13 +11,19 @@ import random
 import sys
 import time
 
-from models.cpu import ONEDNN_ISAS_BELOW_AVX512, cpu_flags, onednn_below_avx512_reason, onednn_enabled, onednn_isa_cap
+from surrogate_supervision.models.cpu import (
+    ONEDNN_ISAS_BELOW_AVX512,
+    cpu_flags,
+    onednn_below_avx512_reason,
+    onednn_enabled,
+    onednn_isa_cap,
+)
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from datasets import FlagError
+from surrogate_supervision.datasets import FlagError
 
 STRATEGIES = ("none", "mirrored", "multiworker")
 

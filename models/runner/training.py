@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from models.runner.runtime import is_chief, worker_id
+from surrogate_supervision.models.runner.runtime import is_chief, worker_id
 
 import tensorflow as tf
 from tqdm import tqdm

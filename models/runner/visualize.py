@@ -1,11 +1,11 @@
 """Pictures of what a network does: sample grids for colorization and overlays for segmentation."""
 
-from models.io import write_atomic
+from surrogate_supervision.models.io import write_atomic
 
 import cv2
 import numpy as np
 
-from datasets import IGNORE_ID
+from surrogate_supervision.datasets import IGNORE_ID
 
 
 def to_uint8(image):

@@ -1,21 +1,14 @@
-"""Check a labeled dataset before training and print a summary: python datasets/inspect.py ROOT [--palette F]
+"""Check a labeled dataset before training and print a summary: python datasets/describe.py ROOT [--palette F]
 
 Exit status: 0 clean, 1 problems found (each printed on one line naming the file), 2 unusable input.
 """
 
-import os
+import argparse
 import sys
 
-# Run as a script, sys.path[0] is datasets/, where this file would shadow the stdlib `inspect` that
-# numpy and TensorFlow import; put the repository root there instead.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-import argparse
-
-from datasets.checks import scan_labeled
-from datasets.errors import DatasetError
-from datasets.labeled import load_labeled
+from surrogate_supervision.datasets.checks import scan_labeled
+from surrogate_supervision.datasets.errors import DatasetError
+from surrogate_supervision.datasets.labeled import load_labeled
 
 
 def parse_args(argv=None):
