@@ -93,7 +93,7 @@ PRESETS = {
     # 12 cells). The synthetic scenes reward training for thousands of steps by ever smaller gains, so a cell
     # stops once 150 steps have added less than 0.01 validation Dice: scratch cells measured stopping at
     # 850-1,050 steps (experiments/results/demo.md), well inside the 1,500-step cap.
-    "demo": dict(crop=129, width=0.25, batch=4, pretrain_steps=400, finetune_steps=1500, lr=1e-3,
+    "demo": dict(crop=65, width=0.25, batch=4, pretrain_steps=400, finetune_steps=1500, lr=1e-3,
                  pretrain_lr=2e-4, eval_every=50, checkpoint_every=50, sample_every=200, patience=3, min_delta=0.01,
                  min_steps=0, seeds=[1], pretrain_seeds=1, loss="ce", lr_schedule="constant",
                  **CPU_PRETEXT),

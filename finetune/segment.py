@@ -152,8 +152,8 @@ class Evaluator:
     finetune/predict.py uses too) and writes prediction overlays; keeps each image's confusion matrix in
     `per_image` (stem → counts) for scores recomputed later."""
 
-    def __init__(self, model, ds, stems, groups, *, crop):
-        self.predictor = Predictor(model, train_crop=crop, scheme=DEFAULT_SCHEME)
+    def __init__(self, predictor, ds, stems, groups):
+        self.predictor = predictor
         self.ds, self.stems, self.groups = ds, stems, groups
         self.per_image = {}
 
@@ -227,7 +227,9 @@ def main(args):
     chief = is_chief()
     writer = tf.summary.create_file_writer(str(out / "logs")) if chief else tf.summary.create_noop_writer()
     val_stems = splits["val"][: args.val_images] if args.val_images else splits["val"]
-    validate = Evaluator(model, ds, val_stems, groups, crop=args.crop)
+    # One Predictor (one traced network) scores validation and then test.
+    predictor = Predictor(model, train_crop=args.crop, scheme=DEFAULT_SCHEME)
+    validate = Evaluator(predictor, ds, val_stems, groups)
     best_file = out / "best.json"
 
     def evaluate(step, logs):
@@ -263,7 +265,7 @@ def main(args):
                    hooks=[(args.eval_every, evaluate)], xla=args.xla, desc=f"segment {args.init}")
         stopped_step = int(checkpoints.step.numpy())
     if chief:
-        evaluate_on_test(model, ds, splits, groups, train, args, stopped_step)
+        evaluate_on_test(predictor, ds, splits, groups, train, args, stopped_step)
     wait_for_workers(strategy)
     return 0
 
@@ -276,13 +278,13 @@ def is_plateau(progress_step, step, args):
             and step - progress_step >= args.patience * args.eval_every)
 
 
-def evaluate_on_test(model, ds, splits, groups, train, args, stopped_step):
+def evaluate_on_test(predictor, ds, splits, groups, train, args, stopped_step):
     """The chief's last step: the best validation checkpoint on the test split, metrics.json, each test image's
     confusion counts (every statistic can be recomputed from them without the weights) and a grid."""
     out = args.out
     best_file = out / "best.json"
-    load_weights(network_only(model), out / BEST_WEIGHTS)  # also one an earlier version wrote, biases folded
-    evaluator = Evaluator(model, ds, splits["test"], groups, crop=args.crop)
+    load_weights(network_only(predictor.model), out / BEST_WEIGHTS)  # also one an earlier version wrote, biases folded
+    evaluator = Evaluator(predictor, ds, splits["test"], groups)
     metrics, shown = evaluator(limit_images=4)
     best = read_json(best_file, {})
     metrics.update(n_test_images=len(splits["test"]), n_train_images=len(train), init=args.init, frac=args.frac,

@@ -102,7 +102,7 @@ def test_data_keeps_the_reference_recipe_and_explicit_flags_win():
     assert reference.defaults == DEFAULTS_REFERENCE and reference.out == Path("runs/colorize")
     demo = colorize.parse_args(["--steps", "7"])
     assert (demo.steps, demo.crop, demo.colour_loss, demo.predict, demo.defaults) == \
-        (7, 129, "classify", "classify", DEFAULTS_DEMO)
+        (7, 65, "classify", "classify", DEFAULTS_DEMO)
     assert colorize.parse_args(["--predict", "rgb"]).colour_loss == "l1"  # flags only L1 takes keep it
     cell = segment.parse_args(["--data", "d", "--init", "control", "--labels", "8"])
     assert (cell.steps, cell.lr, cell.patience, cell.out, cell.surrogate) == \

@@ -39,6 +39,15 @@ def deeplab():
     return build_deeplabv3plus(3, width=0.125)
 
 
+def test_images_of_every_size_share_one_trace(deeplab):
+    """A trace of the network takes seconds: validating and testing on images of many sizes must not retrace."""
+    predictor = Predictor(deeplab, train_crop=65)
+    for side in (37, 50, 81, 100):
+        predictor.labels(random_image(side, side + 7))
+
+    assert predictor.traced.experimental_get_tracing_count() == 1
+
+
 @pytest.mark.parametrize("length, tile, stride", [(90, 33, 24), (70, 33, 24), (81, 33, 24), (34, 33, 24),
                                                   (33, 33, 24), (20, 33, 24), (100, 33, 1)])
 def test_starts_cover_the_range_with_the_last_tile_flush(length, tile, stride):

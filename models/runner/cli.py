@@ -68,9 +68,9 @@ FLAGS = {
 # helped at this scale, experiments/results/pretext.md), and fine-tuning that stops once 3 evaluations 50 steps
 # apart have not added 0.01 validation Dice (--steps is the cap). With --data each flag keeps its own default.
 DEMO_DEFAULTS = {
-    "colorize": dict(steps=400, crop=129, width=0.25, checkpoint_every=50, sample_every=200, colour_loss="classify",
+    "colorize": dict(steps=400, crop=65, width=0.25, checkpoint_every=50, sample_every=200, colour_loss="classify",
                      gan_weight=0.0),
-    "segment": dict(steps=1500, crop=129, width=0.25, lr=1e-3, eval_every=50, checkpoint_every=50, patience=3,
+    "segment": dict(steps=1500, crop=65, width=0.25, lr=1e-3, eval_every=50, checkpoint_every=50, patience=3,
                     min_delta=0.01),
 }
 # What config.json's "defaults" records: which of the two sets of defaults applied to the flags not given.

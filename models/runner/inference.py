@@ -137,8 +137,10 @@ class Predictor:
             if scheme.untrained_taps == "zero":
                 self.masks = untrained_tap_masks(model, train_crop)
             self.zero_untrained_taps()
-            traced = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-            forward = lambda x: traced(tf.constant(x)).numpy()
+            # Traced once for every image size (a trace of the whole network takes seconds, per size otherwise).
+            self.traced = tf.function(lambda x: model(x, training=False),
+                                      input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+            forward = lambda x: self.traced(tf.constant(x)).numpy()
         self._forward = forward
 
     def zero_untrained_taps(self):
