@@ -277,7 +277,7 @@ def statistics_section(stats):
                 ""]
     lines = ["## Paired differences (95 % bootstrap confidence intervals)", "",
              "Mean over seeds of the difference in test Dice between two arms, pairs matched by seed and test image; "
-             "the interval redraws seeds and test images together (see README, *Reading the intervals*). "
+             "the interval redraws seeds and test images together (see docs/scripts.md, *Reading the intervals*). "
              f"Where the interval includes zero the table says *{NO_DIFFERENCE}*; where a bound lies within "
              f"{MARGIN} of zero, *{BORDERLINE}* with that bound: too close to zero to tell higher or lower from no "
              f"difference. Also in `{STATISTICS_FILE}`.", ""]

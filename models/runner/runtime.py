@@ -36,7 +36,7 @@ def make_strategy(name):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise FlagError("--distribute multiworker needs the TF_CONFIG environment variable (see README)")
+            raise FlagError("--distribute multiworker needs the TF_CONFIG environment variable (see docs/scale.md)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise FlagError(f"Wrong --distribute {name!r}, supported: {', '.join(STRATEGIES)}")
 
