@@ -8,11 +8,28 @@ from pathlib import Path
 
 
 class ToolkitError(ValueError):
-    """A refusal the toolkit means, whose message names the file, folder or flag at fault.
+    """A refusal the toolkit means, whose message names the file, folder or value at fault.
 
     CLIs print it in one line. A ValueError that is not one is a bug and is shown with its traceback. It is
     a ValueError so that callers (and tests) that caught ValueError before these types existed still do.
+
+    `param`, where given, is the parameter the message is about, and the message is what follows its name:
+    `TransferError(f"{path}: no such file", param="surrogate")` reads "surrogate runs/x: no such file", and a
+    CLI, which knows the flag that set it, shows `error.named("--surrogate")`: "--surrogate runs/x: no such file".
+    Library code names parameters, never flags (ARCHITECTURE.md).
     """
+
+    def __init__(self, message="", *, param=None):
+        super().__init__(message)
+        self.param = param
+
+    def named(self, name):
+        """The message with `name` standing for the parameter it is about (`str` uses the parameter's own name)."""
+        message = super().__str__()
+        return f"{name} {message}" if self.param and name else message
+
+    def __str__(self):
+        return self.named(self.param)
 
 
 class DatasetError(ToolkitError):

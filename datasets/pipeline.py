@@ -146,9 +146,9 @@ def stride4_view(images):
 def _check_common(n, crop, batch, start_index):
     if n == 0:
         raise DatasetError("no files to build a pipeline from")
-    for name, value, low in (("--crop", crop, 1), ("--batch", batch, 1), ("start_index", start_index, 0)):
+    for name, value, low in (("crop", crop, 1), ("batch", batch, 1), ("start_index", start_index, 0)):
         if int(value) != value or value < low:
-            raise DatasetError(f"{name} must be an integer >= {low}, got {value}")
+            raise DatasetError(f"must be an integer >= {low}, got {value}", param=name)
 
 
 def segmentation_dataset(image_paths, mask_paths, *, crop=513, batch=4, seed=0, training=True, flip=True,

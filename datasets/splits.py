@@ -22,7 +22,7 @@ def seeded_order(stems, seed: int, purpose: str) -> list[str]:
 
 def _split_size(fraction: float, n: int, name: str) -> int:
     if not 0 <= fraction < 1:
-        raise DatasetError(f"--{name} fraction must be in [0, 1), got {fraction}")
+        raise DatasetError(f"fraction must be in [0, 1), got {fraction}", param=name)
     return max(1, math.floor(fraction * n + 0.5)) if fraction > 0 else 0
 
 
@@ -129,12 +129,12 @@ def select_fraction(train_stems, frac, seed) -> list[str]:
     try:
         frac = float(frac)
     except (TypeError, ValueError):
-        raise DatasetError(f"--frac must be in (0, 1], got {frac}") from None
+        raise DatasetError(f"must be in (0, 1], got {frac}", param="frac") from None
     if not 0 < frac <= 1:
-        raise DatasetError(f"--frac must be in (0, 1], got {frac}")
+        raise DatasetError(f"must be in (0, 1], got {frac}", param="frac")
     n = len(set(train_stems))
     if not n:
-        raise DatasetError("--frac: the training split is empty")
+        raise DatasetError(f"{frac}: the training split is empty", param="frac")
     return select_count(train_stems, max(1, math.ceil(frac * n - 1e-9)), seed)
 
 
@@ -146,6 +146,6 @@ def select_count(train_stems, count, seed) -> list[str]:
     """
     order = seeded_order(train_stems, seed, "fraction")
     if isinstance(count, bool) or int(count) != count or not 1 <= count <= len(order):
-        raise DatasetError(f"labels={count}: must be a whole number from 1 to the {len(order)} images of the "
-                           f"training split")
+        raise DatasetError(f"{count}: must be a whole number from 1 to the {len(order)} images of the training "
+                           f"split", param="labels")
     return sorted(order[: int(count)])

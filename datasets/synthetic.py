@@ -88,7 +88,12 @@ def _write(path: Path, rgb_or_mask: np.ndarray, params=()) -> None:
         raise DatasetError(f"{path}: cannot write")
 
 
-def make_synthetic(root, *, n_labeled=200, n_unlabeled=400, size=128, seed=0) -> Path:
+# The built-in set's side: small scenes, so that the demo grid (crop 65) runs in minutes on two cores
+# (experiments/results/demo.md). Its folder is named after it, so a set cached at another size is not reused.
+BUILTIN_SIZE = 64
+
+
+def make_synthetic(root, *, n_labeled=200, n_unlabeled=400, size=BUILTIN_SIZE, seed=0) -> Path:
     """Write a synthetic dataset to ROOT (images/*.jpg, masks/*.png, unlabeled/*.png, classes.txt, SOURCE.md).
 
     Scene i depends only on (seed, i), so a bigger dataset extends a smaller one. Files are written to a
@@ -100,9 +105,9 @@ def make_synthetic(root, *, n_labeled=200, n_unlabeled=400, size=128, seed=0) ->
     root = Path(root)
     if root.exists() and any(root.iterdir()):
         raise DatasetError(f"{root}: already exists and is not empty")
-    if min(n_labeled, n_unlabeled) < 0 or size < 16:
-        raise DatasetError(f"--n-labeled/--n-unlabeled must be >= 0 and --size >= 16, got "
-                           f"{n_labeled}, {n_unlabeled}, {size}")
+    for name, value, low in (("n_labeled", n_labeled, 0), ("n_unlabeled", n_unlabeled, 0), ("size", size, 16)):
+        if value < low:
+            raise DatasetError(f"must be >= {low}, got {value}", param=name)
     temporary = root.with_name(f".{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     for folder in ("images", "masks", "unlabeled"):
@@ -129,9 +134,9 @@ def make_synthetic(root, *, n_labeled=200, n_unlabeled=400, size=128, seed=0) ->
 
 
 def default_synthetic_root() -> Path:
-    """$SURROGATE_DATA_HOME/synthetic, or ~/.cache/surrogate-supervision/synthetic."""
+    """$SURROGATE_DATA_HOME/synthetic-64px, or ~/.cache/surrogate-supervision/synthetic-64px."""
     home = os.environ.get("SURROGATE_DATA_HOME")
-    return (Path(home) if home else Path.home() / ".cache" / "surrogate-supervision") / "synthetic"
+    return (Path(home) if home else Path.home() / ".cache" / "surrogate-supervision") / f"synthetic-{BUILTIN_SIZE}px"
 
 
 def ensure_synthetic(root=None) -> Path:
@@ -146,10 +151,10 @@ def ensure_synthetic(root=None) -> Path:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Generate the synthetic demo dataset.")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: %(default)s -> "
-                        "$SURROGATE_DATA_HOME/synthetic or ~/.cache/surrogate-supervision/synthetic)")
+                        "$SURROGATE_DATA_HOME/synthetic-64px or ~/.cache/surrogate-supervision/synthetic-64px)")
     parser.add_argument("--n-labeled", type=int, default=200)
     parser.add_argument("--n-unlabeled", type=int, default=400)
-    parser.add_argument("--size", type=int, default=128, help="typical side length in pixels")
+    parser.add_argument("--size", type=int, default=BUILTIN_SIZE, help="typical side length in pixels")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -159,7 +164,8 @@ def main(args) -> int:
         root = make_synthetic(args.out or default_synthetic_root(), n_labeled=args.n_labeled,
                               n_unlabeled=args.n_unlabeled, size=args.size, seed=args.seed)
     except DatasetError as error:
-        print(f"error: {error}", file=sys.stderr)
+        flag = error.param and "--" + error.param.replace("_", "-")  # make_synthetic's parameters are the flags
+        print(f"error: {error.named(flag)}", file=sys.stderr)
         return 2
     print(root)
     return 0

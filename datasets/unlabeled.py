@@ -69,7 +69,7 @@ def list_unlabeled(paths, *, video_every=30, seed=0, test=0.1) -> list[Source]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if video_every < 1:
-        raise DatasetError(f"--video-every must be at least 1, got {video_every}")
+        raise DatasetError(f"must be at least 1, got {video_every}", param="video_every")
     sources = []
     for path in map(Path, paths):
         if not path.exists():

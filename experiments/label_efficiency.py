@@ -15,92 +15,31 @@ whose best step came late in the schedule). The `demo` preset's cells stop on th
 """
 
 import argparse
+import contextlib
 import ctypes
+import os
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from surrogate_supervision.models import INITS
 from surrogate_supervision.models.io import read_json
+from surrogate_supervision.models.rundir import BEST_WEIGHTS, GENERATOR_FILE, METRICS_FILE
 from surrogate_supervision.models.runner.cli import add_flags
 from surrogate_supervision.models.runner.provenance import code_version, machine_summary
-from surrogate_supervision.models.runner.runs import BEST_WEIGHTS
 
 from tqdm import tqdm
 
+from surrogate_supervision.experiments.presets import DESCRIPTIONS, PRESETS
 from surrogate_supervision.experiments.report import write_plots_and_report
 from surrogate_supervision.experiments.results import Cell, collect_results, read_runner_state, write_runner_state
 
 REPO = Path(__file__).resolve().parent.parent
-# Every value is a flag of this script; an explicit flag beats the preset. `finetune_steps` is a cap: a cell
-# stops once validation mean Dice has not improved for `patience` evaluations (every `eval_every` steps), but never
-# before `min_steps`; where `min_steps` equals the cap (`cpu`), patience never acts.
-# The pretext (colorize.py's colour loss, output, L1 weight λ and GAN weight μ): the paper's recipe, or at CPU
-# scale colour classification without the GAN term, the only pretext whose frozen body beat a random one on the
-# downstream probe (experiments/results/pretext.md).
-REFERENCE_PRETEXT = dict(colour_loss="l1", predict="rgb", l1_weight=1.0, gan_weight=1.0)
-CPU_PRETEXT = dict(colour_loss="classify", predict="chroma", l1_weight=1.0, gan_weight=0.0)
-PRESETS = {
-    "paper": dict(crop=513, width=1.0, batch=4, pretrain_steps=76_000, finetune_steps=300_000, lr=1e-4,
-                  pretrain_lr=2e-4, eval_every=5000, checkpoint_every=5000, sample_every=5000, patience=10,
-                  min_delta=0.0, min_steps=0, seeds=[1, 2, 3], pretrain_seeds=3, loss="ce", lr_schedule="constant",
-                  **REFERENCE_PRETEXT),
-    # Sized for the label-efficiency study (experiments/results/ccp_human_parsing/, kvasir_seg/): two ~1,000-image
-    # datasets, 3 arms x 4 fractions x 5 seeds each, the two grids side by side, one per core (these small networks gain
-    # ~30 % throughput from two 1-thread processes over one 2-thread one). Planned at about 8 hours per dataset, it
-    # takes far longer: with CE + Dice and poly most cells train 5,000-8,000 steps at ~10 steps/s plus an 8-second
-    # validation every 250 steps (a quarter of the time), ~20 minutes a cell, so ~24 hours per core for a dataset's 60
-    # cells and 10 pretraining runs (2-core AMD EPYC, AVX-512, 2026-11-25, at 0e515d2). Crop 129 is the crop the
-    # pretexts were compared at (pretext.md). Measured at crop 129 on all labels, Adam 1e-3, from scratch: CCP's
-    # validation Dice climbed 0.21 -> 0.60 over 4,500 steps by noisy steps of +-0.05, and Kvasir-SEG's jumped at 1,250
-    # steps and then wandered; hence patience 6 (1,500 steps) with min-delta 0.005 so a single noisy evaluation neither
-    # stops nor prolongs a cell, and a cap of 8,000. min_steps 4,000: Kvasir-SEG cells first sit for ~3,000 steps on the
-    # all-background plateau (validation 0.46-0.52) before they find polyps (0.58); at 5183ef2, without it, a 25 % cell
-    # stopped there at 2,000 steps with its best checkpoint at 500 (test 0.520, below the 10 % cell's 0.582). Loss CE +
-    # Dice: with CE alone the Kvasir-SEG 25 % cell never left that plateau in 4,000 steps and 2 of CCP's first 3 cells
-    # hit the cap still climbing; CE + Dice left it by step 1,000 and reached CCP's 0.60 at 3,750 steps instead of 6,750
-    # (kvasir_seg/loss_pilot.md). Poly learning-rate decay (DeepLab's) to 0 at the cap: at a constant 1e-3 CCP's 25 %
-    # cell was still climbing at the cap (validation 0.647 -> 0.678 over its last 500 steps) and Kvasir-SEG's wandered
-    # (its 100 % cell peaked at step 2,250, test 0.654, below the 10 % cell's 0.715); with poly the CCP cell reached the
-    # same test Dice (0.699 vs 0.697) and flattened, stopping by patience at 7,750. Half the schedule (4,000 steps,
-    # poly) cost 0.04-0.06 test Dice, still climbing at its end (loss_pilot.md). One pretraining run per fine-tuning
-    # seed (pretrain_seeds = 5): a seed's pretraining and its 4 cells (~25 + 4 x 30 minutes) fit in one working session
-    # on one core, so a machine lost between sessions (results are committed, weights are not) seldom leaves finished
-    # cells whose pretraining must be redone for the rest (report.md names the weights each cell used), and the interval
-    # over seeds is also one over pretraining runs. min_steps = finetune_steps (since 2026-11-26, second session): every
-    # cell runs the poly schedule out and is scored at its best validation checkpoint, so patience and min_delta no
-    # longer act at this preset (they do where --min-steps is lowered) and no cell is known to have converged (report.md
-    # counts the cells whose best step came in the schedule's last 10 %). Patience had stopped cells on a
-    # plateau at a still-high learning rate, before the decay that brings the late gains: at e004420, seed 1, 6 of 17
-    # cells stopped at steps 5,250-6,500, and they were the low ones (Kvasir-SEG: all 4 surrogate cells, 0.655-0.712,
-    # and the scratch 100 % cell, 0.696, below scratch's 10-50 % cells, 0.726-0.737, which all ran out), so the stopping
-    # rule, not the initialisation, decided part of the comparison. 16,000 steps (since 2026-12-02, at b82724b on an
-    # Intel Xeon with AMX): seed 1's scratch cells with the schedule doubled, nothing else changed, gained at both ends
-    # of the label range, CCP 10 % 0.691 -> 0.742 and 100 % 0.707 -> 0.747, Kvasir-SEG 10 % 0.737 -> 0.744 and 100 %
-    # 0.727 -> 0.744 (the 100 % runs in `<dataset>/schedule_8000/longer_schedule/`; the 10 % runs' directories were lost
-    # with that machine before they were copied, and each grid's scratch 10 % seed-1 cell measures them again), so 8,000
-    # steps under-trained every fraction, not only the ones with the fewest passes over their images, and a budget in
-    # epochs would not fix it: a fixed 16,000. Evaluation and checkpoints every 500 steps (32 a cell) instead of 250: a
-    # validation pass is ~4 s, 6 % of a cell's time at 250, and the poly schedule's best checkpoint falls in its last
-    # steps (21 of seed 1's 24 cells at 8,000 peaked at step 7,000 or later). ~30 minutes a cell on one core.
-    "cpu": dict(crop=129, width=0.25, batch=4, pretrain_steps=5000, finetune_steps=16_000, lr=1e-3, pretrain_lr=2e-4,
-                eval_every=500, checkpoint_every=500, sample_every=1000, patience=6, min_delta=0.005, min_steps=16_000,
-                seeds=[1, 2, 3, 4, 5], pretrain_seeds=5, loss="ce+dice", lr_schedule="poly", **CPU_PRETEXT),
-    # The cpu grid scaled to the 128-px synthetic set: the README's main command (two 400-step pretraining runs,
-    # 12 cells). The synthetic scenes reward training for thousands of steps by ever smaller gains, so a cell
-    # stops once 150 steps have added less than 0.01 validation Dice: scratch cells measured stopping at
-    # 850-1,050 steps (experiments/results/demo.md), well inside the 1,500-step cap.
-    "demo": dict(crop=65, width=0.25, batch=4, pretrain_steps=400, finetune_steps=1500, lr=1e-3,
-                 pretrain_lr=2e-4, eval_every=50, checkpoint_every=50, sample_every=200, patience=3, min_delta=0.01,
-                 min_steps=0, seeds=[1], pretrain_seeds=1, loss="ce", lr_schedule="constant",
-                 **CPU_PRETEXT),
-    "smoke": dict(crop=65, width=0.125, batch=2, pretrain_steps=4, finetune_steps=4, lr=1e-4, pretrain_lr=2e-4,
-                  eval_every=2, checkpoint_every=2, sample_every=2, patience=1, min_delta=0.0, min_steps=0, seeds=[1],
-                  pretrain_seeds=1, loss="ce", lr_schedule="constant", **REFERENCE_PRETEXT),
-}
 IMAGENET_INITS = ("imagenet", "imagenet+surrogate")
 # The positive control: fine-tuned from the grid's own scratch cell trained on all labels with the same seed
 # (segment.py --init segmentation), the most any initialisation could buy at each label count. Were it to lose to
@@ -116,19 +55,23 @@ def parse_args(argv=None):
     p.add_argument("--data", type=Path, default=None, help="labeled dataset root (default: built-in synthetic set)")
     p.add_argument("--unlabeled", type=Path, nargs="+", default=[], help="extra folders/videos for pretraining")
     add_flags(p, "out")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="cpu with --data, demo without")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="cpu with --data, demo without (experiments/presets.py). "
+                        + "; ".join(f"{name}: {line}" for name, line in DESCRIPTIONS.items()))
     p.add_argument("--inits", nargs="+", default=["scratch", "imagenet", "surrogate", "control"], choices=ARMS)
     amounts = p.add_mutually_exclusive_group()
     amounts.add_argument("--fracs", nargs="+", type=float, default=None,
-                         help="label fractions, the grid's axis (default: 0.1 0.25 0.5 1.0)")
+                         help="label fractions, the grid's axis (default: the preset's)")
     amounts.add_argument("--labels", nargs="+", type=int, default=None,
                          help="label counts instead of fractions (segment.py --labels N: nested, the same images for "
                               "every init), for the regime where a few labeled images are all there is")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="fine-tuning seeds (overrides the preset)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs at once, each with its share of the CPU cores as threads (overrides the preset)")
     add_flags(p, "group", "imagenet_weights", "backbone")
     add_flags(p, "loss", "lr_schedule", loss=None, lr_schedule=None)  # None: the preset's
     for name in PRESETS["cpu"]:
-        if name in ("seeds", "loss", "lr_schedule"):
+        if name in ("seeds", "loss", "lr_schedule", "fracs", "jobs"):
             continue  # added above
         kind = float if name in ("width", "lr", "pretrain_lr", "l1_weight", "gan_weight", "min_delta") else int
         kind = str if name in ("colour_loss", "predict") else kind
@@ -142,14 +85,16 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     preset = PRESETS[args.preset or ("cpu" if args.data else "demo")]
     for name, value in preset.items():
-        if getattr(args, name) is None:
+        if getattr(args, name) is None and name != "fracs":
             setattr(args, name, value)
     if args.pretrain_seeds < 1:
         p.error(f"--pretrain-seeds must be at least 1, got {args.pretrain_seeds}")
     if args.patience < 1:
         p.error(f"--patience must be at least 1, got {args.patience}")
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.labels is None and args.fracs is None:
-        args.fracs = [0.1, 0.25, 0.5, 1.0]
+        args.fracs = list(preset["fracs"])
     if args.labels is not None and min(args.labels) < 1:
         p.error(f"--labels must be at least 1, got {min(args.labels)}")
     return args
@@ -215,7 +160,7 @@ def skip_reason(args, cell):
                 "run with --width 1, or pass --imagenet-weights FILE")
     if cell.init == POSITIVE:
         source = positive_source(cell)
-        everything = read_json(source.run_dir(args.out) / "metrics.json", {}).get("n_train_images")
+        everything = read_json(source.run_dir(args.out) / METRICS_FILE, {}).get("n_train_images")
         if cell.labels is None and cell.frac == 1.0 or cell.labels is not None and everything and \
                 cell.labels >= everything:
             return (f"the positive control at all labels would fine-tune {source.name} again on the images it was "
@@ -223,29 +168,46 @@ def skip_reason(args, cell):
     return None
 
 
-def run_step(name, command, state, log, outputs=()):
+def run_step(name, command, state, log, outputs=(), *, jobs=1, lock=None):
     """Runs one script to completion (it resumes itself); records wall time and outcome under `name`.
 
     A step marked done is run again when one of its `outputs` is gone (e.g. a fresh checkout that kept
-    results.csv but not the pretrained weights); the script then resumes or finishes at once.
+    results.csv but not the pretrained weights); the script then resumes or finishes at once. With `jobs` > 1
+    other steps run beside it: its output is kept for runner.log instead of shown, it gets its share of the cores
+    as threads (`step_environment`), and `lock` guards the shared state and log.
     """
-    if finished(state, name, outputs):
-        return True
-    entry = state.setdefault(name, {"wall_seconds": 0.0, "attempts": 0})
+    lock = lock or contextlib.nullcontext()
+    with lock:
+        if finished(state, name, outputs):
+            return True
+        entry = state.setdefault(name, {"wall_seconds": 0.0, "attempts": 0})
+        entry["command"] = shlex.join(["python"] + [str(c) for c in command])
     argv = [sys.executable, str(REPO / command[0])] + [str(c) for c in command[1:]]
-    entry["command"] = shlex.join(["python"] + [str(c) for c in command])
     tick = time.time()
-    returncode, tail = run_and_tee(argv)
-    entry["wall_seconds"] += time.time() - tick
-    entry["attempts"] += 1
+    returncode, tail = run_and_tee(argv, env=step_environment(jobs), echo=jobs == 1)
     lines = [line for line in tail.replace("\r", "\n").splitlines() if line.strip()]
-    log.write(f"$ {entry['command']}\n" + "\n".join(lines[-50:]) + "\n")
-    if returncode == 0:
-        entry.update(status="done", error="")
-    else:
-        entry.update(status="failed", error=(lines[-1] if lines else f"exit status {returncode}")[:500])
-        tqdm.write(f"{name}: failed: {entry['error']}")
+    with lock:
+        entry["wall_seconds"] += time.time() - tick
+        entry["attempts"] += 1
+        log.write(f"$ {entry['command']}\n" + "\n".join(lines[-50:]) + "\n")
+        if returncode == 0:
+            entry.update(status="done", error="")
+            if jobs > 1:
+                tqdm.write(f"{name}: done in {time.time() - tick:.0f} s")
+        else:
+            entry.update(status="failed", error=(lines[-1] if lines else f"exit status {returncode}")[:500])
+            tqdm.write(f"{name}: failed: {entry['error']}")
     return returncode == 0
+
+
+def step_environment(jobs):
+    """The environment of a step that shares the machine with `jobs` - 1 others: each gets an equal share of the
+    cores as TensorFlow and OpenMP threads (threads a user set stay). None (inherit) for one step at a time."""
+    if jobs == 1:
+        return None
+    threads = str(max(1, len(os.sched_getaffinity(0)) // jobs))
+    names = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+    return {**{name: threads for name in names}, **os.environ}
 
 
 def finished(state, name, outputs=()):
@@ -256,7 +218,7 @@ def finished(state, name, outputs=()):
 def cell_outputs(args, cell, sources=()):
     """What a finished cell leaves; a cell in `sources` (the positive cells still to run start from it) also needs
     its weights, so on a machine without them it is run again."""
-    return [cell.run_dir(args.out) / "metrics.json"] + ([cell.run_dir(args.out) / BEST_WEIGHTS] if cell in sources
+    return [cell.run_dir(args.out) / METRICS_FILE] + ([cell.run_dir(args.out) / BEST_WEIGHTS] if cell in sources
                                                          else [])
 
 
@@ -266,13 +228,15 @@ def _die_with_parent():
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def run_and_tee(argv):
-    """Runs a script showing its progress live; returns (exit status, the tail of its stderr)."""
-    process = subprocess.Popen(argv, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+def run_and_tee(argv, env=None, echo=True):
+    """Runs a script showing its progress live (`echo`); returns (exit status, the tail of its stderr)."""
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=None if echo else subprocess.DEVNULL, env=env,
+                               preexec_fn=_die_with_parent)
     tail = b""
     for chunk in iter(lambda: process.stderr.read1(4096), b""):
-        sys.stderr.buffer.write(chunk)
-        sys.stderr.flush()
+        if echo:
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.flush()
         tail = (tail + chunk)[-20_000:]
     return process.wait(), tail.decode(errors="replace")
 
@@ -314,31 +278,52 @@ def main(args):
     # machine (no weights) pretrains again just the runs that unfinished cells start from.
     pending = [cell for cell in cells if not finished(state, cell.name, cell_outputs(args, cell))]
     sources = {positive_source(cell) for cell in pending if cell.init == POSITIVE and skip_reason(args, cell) is None}
-    with open(args.out / "runner.log", "a") as log:
-        for pretraining in pretraining_runs(args, pending):
-            tqdm.write(f"pretraining ({pretraining.name}) → {pretraining.run_dir(args.out)}")
-            run_step(f"pretrain/{pretraining.name}", pretrain_command(args, pretraining), state, log,
-                     outputs=[pretraining.run_dir(args.out) / "generator.weights.h5"])
+    lock, futures = threading.Lock(), {}
+    step = dict(jobs=args.jobs, lock=lock)
+
+    def pretrain(pretraining):
+        tqdm.write(f"pretraining ({pretraining.name}) → {pretraining.run_dir(args.out)}")
+        run_step(f"pretrain/{pretraining.name}", pretrain_command(args, pretraining), state, log,
+                 outputs=[pretraining.run_dir(args.out) / GENERATOR_FILE], **step)
+        with lock:
             write_runner_state(args.out, state)
-        for cell in tqdm(cells, desc="grid", unit="cell"):
-            needs = cell.pretraining(args.pretrain_seeds)
-            reason = skip_reason(args, cell)
-            if reason:
-                state[cell.name] = {"status": "skipped", "wall_seconds": 0.0, "attempts": 0, "error": reason}
-            elif needs and state.get(f"pretrain/{needs.name}", {}).get("status") != "done":
-                error = state.get(f"pretrain/{needs.name}", {}).get("error")
-                state[cell.name] = {"status": "failed", "wall_seconds": 0.0, "attempts": 0,
-                                    "error": f"pretraining {needs.name} failed: {error}"}
-            elif cell.init == POSITIVE and not finished(state, (source := positive_source(cell)).name,
-                                                        cell_outputs(args, source, {source})):
-                error = state.get(source.name, {}).get("error") or "not run"
-                state[cell.name] = {"status": "failed", "wall_seconds": 0.0, "attempts": 0,
-                                    "error": f"its source cell {source.name} did not finish: {error}"}
-            else:
-                run_step(cell.name, finetune_command(args, cell), state, log,
-                         outputs=cell_outputs(args, cell, sources))
+
+    def run_cell(cell):
+        needs = cell.pretraining(args.pretrain_seeds)
+        reason = skip_reason(args, cell)
+        if cell.init == POSITIVE and positive_source(cell).name in futures:
+            futures[positive_source(cell).name].result()  # submitted, so started, before this cell: no deadlock
+        if reason:
+            outcome = {"status": "skipped", "wall_seconds": 0.0, "attempts": 0, "error": reason}
+        elif needs and state.get(f"pretrain/{needs.name}", {}).get("status") != "done":
+            error = state.get(f"pretrain/{needs.name}", {}).get("error")
+            outcome = {"status": "failed", "wall_seconds": 0.0, "attempts": 0,
+                       "error": f"pretraining {needs.name} failed: {error}"}
+        elif cell.init == POSITIVE and not finished(state, (source := positive_source(cell)).name,
+                                                    cell_outputs(args, source, {source})):
+            error = state.get(source.name, {}).get("error") or "not run"
+            outcome = {"status": "failed", "wall_seconds": 0.0, "attempts": 0,
+                       "error": f"its source cell {source.name} did not finish: {error}"}
+        else:
+            outcome = None
+            run_step(cell.name, finetune_command(args, cell), state, log, outputs=cell_outputs(args, cell, sources),
+                     **step)
+        with lock:
+            if outcome is not None:
+                state[cell.name] = outcome
             write_runner_state(args.out, state)
             collect_results(args.out, cells, state)
+            bar.update()
+
+    # Steps run `--jobs` at a time: pretraining runs first (cells start from them), then the cells in plan order, a
+    # positive cell waiting for its source cell.
+    with open(args.out / "runner.log", "a") as log, ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(pretrain, pretraining_runs(args, pending)))
+        with tqdm(total=len(cells), desc="grid", unit="cell") as bar:
+            for cell in cells:
+                futures[cell.name] = pool.submit(run_cell, cell)
+            for future in futures.values():
+                future.result()
     write_plots_and_report(args.out)
     status = [state.get(c.name, {}).get("status") for c in cells]
     print(f"{status.count('done')}/{len(cells)} cells finished, {status.count('skipped')} skipped, "

@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 from surrogate_supervision.models.io import read_json
+from surrogate_supervision.models.rundir import CONFIG_FILE, PRETRAIN_METRICS_FILE, PROBE_FILE
 from surrogate_supervision.models.runner import cli
 
 from matplotlib.figure import Figure
 
-from surrogate_supervision.pretrain.probe import PROBE_FILE, read_rows
+from surrogate_supervision.pretrain.probe import read_rows
 
 
 def recipe(config):
@@ -27,7 +28,7 @@ def recipe(config):
 
 
 def table_row(run):
-    config, metrics = read_json(run / "config.json", {}), read_json(run / "pretrain_metrics.json", {})
+    config, metrics = read_json(run / CONFIG_FILE, {}), read_json(run / PRETRAIN_METRICS_FILE, {})
     rows = read_rows(run / PROBE_FILE)
     later = [r for r in rows if r["step"] > 0]
     if not later:
@@ -55,7 +56,7 @@ def plot_probes(runs, path):
         if not rows:
             continue
         line, = ax.plot([r["step"] for r in rows], [r["dice_mean"] for r in rows], marker="o", ms=3,
-                        label=recipe(read_json(run / "config.json", {})))
+                        label=recipe(read_json(run / CONFIG_FILE, {})))
         if rows[0]["step"] == 0:
             ax.axhline(rows[0]["dice_mean"], color=line.get_color(), ls=":", lw=0.8)
     ax.set_xlabel("pretraining step")

@@ -13,6 +13,14 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from surrogate_supervision.models.io import read_json, write_atomic
+from surrogate_supervision.models.rundir import (
+    CONFIG_FILE,
+    INIT_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    PRETRAIN_METRICS_FILE,
+    SAMPLES_DIR,
+)
 from surrogate_supervision.models.runner.provenance import describe_provenance
 from surrogate_supervision.models.transfer import PRETEXT_INITS
 
@@ -370,7 +378,7 @@ def arms_section(experiment, rows):
     for the grids the matched control, the positive arm or label counts came with; the fraction grids before them
     keep their reports as they were."""
     arms = list(dict.fromkeys(r["init"] for r in rows))
-    configs = {run.name: read_json(run / "config.json", {}) for run in sorted((experiment / "pretrain").glob("*"))
+    configs = {run.name: read_json(run / CONFIG_FILE, {}) for run in sorted((experiment / "pretrain").glob("*"))
                if run.is_dir()}
     if not (counted(rows) or "positive" in arms
             or any(c.get("predict") == "classify_gray" for c in configs.values())):
@@ -392,7 +400,7 @@ def weights_used(experiment, rows):
     bit-exact, its later cells start from a different file, and this tells which."""
     used = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        init = read_json(experiment / row["run_dir"] / "init.json", {}) if row["status"] == "done" else {}
+        init = read_json(experiment / row["run_dir"] / INIT_FILE, {}) if row["status"] == "done" else {}
         if init.get("source_sha256") and row["init"] in PRETEXT_INITS:
             used[Path(init["source"]).parent.name][init["source_sha256"]].append(f"{amount(row)}/seed {row['seed']}")
     return used
@@ -415,7 +423,7 @@ def machines_used(experiment, rows):
     working sessions runs on whatever machine each session has."""
     used = defaultdict(list)
     for row in rows:
-        machine = read_json(experiment / row["run_dir"] / "config.json", {}).get("machine") \
+        machine = read_json(experiment / row["run_dir"] / CONFIG_FILE, {}).get("machine") \
             if row["status"] == "done" else None
         if machine:
             used[describe_provenance([], machine)[1]].append(f"{row['init']} {amount(row)}/seed {row['seed']}")
@@ -427,7 +435,7 @@ def write_plots_and_report(experiment):
     rows = read_results(experiment)
     for row in rows:  # not a results.csv column: whether --patience could stop the cell at all (budget_section)
         if row["status"] == "done":
-            row["min_steps"] = read_json(experiment / row["run_dir"] / "metrics.json", {}).get("min_steps")
+            row["min_steps"] = read_json(experiment / row["run_dir"] / METRICS_FILE, {}).get("min_steps")
     state = read_runner_state(experiment)
     cells, groups = load_counts(experiment, rows)
     stats = pair_statistics(cells, groups)
@@ -451,10 +459,10 @@ def write_plots_and_report(experiment):
     weights = weights_used(experiment, rows)
     for run in sorted(p for p in (experiment / "pretrain").glob("*") if p.is_dir()):
         start = run.name
-        samples = sorted((run / "samples").glob("*.png"))
+        samples = sorted((run / SAMPLES_DIR).glob("*.png"))
         if samples:
-            score = read_json(run / "pretrain_metrics.json", {})
-            config = read_json(run / "config.json", {})
+            score = read_json(run / PRETRAIN_METRICS_FILE, {})
+            config = read_json(run / CONFIG_FILE, {})
             predict = config.get("predict", "rgb")
             kind = "no-colour control: gives back its gray input" if predict == "gray" else f"colorization, {predict}"
             kind = f"no-colour control: {pretext_kind(config)}" if predict == "classify_gray" else kind
@@ -470,7 +478,7 @@ def write_plots_and_report(experiment):
     if shown:
         parts += ["## Sample test predictions (image | ground truth | prediction), smallest fraction", ""]
         for r in shown[:4]:
-            grid = Path(r["run_dir"]) / "predictions.png"
+            grid = Path(r["run_dir"]) / PREDICTIONS_FILE
             if (experiment / grid).is_file():
                 parts += [f"**{r['init']}**, seed {r['seed']}:", "", f"![{r['init']}]({grid})", ""]
     commands = [f"    {v['command']}" for k, v in state.items() if not k.startswith("__") and v.get("command")]

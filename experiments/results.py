@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from surrogate_supervision.models.io import read_json, write_atomic, write_json
+from surrogate_supervision.models.rundir import CONFIG_FILE, METRICS_FILE
 
 # `labels`: the cell's --labels count, empty for a --frac cell (and absent from tables written before counts)
 COLUMNS = ("init", "frac", "labels", "seed", "n_train", "dice_mean", "dice_grouped", "dice_foreground", "miou",
@@ -122,11 +123,11 @@ def write_runner_state(experiment, state):
 def cell_row(experiment, cell, state):
     run_dir = cell.run_dir(experiment)
     entry = state.get(cell.name, {})
-    metrics = read_json(run_dir / "metrics.json", {})
+    metrics = read_json(run_dir / METRICS_FILE, {})
     row = {"init": cell.init, "frac": cell.frac, "labels": cell.labels, "seed": cell.seed,
            "run_dir": str(run_dir.relative_to(experiment)), "wall_seconds": round(entry.get("wall_seconds", 0.0), 1)}
     if metrics:
-        schedule = read_json(run_dir / "config.json", {}).get("lr_schedule", "constant")  # older runs: constant
+        schedule = read_json(run_dir / CONFIG_FILE, {}).get("lr_schedule", "constant")  # older runs: constant
         row.update(n_train=metrics["n_train_images"], steps=metrics["steps"], status="done", note="",
                    lr_schedule=schedule, best_step=metrics.get("best_step"), stopped_step=metrics.get("stopped_step"),
                    **{k: round(metrics[k], 6) for k in SCORES if metrics.get(k) is not None})

@@ -22,6 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from surrogate_supervision.models.io import read_json, write_atomic
+from surrogate_supervision.models.rundir import TEST_COUNTS_FILE
 
 import numpy as np
 
@@ -153,7 +154,7 @@ def load_counts(experiment, rows):
     for row in rows:
         if row["status"] != "done":
             continue
-        counts = read_json(Path(experiment) / row["run_dir"] / "test_counts.json")
+        counts = read_json(Path(experiment) / row["run_dir"] / TEST_COUNTS_FILE)
         if counts is None:
             continue
         groups = groups or list(counts["groups"].values())

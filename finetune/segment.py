@@ -21,6 +21,22 @@ from surrogate_supervision.models.conv_bias import load_weights
 from surrogate_supervision.models.io import read_json, write_atomic, write_json
 from surrogate_supervision.models.metrics import confusion_matrix, parse_groups, segmentation_metrics
 from surrogate_supervision.models.optimizers import learning_rate, make_adam
+from surrogate_supervision.models.rundir import (
+    BEST_FILE,
+    BEST_WEIGHTS,
+    CONFIG_FILE,
+    INIT_FILE,
+    LOGS_DIR,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    TEST_COUNTS_FILE,
+    TRAIN_STEMS_FILE,
+    is_finished,
+    is_fresh,
+    latest_step,
+    network_only,
+    save_weights,
+)
 from surrogate_supervision.models.runner.cli import (
     DEFAULT_RUNS,
     DEMO_DEFAULTS,
@@ -34,7 +50,6 @@ from surrogate_supervision.models.runner.cli import (
     save_config,
 )
 from surrogate_supervision.models.runner.inference import DEFAULT_SCHEME, Predictor
-from surrogate_supervision.models.runner.runs import BEST_WEIGHTS, network_only, save_network_weights
 from surrogate_supervision.models.runner.runtime import configure, is_chief, wait_for_workers
 from surrogate_supervision.models.runner.training import Checkpoints, train_loop
 from surrogate_supervision.models.runner.visualize import overlay, tile, write_png
@@ -45,8 +60,6 @@ import numpy as np
 import tensorflow as tf
 
 from surrogate_supervision import datasets
-
-TEST_COUNTS = "test_counts.json"
 
 
 def parse_args(argv=None):
@@ -121,11 +134,11 @@ def check_source_run_split(args, splits):
     """Refuses a --source-run of the same dataset that trained on this run's validation or test images (it was
     split with another --split-seed or split files): they would select and score a network that has seen them.
     Runs on other datasets are not compared, as their stems may coincide by chance."""
-    source = read_json(args.source_run / "config.json", {})
+    source = read_json(args.source_run / CONFIG_FILE, {})
     resolve = lambda data: sorted(str(Path(p).resolve()) for p in data or [])
     if resolve(source.get("data")) != resolve(args.data):
         return
-    stems_file = args.source_run / "train_stems.txt"
+    stems_file = args.source_run / TRAIN_STEMS_FILE
     seen = set(stems_file.read_text().split()) if stems_file.is_file() else set()
     held_out = sorted(seen & (set(splits["val"]) | set(splits["test"])))
     if held_out:
@@ -184,8 +197,8 @@ def main(args):
     out = args.out
     check_writable(out)
     config = check_resume(args, out)
-    if (out / "metrics.json").is_file():
-        print(f"{out}: already finished; metrics in {out / 'metrics.json'}")
+    if is_finished(out):
+        print(f"{out}: already finished; metrics in {out / METRICS_FILE}")
         return 0
     strategy, precision = configure(seed=args.seed, distribute=args.distribute, deterministic=args.deterministic,
                                     mixed_precision=args.mixed_precision)
@@ -195,7 +208,7 @@ def main(args):
     train = training_images(args, splits["train"])
     if args.source_run is not None:
         check_source_run_split(args, splits)
-    write_atomic(out / "train_stems.txt", "\n".join(train) + "\n")
+    write_atomic(out / TRAIN_STEMS_FILE, "\n".join(train) + "\n")
     save_config(config, out, precision=precision, classes=ds.class_names, n_train_images=len(train),
                 n_split={k: len(v) for k, v in splits.items()}, skipped_files=n_bad,
                 replicas=strategy.num_replicas_in_sync)
@@ -211,7 +224,7 @@ def main(args):
         model.compile(optimizer=optimizer, loss=make_loss(args.loss, ds.num_classes))
         model.optimizer.build(model.trainable_variables)
     checkpoints = Checkpoints(out, model=model, optimizer=model.optimizer)
-    if tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
+    if is_fresh(out):
         surrogate = choose_surrogate(args.surrogate, args.surrogate_checkpoint) if args.init in PRETEXT_INITS \
             else args.surrogate
         try:
@@ -222,15 +235,15 @@ def main(args):
                 raise
             raise TransferError(f"--source-run {error}") from None  # the library names the run, the user the flag
         print(report.summary(), file=sys.stderr)
-        write_json(out / "init.json", vars(report))
+        write_json(out / INIT_FILE, vars(report))
 
     chief = is_chief()
-    writer = tf.summary.create_file_writer(str(out / "logs")) if chief else tf.summary.create_noop_writer()
+    writer = tf.summary.create_file_writer(str(out / LOGS_DIR)) if chief else tf.summary.create_noop_writer()
     val_stems = splits["val"][: args.val_images] if args.val_images else splits["val"]
     # One Predictor (one traced network) scores validation and then test.
     predictor = Predictor(model, train_crop=args.crop, scheme=DEFAULT_SCHEME)
     validate = Evaluator(predictor, ds, val_stems, groups)
-    best_file = out / "best.json"
+    best_file = out / BEST_FILE
 
     def evaluate(step, logs):
         metrics, _ = validate()
@@ -239,7 +252,7 @@ def main(args):
                 tf.summary.scalar(f"val/{key}", metrics[key])
         best, dice = read_json(best_file, {}), metrics["dice_mean"]
         if dice > best.get("val_dice_mean", -1.0):
-            save_network_weights(model, out / BEST_WEIGHTS)
+            save_weights(model, out / BEST_WEIGHTS)
             best.update(step=step, val_dice_mean=dice)
         if dice > best.get("progress_dice", -1.0) + args.min_delta:  # the patience clock restarts
             best.update(progress_step=step, progress_dice=dice)
@@ -254,8 +267,7 @@ def main(args):
             seed=args.seed, start_index=start, skip_bad=args.skip_bad, num_classes=ds.num_classes,
             palette=ds.palette, counter=counter)
 
-    last = tf.train.latest_checkpoint(str(checkpoints.shared))
-    stopped_step = int(last.rsplit("-", 1)[1]) if last else 0
+    stopped_step = latest_step(out)
     best = read_json(best_file, {})
     if not is_plateau(best.get("progress_step", best.get("step")), stopped_step, args):  # resumed after stopping
         train_loop(model.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
@@ -282,7 +294,7 @@ def evaluate_on_test(predictor, ds, splits, groups, train, args, stopped_step):
     """The chief's last step: the best validation checkpoint on the test split, metrics.json, each test image's
     confusion counts (every statistic can be recomputed from them without the weights) and a grid."""
     out = args.out
-    best_file = out / "best.json"
+    best_file = out / BEST_FILE
     load_weights(network_only(predictor.model), out / BEST_WEIGHTS)  # also one an earlier version wrote, biases folded
     evaluator = Evaluator(predictor, ds, splits["test"], groups)
     metrics, shown = evaluator(limit_images=4)
@@ -294,12 +306,12 @@ def evaluate_on_test(predictor, ds, splits, groups, train, args, stopped_step):
                    labels=len(train),
                    source_run=None if args.source_run is None else str(args.source_run),
                    classes=ds.class_names)
-    write_json(out / TEST_COUNTS, {"classes": ds.class_names, "groups": metrics["groups"],
-                                   "rows": "truth", "columns": "prediction",
-                                   "confusion": {stem: m.tolist() for stem, m in evaluator.per_image.items()}})
+    write_json(out / TEST_COUNTS_FILE, {"classes": ds.class_names, "groups": metrics["groups"],
+                                        "rows": "truth", "columns": "prediction",
+                                        "confusion": {stem: m.tolist() for stem, m in evaluator.per_image.items()}})
     if shown:
-        write_prediction_grid(shown, out / "predictions.png")
-    write_json(out / "metrics.json", metrics)
+        write_prediction_grid(shown, out / PREDICTIONS_FILE)
+    write_json(out / METRICS_FILE, metrics)
     print(f"test: dice_mean {metrics['dice_mean']:.4f}, dice_grouped {metrics['dice_grouped']:.4f}, "
           f"mIoU {metrics['miou']:.4f} ({len(splits['test'])} images; best val step {best.get('step')}, "
           f"stopped at step {stopped_step}{end_note(stopped_step, args.steps, args.lr_schedule)})")

@@ -4,8 +4,7 @@ import dataclasses
 from pathlib import Path
 
 from surrogate_supervision.models.io import read_json, write_json
-
-ARCHITECTURE_FILE = "architecture.json"
+from surrogate_supervision.models.rundir import ARCHITECTURE_FILE
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,6 @@ import numpy as np
 import tensorflow as tf
 
 COLOUR_LOSSES = ("l1", "classify")
-BINS_FILE = "colour_bins.json"
 # What each binned generator classifies, and its AnnealedMeanChroma layer (holding the used-bins mask).
 BIN_SPACES = {"classify": CHROMA_SPACE, "classify_gray": LUMA_SPACE}
 DECODER_LAYERS = {"classify": "chroma", "classify_gray": "luma"}

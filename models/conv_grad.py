@@ -1,8 +1,8 @@
 """Convolutions whose weight gradient is one matrix multiply, on the CPUs where oneDNN's own kernel is slow.
 
 Below AVX-512, oneDNN's weight-gradient kernels for TensorFlow's NHWC tensors (`jit_1x1:avx2`, `jit:avx2`)
-cost 2.4× the blocked-layout ones PyTorch gets for the same network (experiments/results/benchmarks.md). The
-gradient of a convolution's kernel is a matrix product: the input's pixels as rows (for a k×k kernel, the k²
+cost more than twice the blocked-layout ones PyTorch gets for the same network (experiments/results/cpu_kernels.md).
+The gradient of a convolution's kernel is a matrix product: the input's pixels as rows (for a k×k kernel, the k²
 shifted views of the input side by side: im2col) against the output gradient's pixels. As one `tf.matmul` it
 runs on oneDNN's sgemm instead, which has no layout problem. The forward pass and the input gradient stay
 TensorFlow's own, and the result equals Keras' layer to float rounding.

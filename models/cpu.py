@@ -9,8 +9,8 @@ third-party ones to keep it so.
 TensorFlow's Linux x86 wheels turn their oneDNN kernels on by default only where the CPU has AVX512_VNNI,
 AVX512_BF16, AVX_VNNI or AMX. On the many machines without them (an AVX2 AMD EPYC, say) every convolution,
 its gradients and BatchNorm run on Eigen's generic kernels instead, and dilated depthwise convolutions go
-through SpaceToBatchND: this network's training step measured 1.6–1.8× slower that way (see
-experiments/results/benchmarks.md). oneDNN picks its AVX2 or AVX-512 code at run time, so it is turned on
+through SpaceToBatchND: this network's training step is far slower that way
+(experiments/results/cpu_kernels.md). oneDNN picks its AVX2 or AVX-512 code at run time, so it is turned on
 everywhere on x86 Linux unless the user has chosen (TF_ENABLE_ONEDNN_OPTS=0 still turns it off).
 """
 
@@ -143,7 +143,8 @@ def onednn_enabled():
 def onednn_below_avx512_reason():
     """Why TensorFlow's oneDNN kernels run below AVX-512 here (no AVX-512, or a cap), or None where they do not
     (AVX-512, not x86, or oneDNN off). Some of those kernels are several times slower there than the same
-    arithmetic done otherwise: fused inference convolutions, BatchNorm's forward pass (benchmarks.md)."""
+    arithmetic done otherwise: fused inference convolutions, BatchNorm's forward pass
+    (experiments/results/cpu_kernels.md)."""
     if not onednn_enabled():
         return None
     flags = cpu_flags()
@@ -159,13 +160,13 @@ def slow_onednn_kernels():
     """Whether two of oneDNN's kernels should be avoided on this machine (read once per process): below AVX-512
     and with no GPU, BatchNorm's forward pass and convolution weight gradients are faster done otherwise.
 
-    - BatchNorm forward: oneDNN 3.7's kernel on TensorFlow's NHWC tensors (`bnorm_tbb_jit:avx2`) took 43 ms for
-      a 4×64×64×256 activation against 5 ms natively (ONEDNN_VERBOSE, an Intel Xeon capped at AVX2), its
-      backward the same 6-8 ms on both; on a real AVX2-only CPU (AMD EPYC Zen 3) 6.6 ms, and the plain-ops
-      forward (`models.batchnorm`) still made the whole training step 2.6 % faster.
-    - Weight gradients: oneDNN's AVX2 kernels for NHWC (`jit_1x1:avx2`, `jit:avx2`) cost 2.4× the blocked-layout
-      ones PyTorch gets; the same gradient as one matrix multiply (`models.conv_grad`) made the step 3.1-4.6 %
-      faster on that EPYC (three A/B runs, benchmarks.md).
+    - BatchNorm forward: oneDNN 3.7's kernel on TensorFlow's NHWC tensors (`bnorm_tbb_jit:avx2`) is several times
+      slower than its AVX-512 one under an AVX2 cap, and much less so on a real AVX2-only CPU, where the plain-ops
+      forward (`models.batchnorm`) still makes the whole training step a little faster, so it is kept there.
+    - Weight gradients: oneDNN's AVX2 kernels for NHWC (`jit_1x1:avx2`, `jit:avx2`) cost more than twice the
+      blocked-layout ones PyTorch gets; the same gradient as one matrix multiply (`models.conv_grad`) makes the step
+      a few percent faster on a real AVX2-only CPU.
+    The measurements, with their machines and commits: experiments/results/cpu_kernels.md.
     Only on CPU-only machines: on a GPU the layers run cuDNN's kernels whatever the host CPU.
     """
     if onednn_below_avx512_reason() is None:

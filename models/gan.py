@@ -13,6 +13,8 @@ subclasses may replace the colour term λ·|G(g) − x|₁ through `generate` (s
 import keras
 import tensorflow as tf
 
+from surrogate_supervision.datasets import ToolkitError
+
 GAN_LOSSES = ("lsgan", "vanilla")
 
 
@@ -58,7 +60,7 @@ class ColorizationGAN(keras.Model):
 
     def compile(self, g_optimizer, d_optimizer, *, l1_weight=1.0, gan_loss="lsgan", gan_weight=1.0, **kwargs):
         if gan_loss not in GAN_LOSSES:
-            raise ValueError(f"Wrong --gan-loss {gan_loss!r}, supported: {', '.join(GAN_LOSSES)}")
+            raise ToolkitError(f"{gan_loss!r} unknown, supported: {', '.join(GAN_LOSSES)}", param="gan_loss")
         super().compile(**kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer

@@ -9,7 +9,7 @@
 import keras
 import tensorflow as tf
 
-from surrogate_supervision.datasets import IGNORE_ID
+from surrogate_supervision.datasets import IGNORE_ID, ToolkitError
 
 LOSSES = ("ce", "dice", "ce+dice", "bce")
 
@@ -80,4 +80,4 @@ def make_loss(name, num_classes):
         return CEDiceLoss(num_classes)
     if name == "bce":
         return MaskedBinaryCrossentropy()
-    raise ValueError(f"Wrong --loss {name!r}, supported: {', '.join(LOSSES)}")
+    raise ToolkitError(f"{name!r} unknown, supported: {', '.join(LOSSES)}", param="loss")

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from surrogate_supervision.datasets import IGNORE_ID, FlagError
+from surrogate_supervision.datasets import IGNORE_ID, ToolkitError
 
 
 def confusion_matrix(truth, prediction, num_classes):
@@ -23,7 +23,8 @@ def confusion_matrix(truth, prediction, num_classes):
 
 
 def parse_groups(spec, class_names):
-    """'background:0;skin:1-8' → [(name, [ids])]; every class must fall in exactly one group."""
+    """'background:0;skin:1-8' → [(name, [ids])]; every class must fall in exactly one group (else a
+    ToolkitError with param "group" says which part of `spec` is at fault)."""
     num_classes = len(class_names)
     if not spec:
         if num_classes <= 2:
@@ -33,23 +34,25 @@ def parse_groups(spec, class_names):
     for part in filter(None, (p.strip() for p in spec.split(";"))):
         match = re.fullmatch(r"([^:]+):([\d,\s-]+)", part)
         if not match:
-            raise FlagError(f"--group {spec!r}: cannot read {part!r}; expected e.g. 'background:0;skin:1-8'")
+            raise ToolkitError(f"{spec!r}: cannot read {part!r}; expected e.g. 'background:0;skin:1-8'", param="group")
         ids = []
         for item in match.group(2).split(","):
             low, _, high = item.strip().partition("-")
             if not low.strip().isdigit() or not (high or low).strip().isdigit():
-                raise FlagError(f"--group {spec!r}: cannot read {item.strip()!r} in {part!r}; expected ids like 1,3-5")
+                raise ToolkitError(f"{spec!r}: cannot read {item.strip()!r} in {part!r}; expected ids like 1,3-5",
+                                  param="group")
             ids.extend(range(int(low), int(high or low) + 1))
         for i in ids:
             if not 0 <= i < num_classes:
-                raise FlagError(f"--group {spec!r}: class id {i} outside 0..{num_classes - 1}")
+                raise ToolkitError(f"{spec!r}: class id {i} outside 0..{num_classes - 1}", param="group")
             if i in seen:
-                raise FlagError(f"--group {spec!r}: class id {i} is in both {seen[i]!r} and {match.group(1)!r}")
+                raise ToolkitError(f"{spec!r}: class id {i} is in both {seen[i]!r} and {match.group(1)!r}",
+                                  param="group")
             seen[i] = match.group(1).strip()
         groups.append((match.group(1).strip(), ids))
     missing = [i for i in range(num_classes) if i not in seen]
     if missing:
-        raise FlagError(f"--group {spec!r}: classes {missing} belong to no group")
+        raise ToolkitError(f"{spec!r}: classes {missing} belong to no group", param="group")
     return groups
 
 

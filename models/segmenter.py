@@ -4,7 +4,7 @@ from surrogate_supervision.models.architecture import Architecture
 from surrogate_supervision.models.deeplab import build_deeplabv3plus
 from surrogate_supervision.models.resnet import is_backbone_layer
 
-from surrogate_supervision.datasets import FlagError
+from surrogate_supervision.datasets import ToolkitError
 
 
 def build_segmenter(num_classes, *, loss="ce", freeze_encoder=False, architecture=None):
@@ -22,7 +22,7 @@ def build_segmenter(num_classes, *, loss="ce", freeze_encoder=False, architectur
         3
     """
     if loss == "bce" and num_classes != 2:
-        raise FlagError(f"--loss bce is for two-class datasets; this one has {num_classes} classes")
+        raise ToolkitError(f"bce is for two-class datasets; this one has {num_classes} classes", param="loss")
     model = build_deeplabv3plus(1 if loss == "bce" else num_classes, architecture=architecture or Architecture())
     if freeze_encoder:
         for layer in model.layers:

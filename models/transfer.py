@@ -10,11 +10,19 @@ import sys
 import warnings
 from pathlib import Path
 
-from surrogate_supervision.models.architecture import ARCHITECTURE_FILE, Architecture
+from surrogate_supervision.models.architecture import Architecture
 from surrogate_supervision.models.conv_bias import fold_conv_biases, load_weights
 from surrogate_supervision.models.deeplab import HEAD_LAYER, build_deeplabv3plus, build_generator
-from surrogate_supervision.models.io import atomic_path, file_sha256, read_json
+from surrogate_supervision.models.io import file_sha256, read_json
 from surrogate_supervision.models.resnet import is_backbone_layer
+from surrogate_supervision.models.rundir import (
+    ARCHITECTURE_FILE,
+    BEST_WEIGHTS,
+    CONFIG_FILE,
+    GENERATOR_FILE,
+    METRICS_FILE,
+    is_finished,
+)
 
 import h5py
 import keras
@@ -27,14 +35,10 @@ INITS = ("scratch", "imagenet", "surrogate", "imagenet+surrogate", "control", "s
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
 IMAGENET_HASH = "4d473c1dd8becc155b73f8504c6f6626"
-GENERATOR_FILE = "generator.weights.h5"
-RUN_CONFIG_FILE = "config.json"  # a pretraining run's flags, beside its generator
 # The pretext each generator-based init expects: `control` must start from the no-colour (gray) target, the
 # colour arms from a colour one, or the grid would compare an arm with itself.
 PRETEXT_INITS = ("surrogate", "imagenet+surrogate", "control")
 GRAY_OUTPUTS = ("gray", "classify_gray")  # the no-colour generators, L1 or binned: the sources of `control`
-SEGMENT_WEIGHTS = "best.weights.h5"  # a segmentation run's best validation checkpoint
-SEGMENT_METRICS = "metrics.json"  # written once a segmentation run has finished (and its best.weights.h5 is final)
 
 
 class TransferError(ToolkitError):
@@ -97,7 +101,7 @@ def read_imagenet_weights(path):
     Keras' layout (convolutions with [kernel, bias]; `load_imagenet` folds the biases)."""
     path = Path(path)
     if not path.is_file():
-        raise TransferError(f"--imagenet-weights {path}: no such file")
+        raise TransferError(f"{path}: no such file", param="imagenet_weights")
     if path.name.endswith(".weights.h5"):
         reference = keras.applications.ResNet50(include_top=False, weights=None)
         try:
@@ -115,8 +119,8 @@ def download_imagenet_weights():
         return keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_HASH)
     except Exception as error:
         raise TransferError(
-            f"could not download ImageNet weights ({type(error).__name__}); without network access pass "
-            f"--imagenet-weights PATH to a local {IMAGENET_FILE} or ResNet50 .weights.h5"
+            f"not given, and ImageNet weights could not be downloaded ({type(error).__name__}); without network "
+            f"access give the path of a local {IMAGENET_FILE} or ResNet50 .weights.h5", param="imagenet_weights"
         ) from None
 
 
@@ -150,9 +154,9 @@ def load_imagenet(model, weights_path=None):
     """
     arch = getattr(model, "architecture", None) or Architecture()
     if weights_path is None and (arch.backbone != "resnet50" or arch.width != 1.0):
-        raise TransferError(f"ImageNet weights exist for the standard 'resnet50' at width 1.0 only; this network is "
-                            f"{arch.backbone} at width {arch.width} (pass --imagenet-weights to use "
-                            f"a matching file of your own)")
+        raise TransferError(f"not given, and ImageNet weights exist for the standard 'resnet50' at width 1.0 only; "
+                            f"this network is {arch.backbone} at width {arch.width} (give a matching file of your "
+                            f"own)", param="imagenet_weights")
     source = str(weights_path or download_imagenet_weights())
     weights = read_imagenet_weights(source)
     backbone = [name for name in _weighted_layers(model) if is_backbone_layer(name)]
@@ -179,21 +183,13 @@ def _body(model):
     return arch.body() if isinstance(arch, Architecture) else None
 
 
-def save_generator(generator, path):
-    """Writes generator weights and, beside them, the `Architecture` that rebuilds it (architecture.json)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        generator.save_weights(tmp)
-    generator.architecture.save(path.parent)
-
-
 def resolve_surrogate(path):
     """`--surrogate` may name a colorization run directory or its generator weights file."""
     path = Path(path)
     if path.is_dir():
         path = path / GENERATOR_FILE
     if not path.is_file():
-        raise TransferError(f"--surrogate {path}: no such file (a colorization run writes {GENERATOR_FILE})")
+        raise TransferError(f"{path}: no such file (a colorization run writes {GENERATOR_FILE})", param="surrogate")
     return path
 
 
@@ -205,15 +201,16 @@ def load_generator(path, architecture=None):
     try:
         architecture = Architecture.load(path.parent) or architecture
     except ValueError as error:
-        raise TransferError(f"--surrogate {path.parent / ARCHITECTURE_FILE}: {error}") from None
+        raise TransferError(f"{path.parent / ARCHITECTURE_FILE}: {error}", param="surrogate") from None
     if architecture is None:
-        raise TransferError(f"--surrogate {path}: no {ARCHITECTURE_FILE} beside it to rebuild the generator")
+        raise TransferError(f"{path}: no {ARCHITECTURE_FILE} beside it to rebuild the generator", param="surrogate")
     generator = build_generator(output=architecture.output or "rgb", architecture=architecture.body())
     try:
         load_weights(generator, path)
     except Exception as error:
-        raise TransferError(f"--surrogate {path}: does not match a generator of {architecture.body().to_dict()} "
-                            f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+        raise TransferError(f"{path}: does not match a generator of {architecture.body().to_dict()} "
+                            f"({type(error).__name__}: {str(error).splitlines()[0][:200]})",
+                            param="surrogate") from None
     return generator
 
 
@@ -230,38 +227,39 @@ def check_pretext(init, surrogate):
     arch = read_json(path.parent / ARCHITECTURE_FILE, {})
     output = arch.get("output") or "rgb"
     if (init == "control") != (output in GRAY_OUTPUTS):
-        wanted = "a --predict gray (no-colour) run" if init == "control" else \
-            "a colour run (--predict rgb or chroma, or --colour-loss classify)"
-        raise TransferError(f"--surrogate {surrogate}: its generator was trained with --predict {output}; "
-                            f"--init {init} needs {wanted}")
+        wanted = f"a no-colour run (output {' or '.join(GRAY_OUTPUTS)})" if init == "control" else \
+            "a colour run (output rgb, chroma or classify)"
+        raise TransferError(f"{surrogate}: its generator was trained to predict {output}; the {init} init needs "
+                            f"{wanted}", param="surrogate")
     if init != "imagenet+surrogate":
         return
-    config = read_json(path.parent / RUN_CONFIG_FILE)
+    config = read_json(path.parent / CONFIG_FILE)
     if config is None or "init" not in config:
-        print(f"warning: --init imagenet+surrogate: {path} has no pretraining {RUN_CONFIG_FILE} beside it, so "
+        print(f"warning: init imagenet+surrogate: {path} has no pretraining {CONFIG_FILE} beside it, so "
               f"whether its pretraining started from ImageNet is not checked", file=sys.stderr)
     elif config["init"] != "imagenet":
-        raise TransferError(f"--surrogate {surrogate}: its pretraining started from --init {config['init']}; "
-                            f"--init imagenet+surrogate needs a generator pretrained from ImageNet "
-                            f"(pretrain/colorize.py --init imagenet)")
+        raise TransferError(f"{surrogate}: its pretraining started from init {config['init']}; the "
+                            f"imagenet+surrogate init needs a generator pretrained from ImageNet (init imagenet)",
+                            param="surrogate")
 
 
 def load_surrogate(model, surrogate_path, init="surrogate"):
     """Copies every generator layer except its head into `model`; refuses architectures that differ."""
     if surrogate_path is None:
-        raise TransferError(f"--init {init} needs --surrogate PATH (a colorization run or its weights file)")
+        raise TransferError(f"not given; the {init} init needs a colorization run or its generator weights file",
+                            param="surrogate")
     check_pretext(init, surrogate_path)
     body = _body(model)
     generator = load_generator(surrogate_path, body)
     source = str(resolve_surrogate(surrogate_path))
     if body is not None and _body(generator) != body:
-        raise TransferError(f"--surrogate {source}: generator architecture {_body(generator).to_dict()} differs "
-                            f"from the network's {body.to_dict()}")
+        raise TransferError(f"{source}: generator architecture {_body(generator).to_dict()} differs "
+                            f"from the network's {body.to_dict()}", param="surrogate")
     source_layers = _weighted_layers(generator)
     names = [name for name in _weighted_layers(model) if name != HEAD_LAYER]
     missing = [name for name in names if name not in source_layers]
     if missing:
-        raise TransferError(f"--surrogate {source}: generator lacks layers {missing[:3]}")
+        raise TransferError(f"{source}: generator lacks layers {missing[:3]}", param="surrogate")
     _copy_layers(model, _layer_weights(generator), names, source)
     return TransferReport(init, source, names, [HEAD_LAYER])
 
@@ -275,15 +273,15 @@ def read_segmentation_run(source_run):
     run = Path(source_run)
     if not run.is_dir():
         raise TransferError(f"{run}: no such run directory")
-    config = read_json(run / RUN_CONFIG_FILE)
+    config = read_json(run / CONFIG_FILE)
     if (run / GENERATOR_FILE).is_file():
         raise TransferError(f"{run}: a colorization run, not a finetune/segment.py run (its generator starts "
                             f"the surrogate and control inits)")
     if config is None or not {"classes", "loss"} <= set(config):
-        why = f"no {RUN_CONFIG_FILE}" if config is None else f"its {RUN_CONFIG_FILE} names no classes or loss"
+        why = f"no {CONFIG_FILE}" if config is None else f"its {CONFIG_FILE} names no classes or loss"
         raise TransferError(f"{run}: not a finetune/segment.py run ({why})")
-    if not (run / SEGMENT_METRICS).is_file() or not (run / SEGMENT_WEIGHTS).is_file():
-        raise TransferError(f"{run}: not finished (no {SEGMENT_METRICS} or {SEGMENT_WEIGHTS}); its best "
+    if not is_finished(run) or not (run / BEST_WEIGHTS).is_file():
+        raise TransferError(f"{run}: not finished (no {METRICS_FILE} or {BEST_WEIGHTS}); its best "
                             f"checkpoint may still change")
     outputs = 1 if config["loss"] == "bce" else len(config["classes"])
     try:
@@ -338,7 +336,7 @@ def load_segmentation_run(model, source_run, class_names=None):
         raise TransferError(f"{run}: its network differs: "
                             f"{'; '.join(_architecture_differences(architecture.body(), body))}")
     source = build_deeplabv3plus(architecture.outputs, architecture=architecture.body())
-    weights_path = run / SEGMENT_WEIGHTS
+    weights_path = run / BEST_WEIGHTS
     _load_exactly(source, weights_path)
     source_layers, layers = _layer_weights(source), _weighted_layers(model)
     names = [name for name in layers if name != HEAD_LAYER]
@@ -376,7 +374,7 @@ def transfer_weights(model, init, *, imagenet_weights=None, surrogate=None, sour
         >>> print(report.summary())
     """
     if init not in INITS:
-        raise TransferError(f"Wrong --init {init!r}, supported: {', '.join(INITS)}")
+        raise TransferError(f"{init!r} unknown, supported: {', '.join(INITS)}", param="init")
     if init == "scratch":
         return TransferReport("scratch", skipped=list(_weighted_layers(model)))
     if init == "segmentation":

@@ -16,7 +16,6 @@ from pathlib import Path
 from surrogate_supervision.models import ColorizationGAN, build_discriminator, build_generator, transfer_weights
 from surrogate_supervision.models.colour_classify import (
     BIN_SPACES,
-    BINS_FILE,
     COLOUR_LOSSES,
     ClassifyColorizationGAN,
     colour_bins_from_images,
@@ -30,6 +29,16 @@ from surrogate_supervision.models.gan import GAN_LOSSES
 from surrogate_supervision.models.io import write_json
 from surrogate_supervision.models.optimizers import make_adam
 from surrogate_supervision.models.resnet import scaled
+from surrogate_supervision.models.rundir import (
+    BINS_FILE,
+    GENERATOR_FILE,
+    LOGS_DIR,
+    PRETRAIN_METRICS_FILE,
+    SAMPLES_DIR,
+    is_finished,
+    is_fresh,
+    save_weights,
+)
 from surrogate_supervision.models.runner.cli import (
     DEFAULT_RUNS,
     DEMO_DEFAULTS,
@@ -45,7 +54,7 @@ from surrogate_supervision.models.runner.cli import (
 from surrogate_supervision.models.runner.runtime import configure, is_chief, wait_for_workers
 from surrogate_supervision.models.runner.training import Checkpoints, train_loop
 from surrogate_supervision.models.runner.visualize import tile, to_uint8, write_png
-from surrogate_supervision.models.transfer import GENERATOR_FILE, GRAY_OUTPUTS, save_generator
+from surrogate_supervision.models.transfer import GRAY_OUTPUTS
 
 import tensorflow as tf
 
@@ -126,11 +135,9 @@ def main(args):
     out = args.out
     check_writable(out)
     config = check_resume(args, out)
-    if (out / GENERATOR_FILE).is_file() and (out / "checkpoints").is_dir():
-        last = tf.train.latest_checkpoint(str(out / "checkpoints"))
-        if last and int(last.rsplit("-", 1)[1]) >= args.steps:
-            print(f"{out}: already finished ({args.steps} steps); {out / GENERATOR_FILE} is ready")
-            return 0
+    if is_finished(out, steps=args.steps):
+        print(f"{out}: already finished ({args.steps} steps); {out / GENERATOR_FILE} is ready")
+        return 0
     strategy, precision = configure(seed=args.seed, distribute=args.distribute, deterministic=args.deterministic,
                                     mixed_precision=args.mixed_precision)
     sources = datasets.list_unlabeled(args.data or [datasets.ensure_synthetic()], video_every=args.video_every,
@@ -156,19 +163,19 @@ def main(args):
         gan.d_optimizer.build(discriminator.trainable_variables)
     checkpoints = Checkpoints(out, generator=generator, discriminator=discriminator,
                               g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
-    if args.init == "imagenet" and tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
+    if args.init == "imagenet" and is_fresh(out):
         report = transfer_weights(generator, "imagenet", imagenet_weights=args.imagenet_weights)
         print(report.summary(), file=sys.stderr)
-    if tf.train.latest_checkpoint(str(checkpoints.shared)) is None:
+    if is_fresh(out):
         start_at_blind_guess(generator, bins and bins["prior"])  # chroma heads start at gray, bins at the prior
 
     chief = is_chief()
-    writer = tf.summary.create_file_writer(str(out / "logs")) if chief else tf.summary.create_noop_writer()
+    writer = tf.summary.create_file_writer(str(out / LOGS_DIR)) if chief else tf.summary.create_noop_writer()
     fixed = holdout_batch(held, args.crop, args.seed) if chief else None
     hooks = []
     if fixed is not None:
         hooks.append((args.sample_every, lambda step, logs: write_samples(
-            generator, fixed, out / "samples" / f"step_{step:07d}.png", writer, step)))
+            generator, fixed, out / SAMPLES_DIR / f"step_{step:07d}.png", writer, step)))
     tick = time.perf_counter()
     probe = Probe(args.probe_data, out, crop=args.crop, split_seed=args.split_seed, writer=writer) \
         if chief and args.probe_data else None
@@ -177,7 +184,7 @@ def main(args):
             probe(generator, step)  # it only watches: a hook that returns a true value stops training
 
         hooks.append((args.probe_every, probe_hook))
-        if tf.train.latest_checkpoint(str(checkpoints.shared)) is None and not probe.has(0):
+        if is_fresh(out) and not probe.has(0):
             probe(generator, 0)  # the body before pretraining: the baseline (random with --init scratch)
 
     skipped = datasets.SkipCounter() if args.skip_bad else None
@@ -215,7 +222,7 @@ def colour_bins(args, train):
 
 def write_outputs(generator, fixed, skipped, checkpoints, out, bins=None, probe_cost=None):
     """The chief's last writes: the generator's weights and its held-out colorization scores."""
-    save_generator(generator, out / GENERATOR_FILE)
+    save_weights(generator, out / GENERATOR_FILE)
     summary = {"steps": int(checkpoints.step.numpy()), "skipped_files": skipped.count if skipped else 0}
     if probe_cost:
         summary["probe_cost"] = probe_cost
@@ -224,7 +231,7 @@ def write_outputs(generator, fixed, skipped, checkpoints, out, bins=None, probe_
         print(describe(summary), file=sys.stderr)
     if skipped:
         print(f"skipped {skipped.count} unreadable files (--skip-bad)", file=sys.stderr)
-    write_json(out / "pretrain_metrics.json", summary)
+    write_json(out / PRETRAIN_METRICS_FILE, summary)
     print(f"wrote {out / GENERATOR_FILE}")
 
 

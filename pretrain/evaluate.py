@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from surrogate_supervision.models.io import write_json
+from surrogate_supervision.models.rundir import COLOUR_BY_CLASS_FILE
 from surrogate_supervision.models.runner.cli import parser, run
 from surrogate_supervision.models.transfer import load_generator
 
@@ -42,7 +43,7 @@ def main(args):
     print(describe(evaluate_run(args.run, generator)))
     if args.by_class:
         result = class_colour_scores(generator, args.by_class, split_seed=config["split_seed"])
-        write_json(args.run / "colour_by_class.json", result)
+        write_json(args.run / COLOUR_BY_CLASS_FILE, result)
         print(describe_by_class(result))
     return 0
 

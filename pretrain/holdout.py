@@ -6,8 +6,9 @@ Shared by pretrain/colorize.py (samples, the final score) and pretrain/evaluate.
 from pathlib import Path
 
 from surrogate_supervision.models.colour_bins import rgb_to_chroma
-from surrogate_supervision.models.colour_classify import BINS_FILE, bin_cross_entropies, load_colour_bins
+from surrogate_supervision.models.colour_classify import bin_cross_entropies, load_colour_bins
 from surrogate_supervision.models.io import read_json, write_json
+from surrogate_supervision.models.rundir import BINS_FILE, CONFIG_FILE, PRETRAIN_METRICS_FILE
 from surrogate_supervision.models.runner.runs import RunError
 from surrogate_supervision.models.transfer import load_generator
 
@@ -84,9 +85,9 @@ def run_holdout(config):
 
 def colorization_config(run_dir):
     """RUN/config.json of a colorization run; a one-line RunError naming the folder when it has none."""
-    config = read_json(Path(run_dir) / "config.json")
+    config = read_json(Path(run_dir) / CONFIG_FILE)
     if config is None:
-        raise RunError(f"{run_dir}: no config.json (not a colorization run directory)")
+        raise RunError(f"{run_dir}: no {CONFIG_FILE} (not a colorization run directory)")
     return config
 
 
@@ -100,8 +101,8 @@ def evaluate_run(run_dir, generator=None):
         raise RunError(f"{run_dir}: no held-out images (--holdout 0 or a tiny dataset)")
     generator = load_generator(run_dir) if generator is None else generator
     scores = colorization_scores(generator, batch, bins=load_colour_bins(run_dir / BINS_FILE))
-    summary = {**read_json(run_dir / "pretrain_metrics.json", {}), **scores}
-    write_json(run_dir / "pretrain_metrics.json", summary)
+    summary = {**read_json(run_dir / PRETRAIN_METRICS_FILE, {}), **scores}
+    write_json(run_dir / PRETRAIN_METRICS_FILE, summary)
     return summary
 
 

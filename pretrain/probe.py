@@ -19,9 +19,8 @@ from pathlib import Path
 from surrogate_supervision.models.deeplab import HEAD_LAYER, ResizeLike
 from surrogate_supervision.models.io import write_atomic
 from surrogate_supervision.models.metrics import confusion_matrix, parse_groups, segmentation_metrics
+from surrogate_supervision.models.rundir import BEST_PROBE_FILE, LOGS_DIR, PROBE_DIR, PROBE_FILE, save_weights
 from surrogate_supervision.models.runner.inference import DEFAULT_SCHEME, Predictor
-from surrogate_supervision.models.surrogate_checkpoints import BEST_PROBE_FILE
-from surrogate_supervision.models.transfer import save_generator
 
 import keras
 import numpy as np
@@ -31,7 +30,6 @@ from surrogate_supervision import datasets
 from surrogate_supervision.datasets import IGNORE_ID
 from surrogate_supervision.datasets.splits import seeded_order
 
-PROBE_FILE = "probe.csv"
 COLUMNS = ("step", "dice_mean", "probe_seconds")
 
 
@@ -123,7 +121,7 @@ class Probe:
         tick = time.perf_counter()
         self.out, self.settings, self.writer = Path(out), settings, writer
         ds = datasets.load_labeled(root)
-        splits = datasets.load_or_make_splits(ds, self.out / "probe", seed=split_seed)
+        splits = datasets.load_or_make_splits(ds, self.out / PROBE_DIR, seed=split_seed)
         train = seeded_order(splits["train"], settings.seed, "probe")[: settings.train_images]
         val = seeded_order(splits["val"] or splits["train"], settings.seed, "probe-val")[: settings.val_images]
         kwargs = dict(crop=crop, num_classes=ds.num_classes, palette=ds.palette, seed=settings.seed)
@@ -134,7 +132,7 @@ class Probe:
         self.crop = crop
         self.num_classes, self.class_names = ds.num_classes, ds.class_names
         self.groups = parse_groups(None, ds.class_names)
-        self.baseline = tf.summary.create_file_writer(str(self.out / "logs" / "probe_baseline")) if writer else None
+        self.baseline = tf.summary.create_file_writer(str(self.out / LOGS_DIR / "probe_baseline")) if writer else None
         self.session = []  # this process's probes: (step, seconds)
         self._body = self._predictor = None
         self.setup_seconds = time.perf_counter() - tick
@@ -192,7 +190,7 @@ class Probe:
                 with self.baseline.as_default(step=step):
                     tf.summary.scalar("probe/dice_mean", baseline)
         if step > 0 and dice > best:  # the step-0 body is the baseline, never the chosen checkpoint
-            save_generator(generator, self.out / BEST_PROBE_FILE)
+            save_weights(generator, self.out / BEST_PROBE_FILE)
         return dice
 
     def has(self, step):

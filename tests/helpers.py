@@ -68,7 +68,7 @@ def eval_examples(source, stems, *, num_classes=None, palette=None):
 
 
 def stand_in_peer(size, batch):
-    """A stand-in for the PyTorch peer's step, for `experiments.benchmark.PeerProcess` where torch is absent: a
+    """A stand-in for the PyTorch peer's step, for `experiments.speed.benchmark.PeerProcess` where torch is absent: a
     step that prints to stdout (which must not reach the protocol) and describes its process."""
     import os
 

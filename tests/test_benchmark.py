@@ -1,4 +1,4 @@
-"""experiments/benchmark.py runs at tiny sizes and reports sane fields (no speed assertions)."""
+"""experiments/speed/benchmark.py runs at tiny sizes and reports sane fields (no speed assertions)."""
 
 import json
 
@@ -6,7 +6,7 @@ from surrogate_supervision.models import conv_grad
 
 import pytest
 
-from surrogate_supervision.experiments.benchmark import main
+from surrogate_supervision.experiments.speed.benchmark import main
 
 
 def run(capsys, *argv):
@@ -81,7 +81,7 @@ def test_roofline_puts_both_steps_on_the_matmul_scale(capsys):
 def test_each_command_keeps_its_own_steps_default():
     """`scale` times 500 steps by default, every other command 3: one command's default must not leak into the
     others' (argparse shares a parent parser's actions, and `set_defaults` on one child once changed them all)."""
-    from surrogate_supervision.experiments.benchmark import parse_args
+    from surrogate_supervision.experiments.speed.benchmark import parse_args
 
     assert {command: parse_args([command]).steps for command in ("train-step", "peer", "roofline", "profile",
                                                                  "predict", "scale")} == {
@@ -93,7 +93,7 @@ def test_peer_in_a_process_of_its_own_answers_each_step():
     """`peer --peer-process own`: the step runs in a child process, whose library output stays off the protocol."""
     import os
 
-    from surrogate_supervision.experiments.benchmark import PeerProcess
+    from surrogate_supervision.experiments.speed.benchmark import PeerProcess
 
     peer = PeerProcess(16, 2, builder="tests.helpers:stand_in_peer")
     assert {k: peer.info[k] for k in ("framework", "size", "batch")} == {"framework": "stand-in", "size": 16,
@@ -106,7 +106,7 @@ def test_peer_in_a_process_of_its_own_answers_each_step():
 
 
 def test_peer_process_that_cannot_build_its_step_says_so():
-    from surrogate_supervision.experiments.benchmark import PeerProcess
+    from surrogate_supervision.experiments.speed.benchmark import PeerProcess
 
     with pytest.raises(SystemExit, match="could not build its step"):
         PeerProcess(16, 2, builder="tests.helpers:no_such_builder")

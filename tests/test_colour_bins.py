@@ -17,7 +17,8 @@ from surrogate_supervision.models.colour_bins import (
 )
 from surrogate_supervision.models.colour_classify import ClassifyColorizationGAN, set_used_bins, start_at_blind_guess
 from surrogate_supervision.models.deeplab import LumaChromaToRGB
-from surrogate_supervision.models.transfer import load_generator, save_generator
+from surrogate_supervision.models.rundir import save_weights
+from surrogate_supervision.models.transfer import load_generator
 
 import numpy as np
 import pytest
@@ -153,7 +154,7 @@ def test_classify_generator_decodes_to_rgb_keeps_luma_and_saves_its_bins(tmp_pat
     used[[200, 220, 240]] = True
     set_used_bins(generator, used)
     assert generator.get_layer("logits").filters == NUM_BINS
-    save_generator(generator, tmp_path / "generator.weights.h5")
+    save_weights(generator, tmp_path / "generator.weights.h5")
 
     restored = load_generator(tmp_path)  # rebuilt from architecture.json: output "classify", used bins included
     gray = np.repeat(np.random.default_rng(0).uniform(-0.3, 0.3, (1, 65, 65, 1)).astype("float32"), 3, -1)

@@ -102,14 +102,16 @@ def test_label_counts_nest_and_agree_with_fractions():
 
 @pytest.mark.parametrize("count", [0, -1, 41, 2.5, True])
 def test_bad_label_count_names_the_parameter(count):
-    with pytest.raises(DatasetError, match=r"labels=.*from 1 to the 40 images"):
+    with pytest.raises(DatasetError, match=r"^labels .*: must be a whole number from 1 to the 40 images") as error:
         select_count([f"t{i}" for i in range(40)], count, seed=0)
+    assert error.value.param == "labels"
 
 
 @pytest.mark.parametrize("frac", [0, -0.5, 1.5, float("nan"), "half"])
 def test_bad_fraction(frac):
-    with pytest.raises(DatasetError, match=r"--frac must be in \(0, 1\], got"):
+    with pytest.raises(DatasetError, match=r"^frac must be in \(0, 1\], got") as error:
         select_fraction(["a", "b"], frac, seed=0)
+    assert error.value.param == "frac"
 
 
 def write_video(path: Path, frames: int):

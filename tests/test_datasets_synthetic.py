@@ -72,9 +72,9 @@ def test_refuses_to_overwrite(tmp_path):
 
 def test_default_root_and_ensure(tmp_path, monkeypatch):
     monkeypatch.setenv("SURROGATE_DATA_HOME", str(tmp_path))
-    assert default_synthetic_root() == tmp_path / "synthetic"
+    assert default_synthetic_root() == tmp_path / "synthetic-64px"
     monkeypatch.delenv("SURROGATE_DATA_HOME")
-    assert default_synthetic_root() == Path.home() / ".cache" / "surrogate-supervision" / "synthetic"
+    assert default_synthetic_root() == Path.home() / ".cache" / "surrogate-supervision" / "synthetic-64px"
     root = make_synthetic(tmp_path / "made", n_labeled=2, n_unlabeled=1, size=32)
     before = (root / "SOURCE.md").stat().st_mtime_ns
     assert ensure_synthetic(root) == root and (root / "SOURCE.md").stat().st_mtime_ns == before
@@ -84,7 +84,7 @@ def test_default_root_and_ensure(tmp_path, monkeypatch):
 def test_ensure_generates_default_dataset_once(tmp_path, monkeypatch):
     monkeypatch.setenv("SURROGATE_DATA_HOME", str(tmp_path))
     root = ensure_synthetic()
-    assert root == tmp_path / "synthetic" and len(list((root / "images").iterdir())) == 200
+    assert root == tmp_path / "synthetic-64px" and len(list((root / "images").iterdir())) == 200
     assert len(list((root / "unlabeled").iterdir())) == 400
 
 

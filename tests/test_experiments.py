@@ -27,7 +27,6 @@ import pytest
 
 from surrogate_supervision.experiments import label_efficiency
 from surrogate_supervision.experiments.label_efficiency import (
-    PRESETS,
     finetune_command,
     parse_args,
     plan,
@@ -37,6 +36,7 @@ from surrogate_supervision.experiments.label_efficiency import (
 )
 from surrogate_supervision.experiments.plot import main as plot_main
 from surrogate_supervision.experiments.plot import parse_args as plot_args
+from surrogate_supervision.experiments.presets import DESCRIPTIONS, PRESETS
 from surrogate_supervision.experiments.report import budget_section, hit_cap, plot, summarize, write_plots_and_report
 from surrogate_supervision.experiments.results import (
     COLUMNS,
@@ -98,6 +98,16 @@ def test_preset_is_demo_without_data_cpu_with_data():
     assert vars(parse_args(["--out", "x"]))["crop"] == PRESETS["demo"]["crop"]
     args = parse_args(["--out", "x", "--data", "root"])
     assert {k: getattr(args, k) for k in PRESETS["cpu"]} == PRESETS["cpu"]
+
+
+def test_every_preset_has_a_one_line_description_in_the_help(capsys):
+    assert set(DESCRIPTIONS) == set(PRESETS)
+    for name, description in DESCRIPTIONS.items():
+        assert description.strip() and "\n" not in description, name
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    help_text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, at hyphens too
+    assert all("".join(f"{name}: {line}".split()) in help_text for name, line in DESCRIPTIONS.items())
 
 
 def test_explicit_flag_beats_preset():
@@ -176,7 +186,7 @@ def test_a_restored_grid_pretrains_again_only_the_runs_unfinished_cells_need(tmp
                   for r in pretraining_runs(args, cells)})
     write_json(tmp_path / "runner_state.json", state)
     ran = []
-    monkeypatch.setattr(label_efficiency, "run_and_tee", lambda argv: (ran.append(argv), (0, ""))[1])
+    monkeypatch.setattr(label_efficiency, "run_and_tee", lambda argv, **_: (ran.append(argv), (0, ""))[1])
     label_efficiency.main(args)
     assert [(Path(argv[1]).name, _flag(argv, "--out")) for argv in ran] == [
         ("colorize.py", str(tmp_path / "pretrain" / "control")), ("segment.py", str(unfinished.run_dir(tmp_path)))]
@@ -264,14 +274,15 @@ def test_label_counts_are_the_grid_axis_passed_through_as_labels(tmp_path):
         command = finetune_command(args, cell)
         assert (_flag(command, "--labels"), _flag(command, "--frac")) == (str(cell.labels), None)
         assert _flag(command, "--out") == str(tmp_path / "segment" / f"{cell.init}_labels{cell.labels}_seed{cell.seed}")
-    assert parse_args(["--out", "x"]).fracs == [0.1, 0.25, 0.5, 1.0] and parse_args(["--out", "x"]).labels is None
+    assert parse_args(["--out", "x", "--data", "d"]).fracs == [0.1, 0.25, 0.5, 1.0]  # the cpu preset's
+    assert parse_args(["--out", "x"]).fracs == [0.1, 0.25, 1.0] and parse_args(["--out", "x"]).labels is None  # demo
     with pytest.raises(SystemExit):
         parse_args(["--out", "x", "--labels", "8", "--fracs", "0.5"])
 
 
 def _fake_runs(ran, n_train=100):
     """A run_and_tee that records each command and leaves a finished segment.py run (metrics.json and weights)."""
-    def run(argv):
+    def run(argv, **_):
         ran.append(argv)
         if Path(argv[1]).name == "segment.py":
             out = Path(_flag(argv, "--out"))
@@ -282,6 +293,39 @@ def _fake_runs(ran, n_train=100):
             (out / "best.weights.h5").write_bytes(b"")
         return 0, ""
     return run
+
+
+def test_jobs_run_steps_side_by_side_each_with_its_share_of_the_cores(tmp_path, monkeypatch):
+    """--jobs 2: two steps at once, each told to use half the cores and kept quiet (their output goes to
+    runner.log); a positive cell still starts only once its source cell has finished."""
+    args = parse_args(["--out", str(tmp_path), "--preset", "smoke", "--seeds", "1", "--inits", "scratch", "positive",
+                       "--labels", "8", "20", "--jobs", "2"])
+    running, overlap, finished_at, started_at, seen = [], [], {}, {}, []
+    record = _fake_runs([])
+
+    def run(argv, env=None, echo=True):
+        out = _flag(argv, "--out")
+        started_at[out] = time.monotonic()
+        running.append(out)
+        overlap.append(len(running))
+        seen.append((env, echo))
+        time.sleep(0.3)
+        running.remove(out)
+        finished_at[out] = time.monotonic()
+        return record(argv)
+
+    monkeypatch.setattr(label_efficiency, "run_and_tee", run)
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    assert label_efficiency.main(args) == 0
+
+    assert max(overlap) == 2
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert all(env["TF_NUM_INTRAOP_THREADS"] == share and echo is False for env, echo in seen)
+    source = str(Cell("scratch", 1.0, 1).run_dir(tmp_path))
+    for n in (8, 20):
+        assert started_at[str(Cell("positive", None, 1, n).run_dir(tmp_path))] >= finished_at[source]
+    rows = read_results(tmp_path)
+    assert len(rows) == 5 and all(r["status"] == "done" for r in rows)
 
 
 def test_positive_arm_starts_from_the_same_seed_scratch_cell_on_all_labels_run_first(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""experiments/flops.py: FLOPs counted from traced graphs against hand counts, and the matmul-rate probe."""
+"""experiments/speed/flops.py: FLOPs counted from traced graphs against hand counts, and the matmul-rate probe."""
 
 from surrogate_supervision.models import conv_grad
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from surrogate_supervision.experiments import flops
+from surrogate_supervision.experiments.speed import flops
 
 
 def traced(fn, *specs):
@@ -91,7 +91,7 @@ def test_peer_forward_matches_ours():
         pytest.skip("segmentation_models_pytorch is not installed (the `bench` extra)")
     from surrogate_supervision.models import build_deeplabv3plus
 
-    from surrogate_supervision.experiments.benchmark import build_peer
+    from surrogate_supervision.experiments.speed.benchmark import build_peer
 
     ours = sum(flops.graph_flops(traced(build_deeplabv3plus(9), tf.TensorSpec((2, 96, 96, 3)))).values())
     peer = flops.torch_forward_flops(build_peer(96, 2)[1], torch.zeros(2, 3, 96, 96))

@@ -18,8 +18,9 @@ from surrogate_supervision.models import build_deeplabv3plus, build_generator, b
 from surrogate_supervision.models.io import read_json
 from surrogate_supervision.models.losses import make_loss
 from surrogate_supervision.models.resnet import is_backbone_layer
+from surrogate_supervision.models.rundir import ARCHITECTURE_FILE, GENERATOR_FILE, save_weights
 from surrogate_supervision.models.runner.cli import architecture_from_flags, run
-from surrogate_supervision.models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator, save_generator
+from surrogate_supervision.models.transfer import load_generator
 
 import h5py
 import keras
@@ -382,7 +383,7 @@ def test_min_delta_stops_a_run_that_only_creeps_up_and_keeps_its_best_step(synth
 def gray_generator(tmp_path_factory):
     """An untrained --predict gray generator: what a control run exports (the head is all that differs)."""
     path = tmp_path_factory.mktemp("control") / GENERATOR_FILE
-    save_generator(build_generator(output="gray", width=WIDTH), path)
+    save_weights(build_generator(output="gray", width=WIDTH), path)
     return path.parent
 
 
@@ -395,8 +396,8 @@ def test_control_init_copies_the_gray_generator(synthetic_root, gray_generator, 
 
 
 @pytest.mark.parametrize("init, generator, wanted", [
-    ("control", "surrogate", "--init control needs a --predict gray (no-colour) run"),
-    ("surrogate", "gray_generator", "--init surrogate needs a colour run"),
+    ("control", "surrogate", "the control init needs a no-colour run"),
+    ("surrogate", "gray_generator", "the surrogate init needs a colour run"),
 ])
 def test_control_and_colour_arms_refuse_each_others_generator(init, generator, wanted, request, synthetic_root,
                                                               tmp_path, capsys):

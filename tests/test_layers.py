@@ -17,7 +17,12 @@ PREFIX = "surrogate_supervision."
 # A package may import its own layer and those below it. The three script folders share the top layer; among
 # them only library modules (no `if __name__ == "__main__":`) may be imported.
 # `models.runner` (the run plumbing) is a subpackage of `models` with a layer of its own, above the networks.
-LAYERS = {"datasets": 0, "models": 1, "models.runner": 2, "pretrain": 3, "finetune": 3, "experiments": 3}
+# `experiments.speed` (the speed lab) is a subpackage of `experiments` in the top layer with it, under a key of its
+# own so that an import cycle between the lab and the study fails too.
+LAYERS = {"datasets": 0, "models": 1, "models.runner": 2, "pretrain": 3, "finetune": 3, "experiments": 3,
+          "experiments.speed": 3}
+# Subpackages that are keys of LAYERS, apart from their parent package.
+SUBPACKAGES = ("models.runner", "experiments.speed")
 PACKAGES = ("datasets", "models", "pretrain", "finetune", "experiments")
 # Library modules that can also be run with `python -m` (a convenience, not a script other code depends on).
 LIBRARY_WITH_MAIN = {"datasets.synthetic"}
@@ -83,8 +88,9 @@ def test_project_modules_are_imported_through_the_one_package_name():
 
 
 def package(name):
-    """The layer's key: `models.runner` for the plumbing, else the top-level package."""
-    return "models.runner" if name == "models.runner" or name.startswith("models.runner.") else name.split(".")[0]
+    """The layer's key: `models.runner` for the plumbing, `experiments.speed` for the speed lab, else the top-level
+    package."""
+    return next((sub for sub in SUBPACKAGES if name == sub or name.startswith(sub + ".")), name.split(".")[0])
 
 
 def layer(name):
@@ -93,6 +99,15 @@ def layer(name):
 
 def test_every_package_has_a_layer():
     assert {package(name) for name in MODULES} == set(LAYERS)
+
+
+def test_the_speed_lab_is_read_as_part_of_the_top_layer():
+    """experiments/speed/ is read like any folder: its modules named from their paths, their imports followed,
+    their layer the other script folders'."""
+    lab = {name for name in MODULES if package(name) == "experiments.speed"}
+    assert {"experiments.speed", "experiments.speed.benchmark", "experiments.speed.train_step"} <= lab
+    assert {layer(name) for name in lab} == {layer("experiments"), LAYERS["pretrain"], LAYERS["finetune"]}
+    assert "experiments.speed.train_step" in GRAPH["experiments.speed.benchmark"]
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -1,17 +1,22 @@
 """Failures that must not pass quietly: a code error during a checkpoint restore, a grid with failed cells, text
 files that are not UTF-8, a damaged config.json, and internal errors the CLI used to print as one line."""
 
+import argparse
+import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from surrogate_supervision.models.metrics import parse_groups
 from surrogate_supervision.models.runner import training
-from surrogate_supervision.models.runner.cli import check_resume, run
+from surrogate_supervision.models.runner.cli import check_resume, error_line, run
 from surrogate_supervision.models.runner.runs import read_run_config
 from surrogate_supervision.models.runner.runtime import make_strategy
 from surrogate_supervision.models.runner.training import Checkpoints
 from surrogate_supervision.models.segmenter import build_segmenter
+from surrogate_supervision.models.surrogate_checkpoints import choose_surrogate
+from surrogate_supervision.models.transfer import read_imagenet_weights, resolve_surrogate
 
 import numpy as np
 import pytest
@@ -19,6 +24,7 @@ import tensorflow as tf
 
 from surrogate_supervision.datasets import DatasetError, FileError, FlagError, ToolkitError, load_labeled, load_palette
 from surrogate_supervision.datasets.rle import read_rle_table
+from surrogate_supervision.datasets.splits import select_fraction
 from surrogate_supervision.experiments import label_efficiency
 from surrogate_supervision.experiments.label_efficiency import parse_args
 
@@ -114,7 +120,7 @@ def _grid(tmp_path, monkeypatch, fail):
     args = parse_args(["--out", str(tmp_path), "--preset", "smoke", "--seeds", "1",
                        "--inits", "scratch", "surrogate", "imagenet"])
 
-    def fake(argv):
+    def fake(argv, **_):
         failed = fail is not None and any(fail in str(a) for a in argv)
         return (1, "error: something broke\n") if failed else (0, "")
 
@@ -240,12 +246,81 @@ def test_an_internal_value_error_in_a_script_exits_1_with_its_traceback():
     assert result.stderr.strip().splitlines()[-1] == "ValueError: an internal check failed"
 
 
-def test_refusals_of_flag_values_are_toolkit_errors():
-    with pytest.raises(FlagError, match="--group"):
-        parse_groups("background:0;thing:9", ["background", "thing"])
-    with pytest.raises(FlagError, match="--loss bce"):
-        build_segmenter(3, loss="bce")
-    with pytest.raises(FlagError, match="--distribute"):
-        make_strategy("everywhere")
+# --- library errors name parameters, the CLI names flags (issue #49) ---------------------------------------------
+
+# (a call that refuses a parameter value, the parameter, the message after its name)
+PARAMETER_REFUSALS = [
+    (lambda tmp: parse_groups("background:0;thing:9", ["background", "thing"]), "group",
+     "'background:0;thing:9': class id 9 outside 0..1"),
+    (lambda tmp: build_segmenter(3, loss="bce"), "loss", "bce is for two-class datasets; this one has 3 classes"),
+    (lambda tmp: make_strategy("everywhere"), "distribute",
+     "'everywhere' unknown, supported: none, mirrored, multiworker"),
+    (lambda tmp: select_fraction(["a", "b"], 1.5, seed=0), "frac", "must be in (0, 1], got 1.5"),
+    (lambda tmp: resolve_surrogate(tmp / "nothing"), "surrogate", "{tmp}/nothing: no such file"),
+    (lambda tmp: read_imagenet_weights(tmp / "r50.h5"), "imagenet_weights", "{tmp}/r50.h5: no such file"),
+    (lambda tmp: choose_surrogate(tmp / "g.weights.h5", "best-probe"), "surrogate_checkpoint",
+     "best-probe needs the surrogate to be a run directory"),
+]
+
+
+@pytest.mark.parametrize("refuse, param, message", PARAMETER_REFUSALS,
+                         ids=[param for _, param, _ in PARAMETER_REFUSALS])
+def test_a_library_error_names_its_parameter_and_the_cli_its_flag(refuse, param, message, tmp_path, capsys):
+    message = message.format(tmp=tmp_path)
+    with pytest.raises(ToolkitError) as caught:
+        refuse(tmp_path)
+    error = caught.value
+    assert error.param == param and not re.search(r"--[a-z]", str(error)), str(error)
+    assert str(error).startswith(f"{param} {message}"), str(error)
+    flag = "--" + param.replace("_", "-")
+
+    def main(args):
+        raise error
+
+    assert run(main, argparse.Namespace(**{param: None})) == 1  # a script with that flag
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {flag} {message}"), line
+    assert error_line(error, argparse.Namespace()) == str(error)  # a script without it: the parameter's name
     assert issubclass(FlagError, ToolkitError) and issubclass(DatasetError, ToolkitError)
     assert issubclass(ToolkitError, ValueError)  # callers that catch ValueError still catch them
+
+
+def _scripts_own_functions(tree):
+    """The `main` and `parse_args` of a library module that is also a script (`if __name__ == "__main__":`): its
+    own command line may name its flags."""
+    is_script = any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body)
+    return {node for node in tree.body if is_script and isinstance(node, ast.FunctionDef)
+            and node.name in ("main", "parse_args")}
+
+
+def _texts(node):
+    """Every string literal under `node`; an f-string with each replacement field read as "x"."""
+    for child in ast.walk(node):
+        if isinstance(child, ast.JoinedStr):
+            yield "".join(part.value if isinstance(part, ast.Constant) else "x" for part in child.values)
+        elif isinstance(child, ast.Constant) and isinstance(child.value, str):
+            yield child.value
+
+
+def test_no_library_message_names_a_flag():
+    """Only scripts and models/runner/cli.py know flags: an error raised or a line printed below them names the
+    parameter (`ToolkitError(param=...)`), which the CLI shows as the flag."""
+    flag = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+    found = []
+    for path in sorted([*(REPO / "datasets").rglob("*.py"), *(REPO / "models").rglob("*.py")]):
+        if path == REPO / "models" / "runner" / "cli.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skipped = {id(node) for function in _scripts_own_functions(tree) for node in ast.walk(function)}
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.Raise):
+                parts = [node.exc, node.cause]
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                parts = [*node.args, *(keyword.value for keyword in node.keywords)]
+            else:
+                continue
+            found += [f"{path.relative_to(REPO)}:{node.lineno}: {match.group()}" for part in parts if part is not None
+                      for text in _texts(part) for match in flag.finditer(text)]
+    assert not found, sorted(set(found))

@@ -6,8 +6,9 @@ import json
 from surrogate_supervision.models import build_deeplabv3plus, build_generator, transfer_weights
 from surrogate_supervision.models.conv_bias import fold_conv_biases, load_weights, with_conv_bias
 from surrogate_supervision.models.resnet import batch_norm_after
-from surrogate_supervision.models.runner.runs import BEST_WEIGHTS, CONFIG_FILE, load_run
-from surrogate_supervision.models.transfer import GENERATOR_FILE, fold_caffe_preprocessing, load_generator
+from surrogate_supervision.models.rundir import BEST_WEIGHTS, CONFIG_FILE, GENERATOR_FILE
+from surrogate_supervision.models.runner.runs import load_run
+from surrogate_supervision.models.transfer import fold_caffe_preprocessing, load_generator
 
 import keras
 import numpy as np

@@ -100,5 +100,6 @@ def test_perfect_prediction_scores_near_zero(batch, name):
 
 
 def test_unknown_loss_lists_valid_names():
-    with pytest.raises(ValueError, match=r"Wrong --loss 'bogus', supported: ce, dice, ce\+dice, bce"):
+    with pytest.raises(ValueError, match=r"^loss 'bogus' unknown, supported: ce, dice, ce\+dice, bce$") as error:
         make_loss("bogus", NUM_CLASSES)
+    assert error.value.param == "loss"

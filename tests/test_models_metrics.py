@@ -96,13 +96,13 @@ def test_default_groups_background_against_foreground():
     ("a:0;b:1", r"classes \[2\] belong to no group"),
     ("a=0;b=1-2", "cannot read 'a=0'"),
     ("a:zero;b:1-2", "cannot read 'a:zero'"),
-    ("a:0;b:-2", "--group 'a:0;b:-2'"),
-    ("a:0;b:1,,2", "--group 'a:0;b:1,,2'"),
+    ("a:0;b:-2", "group 'a:0;b:-2'"),
+    ("a:0;b:1,,2", "group 'a:0;b:1,,2'"),
 ], ids=["overlap", "out_of_range", "missing", "no_colon", "not_a_number", "open_range", "empty_item"])
-def test_parse_groups_errors_name_the_flag(spec, message):
+def test_parse_groups_errors_name_the_parameter(spec, message):
     with pytest.raises(ValueError, match=message) as error:
         parse_groups(spec, NAMES3)
-    assert str(error.value).startswith("--group ")
+    assert error.value.param == "group" and str(error.value).startswith(f"group {spec!r}: ")
 
 
 def test_grouped_dice_by_hand():

@@ -1,6 +1,6 @@
 import pytest
 
-from surrogate_supervision.experiments.onednn_kernels import kernel_times
+from surrogate_supervision.experiments.speed.onednn_kernels import kernel_times
 
 PRIMITIVE = "onednn_verbose,v1,primitive,{event},cpu,convolution,{impl},{prop},src:f32::blocked:{layout}::f0,,mb4,{ms}"
 LOG = "\n".join([
@@ -22,7 +22,7 @@ def test_kernel_times_sums_exec_lines_by_primitive_implementation_and_layout():
 
 def test_every_gradient_formulation_equals_tensorflows(monkeypatch, capsys):
     """conv_grad_kernels.py's alternatives compute the same gradients (small shapes, a dilated 3×3 included)."""
-    import surrogate_supervision.experiments.conv_grad_kernels as grads
+    import surrogate_supervision.experiments.speed.conv_grad_kernels as grads
 
     if not grads.onednn_enabled():
         pytest.skip("TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's own kernels have no NCHW or dilated gradients")

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from surrogate_supervision.models import ARCHITECTURE_FILE, Architecture, build_deeplabv3plus
 from surrogate_supervision.models.metrics import confusion_matrix
+from surrogate_supervision.models.rundir import BEST_WEIGHTS, CONFIG_FILE, TEST_COUNTS_FILE
 from surrogate_supervision.models.runner.cli import run
 from surrogate_supervision.models.runner.inference import DEFAULT_SCHEME, InferenceScheme, Predictor, _starts
-from surrogate_supervision.models.runner.runs import CONFIG_FILE, load_run
+from surrogate_supervision.models.runner.runs import load_run
 
 import cv2
 import keras
@@ -57,7 +58,7 @@ def bce_run(trained_run, synthetic_root, tmp_path_factory):
     logits = Predictor(model, train_crop=CROP).logits(read_image(sorted((synthetic_root / "images").iterdir())[0]))
     bias = model.get_layer("logits").bias
     bias.assign(bias.numpy() - np.median(logits))
-    model.save_weights(out / segment.BEST_WEIGHTS)
+    model.save_weights(out / BEST_WEIGHTS)
     return out, model
 
 
@@ -168,7 +169,7 @@ def test_weights_that_do_not_fit_the_config_exit_1_in_one_line(trained_run, synt
     run_dir.mkdir()
     config = json.loads((trained_run / CONFIG_FILE).read_text())
     (run_dir / CONFIG_FILE).write_text(json.dumps({**config, "classes": ["a", "b", "c"]}))
-    shutil.copy(trained_run / segment.BEST_WEIGHTS, run_dir / segment.BEST_WEIGHTS)
+    shutil.copy(trained_run / BEST_WEIGHTS, run_dir / BEST_WEIGHTS)
     args = predict_args(run_dir, tmp_path / "out", "--images", str(image_files(synthetic_root, 1)[0]))
 
     assert run(predict.main, args) == 1
@@ -250,7 +251,7 @@ def test_predict_gives_the_labels_the_test_metrics_scored(synthetic_root, tmp_pa
 
     assert run(predict.main, predict_args(run_dir, out, "--images", *(str(files[s]) for s in stems))) == 0
 
-    evaluated = json.loads((run_dir / segment.TEST_COUNTS).read_text())["confusion"]
+    evaluated = json.loads((run_dir / TEST_COUNTS_FILE).read_text())["confusion"]
     classes = json.loads((run_dir / CONFIG_FILE).read_text())["classes"]
     predicted_labels, trained = set(), load_run(run_dir)
     tiles_at_crop, differs = Predictor(trained.model, train_crop=17, scheme=InferenceScheme(tile=17)), False

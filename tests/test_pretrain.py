@@ -11,9 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from surrogate_supervision.models.rundir import ARCHITECTURE_FILE, GENERATOR_FILE
 from surrogate_supervision.models.runner.cli import run
 from surrogate_supervision.models.runner.training import train_loop
-from surrogate_supervision.models.transfer import ARCHITECTURE_FILE, GENERATOR_FILE, load_generator
+from surrogate_supervision.models.transfer import load_generator
 
 import cv2
 import numpy as np

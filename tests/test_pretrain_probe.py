@@ -8,10 +8,10 @@ import json
 import math
 
 from surrogate_supervision.models import build_deeplabv3plus, build_generator
-from surrogate_supervision.models.colour_classify import BINS_FILE
 from surrogate_supervision.models.deeplab import HEAD_LAYER
-from surrogate_supervision.models.surrogate_checkpoints import BEST_PROBE_FILE, choose_surrogate
-from surrogate_supervision.models.transfer import GENERATOR_FILE, TransferError, load_generator
+from surrogate_supervision.models.rundir import BEST_PROBE_FILE, BINS_FILE, GENERATOR_FILE, PROBE_FILE
+from surrogate_supervision.models.surrogate_checkpoints import choose_surrogate
+from surrogate_supervision.models.transfer import TransferError, load_generator
 
 import keras
 import numpy as np
@@ -19,7 +19,7 @@ import pytest
 
 import surrogate_supervision.finetune.segment as segment
 import surrogate_supervision.pretrain.colorize as colorize
-from surrogate_supervision.pretrain.probe import PROBE_FILE, Probe, ProbeSettings
+from surrogate_supervision.pretrain.probe import Probe, ProbeSettings
 from tests.test_pretrain import FLAGS, event_values
 
 TINY_PROBE = ProbeSettings(train_images=4, crops_per_image=1, val_images=4, steps=20)
@@ -135,11 +135,12 @@ def test_segment_starts_from_the_chosen_checkpoint(classify_run, synthetic_root,
 
 def test_best_probe_without_a_probed_run_is_a_one_line_error(tmp_path):
     (tmp_path / GENERATOR_FILE).write_bytes(b"")
-    with pytest.raises(TransferError, match=r"--surrogate-checkpoint best-probe: .* has no "
-                                            r"generator_best_probe.weights.h5 \(pretrain with --probe-data"):
+    with pytest.raises(TransferError, match=r"^surrogate_checkpoint best-probe: .* has no "
+                                            r"generator_best_probe.weights.h5 \(pretraining with a downstream probe"):
         choose_surrogate(tmp_path, "best-probe")
-    with pytest.raises(TransferError, match="needs --surrogate to be a run directory"):
+    with pytest.raises(TransferError, match="best-probe needs the surrogate to be a run directory") as error:
         choose_surrogate(tmp_path / GENERATOR_FILE, "best-probe")
+    assert error.value.param == "surrogate_checkpoint"
     assert choose_surrogate(tmp_path / GENERATOR_FILE, "final") == tmp_path / GENERATOR_FILE
 
 

@@ -18,7 +18,7 @@ import pytest
 
 import surrogate_supervision.finetune.segment as segment
 import surrogate_supervision.pretrain.colorize as colorize
-from surrogate_supervision.experiments.label_efficiency import PRESETS
+from surrogate_supervision.experiments.presets import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 # What TensorFlow 2.21 printed at every script start, --help included, before the script's own first line.
@@ -53,7 +53,7 @@ def test_the_two_commands_run_as_typed(synthetic_root, tmp_path):
     """No --data, --out or --surrogate: runs/colorize, then runs/segment_surrogate_0.25 starting from its
     generator, both recording the synthetic set's defaults; each prints its own line first."""
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "synthetic").symlink_to(synthetic_root)  # the built-in set, already generated
+    (tmp_path / "data" / "synthetic-64px").symlink_to(synthetic_root)  # the built-in set, already generated
     env, work = newcomer_env(tmp_path / "data"), tmp_path / "newcomer"
     work.mkdir()
 

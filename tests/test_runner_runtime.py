@@ -57,7 +57,7 @@ def test_float32_and_one_warning_line_where_bfloat16_would_be_slow(cpu, capsys, 
     assert runtime.set_precision(True) == "float32"
     assert keras.mixed_precision.global_policy().name == "float32"
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("warning: --mixed-precision ignored") and why in err
+    assert err.count("\n") == 1 and err.startswith("warning: mixed precision ignored") and why in err
 
 
 def test_the_bfloat16_measurement_times_both_precisions_and_leaves_the_policy_alone():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from surrogate_supervision.models import INITS, Architecture, TransferError
 from surrogate_supervision.models.io import read_json, write_json
+from surrogate_supervision.models.rundir import CONFIG_FILE, is_started
 from surrogate_supervision.models.runner.provenance import code_version, machine_summary
 from surrogate_supervision.models.runner.runtime import is_chief
 from surrogate_supervision.models.runner.training import Interrupted, NonFiniteLoss
@@ -60,9 +61,9 @@ FLAGS = {
     "skip_bad": dict(action="store_true", help="skip unreadable or invalid files and report how many"),
     "deterministic": dict(action="store_true", help="deterministic ops and data order"),
 }
-# Without --data, pretrain/colorize.py and finetune/segment.py train on the built-in synthetic set (128-px scenes),
+# Without --data, pretrain/colorize.py and finetune/segment.py train on the built-in synthetic set (64-px scenes),
 # where the reference recipe (full width, 513-px crops, 76,000 and 300,000 steps) would take days on a laptop. These
-# are the sizes of the label-efficiency grid's `demo` preset (experiments/label_efficiency.py), so that
+# are the sizes of the label-efficiency grid's `demo` preset (experiments/presets.py), so that
 # `python pretrain/colorize.py` then `python finetune/segment.py --init surrogate --frac 0.25` finish in minutes on
 # two cores and give the grid's surrogate cell: colour classification without the GAN term (the pretext that
 # helped at this scale, experiments/results/pretext.md), and fine-tuning that stops once 3 evaluations 50 steps
@@ -123,8 +124,8 @@ def check_resume(args, out):
     """Refuses to resume, or to call finished, a run in `out` whose computation-defining flags changed; returns
     the flags as config.json will record them (for `save_config`)."""
     out = Path(out)
-    path, config = out / "config.json", run_config(args)
-    if path.is_file() and (out / "checkpoints").is_dir():
+    path, config = out / CONFIG_FILE, run_config(args)
+    if is_started(out):
         previous = read_json(path)  # damaged JSON raises FileError naming the file
         # a poly schedule is a function of --steps: another --steps would bend the decay mid-run
         fixed = RESUME_FIXED + (("steps",) if config.get("lr_schedule") == "poly" else ())
@@ -139,7 +140,7 @@ def save_config(config, out, **extra):
     """Writes `<out>/config.json`: `config` (from `check_resume` or `run_config`), `extra`, the command line, the
     commit and the CPU it ran on."""
     out = Path(out)
-    path, config = out / "config.json", {**config, **extra}
+    path, config = out / CONFIG_FILE, {**config, **extra}
     config["command"] = shlex.join(["python"] + sys.argv)
     config["saved_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     config["code"], config["machine"] = code_version(), machine_summary()
@@ -163,11 +164,21 @@ def check_writable(out):
         raise FlagError(f"--out {out}: not writable ({error.strerror or error})") from None
 
 
-# What `run` reports in one line: the toolkit's own refusals (their messages name the file, folder or flag), a
+# What `run` reports in one line: the toolkit's own refusals (their messages name the file, folder or value), a
 # NaN loss, and OSError, which is about the files and disks the run was pointed at (missing, unreadable,
 # damaged, full) and whose message names them. Anything else, ValueError and TypeError included, is a bug
 # and keeps its traceback.
 ONE_LINE_ERRORS = (ToolkitError, TransferError, NonFiniteLoss, OSError)
+
+
+def error_line(error, args=None):
+    """`error`'s message as the command line shows it: a toolkit error about a library parameter (`param`) names
+    the flag that set it instead ("imagenet_weights" → "--imagenet-weights"), where the script has that flag
+    (`args`, when given, has the attribute); any other error reads as `str` gives it."""
+    param = getattr(error, "param", None)
+    if param and (args is None or hasattr(args, param)):
+        return error.named("--" + param.replace("_", "-"))
+    return str(error)
 
 
 def run(main, args):
@@ -186,7 +197,7 @@ def run(main, args):
     except ONE_LINE_ERRORS as error:
         if os.environ.get("SURROGATE_TRACEBACK"):  # for debugging: the full stack
             traceback.print_exc()
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error_line(error, args)}", file=sys.stderr)
         return 1
 
 

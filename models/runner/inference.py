@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from surrogate_supervision.models.atrous import reachable_taps
 from surrogate_supervision.models.io import read_json
+from surrogate_supervision.models.rundir import METRICS_FILE
 from surrogate_supervision.models.runner.runtime import avoid_slow_fused_inference
 
 import keras
@@ -29,7 +30,6 @@ import tensorflow as tf
 from surrogate_supervision.datasets import pad_to_grid
 
 UNTRAINED_TAPS = ("zero", "keep")
-METRICS_FILE = "metrics.json"
 
 
 def to_network_input(image_uint8):

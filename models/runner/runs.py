@@ -14,7 +14,8 @@ from pathlib import Path
 
 from surrogate_supervision.models import Architecture, build_segmenter
 from surrogate_supervision.models.conv_bias import load_weights
-from surrogate_supervision.models.io import atomic_path, read_json
+from surrogate_supervision.models.io import read_json
+from surrogate_supervision.models.rundir import ARCHITECTURE_FILE, BEST_WEIGHTS, CONFIG_FILE
 from surrogate_supervision.models.runner.runtime import avoid_slow_fused_inference
 
 import keras
@@ -23,8 +24,6 @@ from surrogate_supervision.datasets import DatasetError, ToolkitError
 from surrogate_supervision.datasets.images import IMAGE_EXTENSIONS
 from surrogate_supervision.datasets.labeled import list_files_by_stem
 
-CONFIG_FILE = "config.json"
-BEST_WEIGHTS = "best.weights.h5"
 RUN_KEYS = ("loss", "classes")
 ARCHITECTURE_KEYS = ("backbone", "width", "output_stride", "regular_conv")  # runs without architecture.json
 
@@ -65,7 +64,7 @@ def read_run_config(run_dir):
         config = read_json(path)  # damaged JSON raises FileError naming the file
     except OSError as error:
         raise RunError(f"{path}: unreadable ({error})") from None
-    needed = RUN_KEYS if (run_dir / "architecture.json").is_file() else RUN_KEYS + ARCHITECTURE_KEYS
+    needed = RUN_KEYS if (run_dir / ARCHITECTURE_FILE).is_file() else RUN_KEYS + ARCHITECTURE_KEYS
     missing = [key for key in needed if key not in config]
     if missing:
         raise RunError(f"{path}: lacks {', '.join(missing)}; not a finetune/segment.py run configuration")
@@ -87,7 +86,7 @@ def load_run(run_dir):
     weights = run_dir / BEST_WEIGHTS
     if not weights.is_file():
         raise RunError(f"{run_dir}: no {BEST_WEIGHTS}; the run has not validated yet "
-                       "(train longer than --eval-every steps, or wait for it to finish)")
+                       "(train longer than its validation interval, or wait for it to finish)")
     model = build_segmenter(len(config["classes"]), loss=config["loss"], architecture=run_architecture(run_dir, config))
     # Keras warns, and may go on, when it skips part of a weights file: a partial load is refused here too.
     with warnings.catch_warnings(record=True) as caught:
@@ -113,21 +112,8 @@ def run_architecture(run_dir, config):
     try:
         architecture = Architecture.load(run_dir)
     except ValueError as error:
-        raise RunError(f"{Path(run_dir) / 'architecture.json'}: {error}") from None
+        raise RunError(f"{Path(run_dir) / ARCHITECTURE_FILE}: {error}") from None
     return architecture.body() if architecture is not None else Architecture.from_config(config)
-
-
-def network_only(model):
-    """A view of a compiled model's layers without its optimizer, whose state Keras would otherwise save
-    alongside the weights (three times their size with Adam); loading through it updates `model`."""
-    return keras.Model(model.inputs, model.outputs, name=model.name)
-
-
-def save_network_weights(model, path):
-    """Writes the network's weights atomically (no optimizer state) and its architecture.json beside them."""
-    with atomic_path(path) as tmp:
-        network_only(model).save_weights(tmp)
-    model.architecture.save(Path(path).parent)
 
 
 def list_images(paths):

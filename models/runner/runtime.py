@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from surrogate_supervision.datasets import FlagError
+from surrogate_supervision.datasets import ToolkitError
 
 STRATEGIES = ("none", "mirrored", "multiworker")
 
@@ -36,9 +36,10 @@ def make_strategy(name):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise FlagError("--distribute multiworker needs the TF_CONFIG environment variable (see docs/scale.md)")
+            raise ToolkitError("multiworker needs the TF_CONFIG environment variable (see docs/scale.md)",
+                               param="distribute")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise FlagError(f"Wrong --distribute {name!r}, supported: {', '.join(STRATEGIES)}")
+    raise ToolkitError(f"{name!r} unknown, supported: {', '.join(STRATEGIES)}", param="distribute")
 
 
 def is_chief():
@@ -74,17 +75,18 @@ def wait_for_workers(strategy):
 ONEDNN_ISAS_WITHOUT_BF16 = ONEDNN_ISAS_BELOW_AVX512 + ("AVX512_CORE", "AVX512_CORE_VNNI")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 SEVERAL_TIMES_SLOWER = "where bfloat16 is several times slower than float32"
-# bfloat16 is kept only where it measured clearly faster: a CPU whose flags promise it can still be slower.
+# bfloat16 is kept only where `bfloat16_speedup` finds it clearly faster: a CPU whose flags promise it can still be
+# slower.
 MIN_BFLOAT16_SPEEDUP = 1.1
 
 
 def slow_low_precision_reason():
     """Why bfloat16 would be slower than float32 on this CPU, or None when it is faster here.
 
-    On a CPU without AVX512_BF16 or AMX, TensorFlow's bfloat16 convolutions fall back to reference code:
-    measured 9× slower than float32 on an AVX2 EPYC. With them, it depends on the CPU: the training step ran
-    1.75× faster in bfloat16 on an AMD EPYC with avx512_bf16, but 0.64× on an Intel Xeon with avx512_bf16 and
-    no AMX (experiments/results/benchmarks.md), so where the flags allow it, `bfloat16_speedup` measures.
+    On a CPU without AVX512_BF16 or AMX, TensorFlow's bfloat16 convolutions fall back to reference code, several
+    times slower than float32. With them, it depends on the CPU: the training step ran much faster in bfloat16 on
+    an AMD EPYC with avx512_bf16, but slower on an Intel Xeon with the same flags and no AMX, so where the flags
+    allow it, `bfloat16_speedup` times the two (measurements: experiments/results/cpu_kernels.md).
     GPUs are not checked here (float16 is used there).
     """
     if not onednn_enabled():
@@ -112,9 +114,9 @@ def bfloat16_speedup():
     """float32's time over bfloat16's for one training step (forward, both gradients) of ResNet50's bottleneck
     stages: one block of each stage timed, weighted by the stage's block count (`RESNET50_STAGES`), batch 4.
     Every stage, because the gain grows with depth where the CPU multiplies bfloat16 matrices fast: on an Intel
-    Xeon with AMX the first stage's block measured 1.00, the later ones 1.33, 1.57 and 1.84, and the whole
-    network's step 1.64 (a check of the first block alone refused that gain); on the Xeon without AMX the first
-    block measured 0.68 where the whole step measured 0.64. A few seconds, once per process; the global
+    Xeon with AMX the first stage's block gains nothing and the later ones ever more, so a check of the first
+    block alone refused the whole network's gain; where bfloat16 is slower (the Xeon without AMX) the first block
+    already shows it (experiments/results/cpu_kernels.md). A few seconds, once per process; the global
     precision policy is left as it was (each layer gets its own)."""
     seconds = {policy: sum(blocks * _bottleneck_step_seconds(policy, size, channels)
                            for size, channels, blocks in RESNET50_STAGES)
@@ -153,9 +155,9 @@ def slow_fused_inference_reason():
     """Why oneDNN's fused inference convolutions would be slow on this CPU, or None where they are not.
 
     In inference, Grappler's remapper fuses Conv2D + BatchNorm (+ ReLU) into one oneDNN convolution with
-    post-ops. Below AVX-512, oneDNN 3.7 runs those on its generic `gemm:jit` kernel: `predict --size 513`
-    measured 10× slower than with the remapper off (7.3 against 0.70 s per image, oneDNN capped at AVX2),
-    while natively (AVX-512) the remapper saves about 6 % (experiments/results/benchmarks.md).
+    post-ops. Below AVX-512, oneDNN 3.7 runs those on its generic `gemm:jit` kernel, and prediction is many times
+    slower than with the remapper off, while natively (AVX-512) the remapper makes it a little faster, so it stays
+    on there (experiments/results/cpu_kernels.md).
     """
     return onednn_below_avx512_reason()
 
@@ -164,8 +166,8 @@ def avoid_slow_fused_inference():
     """Switches Grappler's remapper off where `slow_fused_inference_reason()` gives a reason; returns it.
 
     Process-wide, and read by TensorFlow when a function runs: set before a run's first step, so training
-    and validation run one setting throughout (the training step measured the same either way, within 2 %,
-    on both CPU kinds). A remapper setting the user has already made is left alone.
+    and validation run one setting throughout (the remapper does not change the training step's speed on
+    either CPU kind: experiments/results/cpu_kernels.md). A remapper setting the user has already made is left alone.
     """
     reason = slow_fused_inference_reason()
     if reason and "remapping" not in tf.config.optimizer.get_experimental_options():
@@ -182,7 +184,7 @@ def set_precision(mixed_precision):
     if mixed_precision and not tf.config.list_physical_devices("GPU"):
         reason = slow_low_precision_reason()
         if reason:
-            print(f"warning: --mixed-precision ignored, training in float32: {reason}", file=sys.stderr)
+            print(f"warning: mixed precision ignored, training in float32: {reason}", file=sys.stderr)
             mixed_precision = False
     if not mixed_precision:
         keras.mixed_precision.set_global_policy("float32")

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from surrogate_supervision.models.rundir import WORKERS_DIR, checkpoints_dir
 from surrogate_supervision.models.runner.runtime import is_chief, worker_id
 
 import tensorflow as tf
@@ -76,10 +77,10 @@ class Checkpoints:
         self.checkpoint = tf.train.Checkpoint(step=self.step, format=self.format,
                                               random_states=random_states(**trackables), **trackables)
         self.chief = is_chief()
-        self.shared = Path(run_dir) / "checkpoints"
+        self.shared = checkpoints_dir(run_dir)
         directory = self.shared
         if not self.chief:
-            directory = Path(run_dir) / ".workers" / worker_id()
+            directory = Path(run_dir) / WORKERS_DIR / worker_id()
         self.directory = directory
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=max_to_keep)
 

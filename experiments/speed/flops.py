@@ -6,7 +6,7 @@ executes, counted from our traced graph (the peer's network is the same: its for
 PyTorch, is checked equal), and the fp32 matrix-multiply rate of the same threads and instruction set, the
 ceiling dense convolutions approach.
 
-    python experiments/benchmark.py roofline --size 256 --batch 4
+    python experiments/speed/benchmark.py roofline --size 256 --batch 4
 """
 
 import time
@@ -73,8 +73,8 @@ def graph_flops(graph):
 
 
 def step_flops(task, size, batch, width=1.0):
-    """Op type → FLOPs of one of our training steps, as `experiments.train_step` builds and runs it."""
-    from surrogate_supervision.experiments.train_step import build_traced_step
+    """Op type → FLOPs of one of our training steps, as `experiments.speed.train_step` builds and runs it."""
+    from surrogate_supervision.experiments.speed.train_step import build_traced_step
 
     step, data, _ = build_traced_step(task, size, batch, width, xla=False)
     return graph_flops(step.get_concrete_function(data).graph)
@@ -83,8 +83,8 @@ def step_flops(task, size, batch, width=1.0):
 def torch_forward_flops(model, inputs):
     """FLOPs PyTorch counts for one forward pass: the check that the peer's network computes what ours does.
 
-    Only the forward pass: `FlopCounterMode` (torch 2.13) counts a grouped convolution's backward as if it were
-    dense, which makes the peer's depthwise ASPP/decoder layers look thousands of times costlier than they are.
+    Only the forward pass: `FlopCounterMode` counts a grouped convolution's backward as if it were dense, which
+    overstates the cost of the peer's depthwise ASPP/decoder layers (seen: experiments/results/speed_notes.md).
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode

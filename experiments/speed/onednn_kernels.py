@@ -3,8 +3,8 @@
 Why: both frameworks run their convolutions on oneDNN, so a speed gap between them is a gap between the kernels
 each is given. This runs the third step of a fresh process with ONEDNN_VERBOSE=1 and sums the execution times.
 
-    python experiments/onednn_kernels.py --framework ours --isa AVX2
-    python experiments/onednn_kernels.py --framework peer --isa AVX2
+    python experiments/speed/onednn_kernels.py --framework ours --isa AVX2
+    python experiments/speed/onednn_kernels.py --framework peer --isa AVX2
 """
 
 import argparse
@@ -15,11 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository root: experiments/speed/ is two folders down
 STEP = {
     "ours": """
 from surrogate_supervision.models.runner.runtime import avoid_slow_fused_inference
-from surrogate_supervision.experiments.train_step import build_step
+from surrogate_supervision.experiments.speed.train_step import build_step
 avoid_slow_fused_inference()  # as the scripts do
 run_once, _ = build_step("segment", {size}, {batch}, 1.0, False)
 run_once(); run_once()
@@ -27,7 +27,7 @@ print("MARK", flush=True)
 run_once()
 """,
     "peer": """
-from surrogate_supervision.experiments.benchmark import build_peer
+from surrogate_supervision.experiments.speed.benchmark import build_peer
 step = build_peer({size}, {batch})[0]
 step(); step()
 print("MARK", flush=True)

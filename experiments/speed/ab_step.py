@@ -1,7 +1,7 @@
 """A/B of the full training step in one process: variants built side by side, their steps alternated.
 
-    python experiments/ab_step.py keras_dw,atrous          # Keras' DepthwiseConv2D against models.atrous
-    ONEDNN_MAX_CPU_ISA=AVX2 python experiments/ab_step.py atrous,bias,bf16
+    python experiments/speed/ab_step.py keras_dw,atrous          # Keras' DepthwiseConv2D against models.atrous
+    ONEDNN_MAX_CPU_ISA=AVX2 python experiments/speed/ab_step.py atrous,bias,bf16
 
 Variants: atrous (the network as it is), keras_dw (ASPP/decoder on Keras' own Conv2D/DepthwiseConv2D),
 bias (backbone convolutions with a bias, the layout before they dropped it: what that change is measured
@@ -26,7 +26,7 @@ import surrogate_supervision.models.resnet as resnet
 import keras
 import tensorflow as tf
 
-from surrogate_supervision.experiments.train_step import build_step
+from surrogate_supervision.experiments.speed.train_step import build_step
 
 
 @contextlib.contextmanager

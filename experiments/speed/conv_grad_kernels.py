@@ -1,11 +1,12 @@
 """Convolution gradients of the ResNet50 backbone computed other ways than TensorFlow's oneDNN NHWC kernels.
 
-    python experiments/conv_grad_kernels.py                       # native ISA
-    ONEDNN_MAX_CPU_ISA=AVX2 python experiments/conv_grad_kernels.py
+    python experiments/speed/conv_grad_kernels.py                       # native ISA
+    ONEDNN_MAX_CPU_ISA=AVX2 python experiments/speed/conv_grad_kernels.py
 
-Why: under an AVX2 cap the weight-gradient kernels TensorFlow gets from oneDNN (plain NHWC) cost 2.4-2.8x the
-blocked-layout ones PyTorch gets (experiments/results/benchmarks.md). Each row times, alternated in one process
-(median of ROUNDS), one layer shape of the 256^2, batch-4, output-stride-16 step:
+Why: under an AVX2 cap the weight-gradient kernels TensorFlow gets from oneDNN (plain NHWC) are slower than the
+blocked-layout ones PyTorch gets (measured: experiments/results/speed_notes.md), so other formulations may beat
+them. Each row times, alternated in one process (median of ROUNDS), one layer shape of the 256^2, batch-4,
+output-stride-16 step:
 - weight gradient: `Conv2DBackpropFilter` NHWC (what training runs), the same on NCHW tensors (transposes
   included), one matmul per kernel tap, and one im2col matmul;
 - input gradient: `Conv2DBackpropInput` NHWC, and the forward convolution with the flipped kernel (a matmul for

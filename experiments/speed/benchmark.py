@@ -1,14 +1,14 @@
 """Speed measurements: training steps, the input pipeline, the PyTorch peer, and inference.
 
-    python experiments/benchmark.py train-step --task segment --size 256 --batch 4
-    python experiments/benchmark.py train-step --task colorize --size 256 --batch 4
-    python experiments/benchmark.py data --data ROOT --crop 513
-    python experiments/benchmark.py peer --size 256 --batch 4      # needs the `bench` extra (torch, smp)
-    python experiments/benchmark.py peer --peer-process own        # the peer in a process of its own
-    python experiments/benchmark.py predict --size 513
-    python experiments/benchmark.py scale --files 330000          # streaming: first step and memory
-    python experiments/benchmark.py profile --task segment --size 256 --batch 4   # where a step's time goes
-    python experiments/benchmark.py roofline --size 256 --batch 4  # peer, FLOPs and the machine's matmul rate
+    python experiments/speed/benchmark.py train-step --task segment --size 256 --batch 4
+    python experiments/speed/benchmark.py train-step --task colorize --size 256 --batch 4
+    python experiments/speed/benchmark.py data --data ROOT --crop 513
+    python experiments/speed/benchmark.py peer --size 256 --batch 4      # needs the `bench` extra (torch, smp)
+    python experiments/speed/benchmark.py peer --peer-process own        # the peer in a process of its own
+    python experiments/speed/benchmark.py predict --size 513
+    python experiments/speed/benchmark.py scale --files 330000          # streaming: first step and memory
+    python experiments/speed/benchmark.py profile --task segment --size 256 --batch 4   # where a step's time goes
+    python experiments/speed/benchmark.py roofline --size 256 --batch 4  # peer, FLOPs and the machine's matmul rate
 
 JSON on stdout, a readable table on stderr. Timings are the median of several timed repeats after warm-up.
 """
@@ -53,13 +53,13 @@ def cmd_train_step(args):
     from surrogate_supervision.models.runner.runtime import set_precision
 
     precision = set_precision(args.mixed_precision)
-    from surrogate_supervision.experiments.train_step import build_step
+    from surrogate_supervision.experiments.speed.train_step import build_step
 
     run_once, model = build_step(args.task, args.size, args.batch, args.width, args.xla)
     seconds, times = timed(run_once, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
     arithmetic = {}
     if args.flops or args.peak_tflops:
-        from surrogate_supervision.experiments.flops import step_flops
+        from surrogate_supervision.experiments.speed.flops import step_flops
 
         flop = sum(step_flops(args.task, args.size, args.batch, args.width).values())
         arithmetic = {"gflop_per_step": flop / 1e9, "tflops_per_second": flop / seconds / 1e12}
@@ -156,7 +156,7 @@ def described_peer(size, batch):
     return run_once, peer_info(model, framework)
 
 
-def serve_peer(size, batch, builder="surrogate_supervision.experiments.benchmark:described_peer"):
+def serve_peer(size, batch, builder="surrogate_supervision.experiments.speed.benchmark:described_peer"):
     """The child side of `PeerProcess`: builds the step (`builder`, "module:function", returns the step and a
     dict that describes it), writes that dict as one JSON line, then runs one step for every line read from
     stdin and answers each with "done". Anything the libraries print goes to stderr, so stdout carries the
@@ -176,18 +176,21 @@ def serve_peer(size, batch, builder="surrogate_supervision.experiments.benchmark
 class PeerProcess:
     """The peer's training step in a process of its own, one step per call: `peer --peer-process own`.
 
-    In one process PyTorch shares the cores with TensorFlow's thread pools, which measured the peer about 8 %
-    slower than alone on an AVX2 EPYC (benchmarks.md); here only one framework's threads exist per process,
+    In one process PyTorch shares the cores with TensorFlow's thread pools, which can slow the peer and so flatter
+    the ratio (measured: experiments/results/speed_notes.md); here only one framework's threads exist per process,
     while the rounds still alternate as in the shared-process protocol. Environment caps (ONEDNN_MAX_CPU_ISA,
     ATEN_CPU_CAPABILITY) reach the child as they are.
     """
 
-    def __init__(self, size, batch, builder="surrogate_supervision.experiments.benchmark:described_peer"):
+    def __init__(self, size, batch, builder="surrogate_supervision.experiments.speed.benchmark:described_peer"):
         import subprocess
 
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # `python -c` imports from its cwd
-        self.child = subprocess.Popen([sys.executable, "-c", f"from experiments.benchmark import serve_peer; "
-                                                             f"serve_peer({int(size)}, {int(batch)}, {builder!r})"],
+        # The repository root (experiments/speed/ is two folders down): `python -c` also imports from its cwd, which
+        # is where a builder outside the package (tests.helpers) is found.
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        code = (f"from surrogate_supervision.experiments.speed.benchmark import serve_peer; "
+                f"serve_peer({int(size)}, {int(batch)}, {builder!r})")
+        self.child = subprocess.Popen([sys.executable, "-c", code],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=repo)
         self.info = json.loads(self._reply("the peer's process could not build its step (see above)"))
 
@@ -218,7 +221,7 @@ def cmd_peer(args):
     from surrogate_supervision.models.runner.runtime import set_precision
 
     precision = set_precision(args.mixed_precision)
-    from surrogate_supervision.experiments.train_step import build_step
+    from surrogate_supervision.experiments.speed.train_step import build_step
 
     ours_once, ours_model = build_step("segment", args.size, args.batch, 1.0, args.xla)
     # Alternating rounds (peer, ours, ours, peer, ...), so that a load that comes and goes hits both alike.
@@ -243,17 +246,18 @@ def cmd_peer(args):
 
 
 def cmd_roofline(args):
-    """The peer comparison on the scale of the machine's arithmetic ceiling (see `experiments/flops.py`).
+    """The peer comparison on the scale of the machine's arithmetic ceiling (see `experiments/speed/flops.py`).
 
     Both steps are credited with the FLOPs counted in our training step's graph: the networks are the same
-    (their forward passes, counted separately, agree to within a fraction of a percent).
+    (their forward passes, counted separately, agree within 1 %: tests/test_experiments_flops.py checks it; the
+    measured figures: experiments/results/speed_notes.md).
     """
     from surrogate_supervision.models import build_deeplabv3plus
 
     import tensorflow as tf
     import torch
 
-    from surrogate_supervision.experiments import flops
+    from surrogate_supervision.experiments.speed import flops
 
     result = cmd_peer(args)
     step = sum(flops.step_flops("segment", args.size, args.batch).values())
@@ -432,8 +436,8 @@ def cmd_profile(args):
 
     import tensorflow as tf
 
-    from surrogate_supervision.experiments.flops import op_kinds
-    from surrogate_supervision.experiments.train_step import build_traced_step
+    from surrogate_supervision.experiments.speed.flops import op_kinds
+    from surrogate_supervision.experiments.speed.train_step import build_traced_step
 
     precision = set_precision(args.mixed_precision)
     step, data, _ = build_traced_step(args.task, args.size, args.batch, args.width, args.xla)
@@ -481,8 +485,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     # Each command gets its own timing flags: argparse shares a parent parser's actions between its children, so
-    # a default changed on one command (set_defaults) would silently change every other's (it once made every
-    # command's --steps 500, scale's, instead of 3).
+    # a default changed on one command (set_defaults) would silently change every other's (scale's 500 --steps
+    # would become every command's; tests/test_benchmark.py checks each keeps its own).
     def timing(steps):
         parser = argparse.ArgumentParser(add_help=False)
         parser.add_argument("--warmup", type=int, default=2)
