@@ -74,7 +74,7 @@ PRESETS = {
         loss="ce",
         lr_schedule="constant",
         fracs=[0.1, 0.25, 1.0],  # three points of the curve: 9 cells, a grid inside 15 minutes on two cores (demo.md)
-        jobs=2,  # two one-thread runs at once: more steps per second than one two-thread run of a small network
+        jobs=2,  # two one-thread runs at once overlap each run's serial start-up and small ops (demo.md)
         **CPU_PRETEXT,  # the cpu preset's pretext, so the demo's surrogate arm is the study's
     ),
     "smoke": dict(
