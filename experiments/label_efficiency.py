@@ -36,8 +36,8 @@ from surrogate_supervision.models.runner.provenance import code_version, machine
 from tqdm import tqdm
 
 from surrogate_supervision.experiments.presets import DESCRIPTIONS, PRESETS
+from surrogate_supervision.experiments.records import Cell, collect_results, read_runner_state, write_runner_state
 from surrogate_supervision.experiments.report import write_plots_and_report
-from surrogate_supervision.experiments.results import Cell, collect_results, read_runner_state, write_runner_state
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGENET_INITS = ("imagenet", "imagenet+surrogate")

@@ -26,7 +26,7 @@ from surrogate_supervision.models.transfer import PRETEXT_INITS
 
 from matplotlib.figure import Figure
 
-from surrogate_supervision.experiments.results import (
+from surrogate_supervision.experiments.records import (
     PRETEXTS,
     Count,
     axis_order,
@@ -40,6 +40,7 @@ from surrogate_supervision.experiments.stats import (
     MARGIN,
     NO_DIFFERENCE,
     STATISTICS_FILE,
+    ArmMean,
     arm_intervals,
     load_counts,
     pair_statistics,
@@ -55,24 +56,24 @@ LATE = 0.9
 
 
 def summarize(rows, metric, cells=None, groups=None):
-    """init → sorted [(frac, mean, low, high, n_seeds)] over finished cells: the mean over seeds and its 95 %
-    bootstrap interval from the per-image `cells` counts, or the mean of results.csv and (None, None) where a
-    seed has no counts. `frac` is the cell's axis point: its fraction, or its label Count."""
+    """init → [ArmMean] over finished cells, sorted by axis point (the cell's fraction, or its label Count): the
+    mean over seeds and its 95 % bootstrap interval from the per-image `cells` counts, or the mean of results.csv
+    and no interval (low and high None) where a seed has no counts."""
     values = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row["status"] == "done" and row.get(metric) is not None:
             values[row["init"]][axis_point(row)].append(row[metric])
-    intervals = {(init, p[0]): p
-                 for init, points in arm_intervals(cells or {}, groups, metric).items() for p in points}
+    intervals = {(init, ci.point): ci
+                 for init, points in arm_intervals(cells or {}, groups, metric).items() for ci in points}
     summary = {}
     for init, by_frac in values.items():
         summary[init] = []
         for frac, v in sorted(by_frac.items(), key=lambda item: axis_order(item[0])):
             ci = intervals.get((init, frac))
-            if ci and ci[4] == len(v):  # every seed has counts: the mean recomputed from them, and its interval
-                summary[init].append((frac, *ci[1:4], len(v)))
+            if ci and ci.n_seeds == len(v):  # every seed has counts: the mean recomputed from them, and its interval
+                summary[init].append(ArmMean(frac, ci.mean, ci.low, ci.high, len(v)))
             else:
-                summary[init].append((frac, statistics.fmean(v), None, None, len(v)))
+                summary[init].append(ArmMean(frac, statistics.fmean(v), None, None, len(v)))
     return summary
 
 
@@ -86,12 +87,10 @@ def plot(rows, path_stem, title="", cells=None, groups=None):
     for ax, (metric, label) in zip(axes, PANELS):
         for init, points in summarize(rows, metric, cells, groups).items():
             colour, marker = STYLE.get(init, ("black", "x"))
-            fracs = [x(p[0]) for p in points]
-            means = [p[1] for p in points]
-            ax.plot(fracs, means, marker=marker, color=colour, label=init)
-            banded = [p for p in points if p[2] is not None]
+            ax.plot([x(p.point) for p in points], [p.mean for p in points], marker=marker, color=colour, label=init)
+            banded = [p for p in points if p.low is not None]
             if banded:
-                ax.fill_between([x(p[0]) for p in banded], [p[2] for p in banded], [p[3] for p in banded],
+                ax.fill_between([x(p.point) for p in banded], [p.low for p in banded], [p.high for p in banded],
                                 color=colour, alpha=0.15, linewidth=0)
         ax.set_xscale("log")
         ax.set_xticks(*ticks)
@@ -244,8 +243,9 @@ def verdict_text(row):
     three decimals cannot show."""
     if row["verdict"] != BORDERLINE:
         return row["verdict"]
-    side, bound = min((("lower", row["ci_low"]), ("upper", row["ci_high"])), key=lambda b: abs(b[1]))
-    return f"{BORDERLINE}: {side} bound {bound:+.4f}"
+    if abs(row["ci_low"]) <= abs(row["ci_high"]):
+        return f"{BORDERLINE}: lower bound {row['ci_low']:+.4f}"
+    return f"{BORDERLINE}: upper bound {row['ci_high']:+.4f}"
 
 
 def arm_means_section(rows, cells, groups):
@@ -260,21 +260,22 @@ def arm_means_section(rows, cells, groups):
         if not summary:
             continue
         inits = sorted(summary, key=lambda init: (order.index(init) if init in order else len(order), init))
-        points = {(init, p[0]): p for init, arm in summary.items() for p in arm}
+        points = {(init, p.point): p for init, arm in summary.items() for p in arm}
         lines += [f"### {label}", "", "| labels | " + " | ".join(inits) + " |", "| --- |" + " --- |" * len(inits)]
-        for frac in sorted({frac for _, frac in points}, key=axis_order):
+        for frac in sorted({p.point for p in points.values()}, key=axis_order):
             lines.append(f"| {axis_text(frac)} | " + " | ".join(arm_mean(points.get((i, frac))) for i in inits) + " |")
         lines.append("")
     return lines
 
 
 def arm_mean(point):
-    """'0.743 [0.735, 0.751] (3 seeds)' for one (frac, mean, low, high, n_seeds) point of summarize()."""
+    """'0.743 [0.735, 0.751] (3 seeds)' for one ArmMean of summarize()."""
     if point is None:
         return ""
-    _, mean, low, high, n = point
-    seeds = f"{n} seed{'s' * (n != 1)}"
-    return f"{mean:.3f} ({seeds}, no interval)" if low is None else f"{mean:.3f} [{low:.3f}, {high:.3f}] ({seeds})"
+    seeds = f"{point.n_seeds} seed{'s' * (point.n_seeds != 1)}"
+    if point.low is None:
+        return f"{point.mean:.3f} ({seeds}, no interval)"
+    return f"{point.mean:.3f} [{point.low:.3f}, {point.high:.3f}] ({seeds})"
 
 
 def statistics_section(stats):
@@ -426,21 +427,31 @@ def machines_used(experiment, rows):
         machine = read_json(experiment / row["run_dir"] / CONFIG_FILE, {}).get("machine") \
             if row["status"] == "done" else None
         if machine:
-            used[describe_provenance([], machine)[1]].append(f"{row['init']} {amount(row)}/seed {row['seed']}")
+            _, cpu = describe_provenance([], machine)
+            used[cpu].append(f"{row['init']} {amount(row)}/seed {row['seed']}")
     return used
 
 
-def write_plots_and_report(experiment):
-    experiment = Path(experiment)
+def rows_with_budget(experiment):
+    """results.csv's rows, each finished one with its `min_steps` from metrics.json added: not a results.csv column,
+    it says whether --patience could stop the cell at all (budget_section)."""
     rows = read_results(experiment)
-    for row in rows:  # not a results.csv column: whether --patience could stop the cell at all (budget_section)
+    for row in rows:
         if row["status"] == "done":
             row["min_steps"] = read_json(experiment / row["run_dir"] / METRICS_FILE, {}).get("min_steps")
-    state = read_runner_state(experiment)
-    cells, groups = load_counts(experiment, rows)
+    return rows
+
+
+def write_statistics_table(experiment, cells, groups):
+    """Writes EXP/statistics.csv, the paired differences between arms; returns its rows."""
     stats = pair_statistics(cells, groups)
     write_statistics(experiment, stats)
-    png = plot(rows, experiment / "dice_vs_fraction", title=experiment.name, cells=cells, groups=groups)
+    return stats
+
+
+def provenance_lines(experiment, rows, state):
+    """The report's title and what produced its numbers: the code, the CPUs the cells ran on (each finished cell's
+    config.json, else the grid runner's last start), this report's platform, and the grid's command."""
     code, cpu = describe_provenance(state.get("__codes__", []), state.get("__machine__"))
     machines = machines_used(experiment, rows)
     if machines:
@@ -448,40 +459,77 @@ def write_plots_and_report(experiment):
                         for description, cells in machines.items()) + " (from each finished cell's config.json)"
     else:
         cpu += " (the CPU of the grid runner's last start; each run's config.json records its own)"
-    parts = [f"# Label-efficiency experiment: {experiment.name}", "",
-             f"Code: {code}. CPU{'s' * (len(machines) > 1)}: {cpu}. Platform of this report: {platform.platform()}, "
-             f"Python {platform.python_version()}.",
-             "", "Command:", "", f"    {state.get('__command__', '(unknown)')}", "",
-             f"![Dice vs label fraction: mean over seeds, band = 95 % bootstrap interval]({png.name})", "",
-             table(rows), ""]
-    parts += arms_section(experiment, rows)
-    parts += budget_section(rows) + arm_means_section(rows, cells, groups) + statistics_section(stats)
+    return [f"# Label-efficiency experiment: {experiment.name}", "",
+            f"Code: {code}. CPU{'s' * (len(machines) > 1)}: {cpu}. Platform of this report: {platform.platform()}, "
+            f"Python {platform.python_version()}.",
+            "", "Command:", "", f"    {state.get('__command__', '(unknown)')}", ""]
+
+
+def pretraining_sections(experiment, rows, state):
+    """One section per pretraining run with samples: what it predicted, its command, its held-out L1, the weights
+    its cells started from, and its last samples."""
+    lines = []
     weights = weights_used(experiment, rows)
     for run in sorted(p for p in (experiment / "pretrain").glob("*") if p.is_dir()):
         start = run.name
         samples = sorted((run / SAMPLES_DIR).glob("*.png"))
-        if samples:
-            score = read_json(run / PRETRAIN_METRICS_FILE, {})
-            config = read_json(run / CONFIG_FILE, {})
-            predict = config.get("predict", "rgb")
-            kind = "no-colour control: gives back its gray input" if predict == "gray" else f"colorization, {predict}"
-            kind = f"no-colour control: {pretext_kind(config)}" if predict == "classify_gray" else kind
-            parts += [f"## Pretraining {start} ({kind})", "",
-                      f"    {state.get(f'pretrain/{start}', {}).get('command', '')}", ""]
-            if "l1_colorized" in score:
-                parts += [f"Held-out L1 to the real colours ([-1, 1] units): colorized {score['l1_colorized']:.4f}, "
-                          f"grayscale input {score['l1_gray']:.4f} ({score['n_images']} images).", ""]
-            parts += weights_lines(weights.get(start, {}))
-            parts += [f"Gray | colorized | real, step {samples[-1].stem.split('_')[-1].lstrip('0')}:", "",
-                      f"![colorization samples]({samples[-1].relative_to(experiment)})", ""]
-    shown = [r for r in rows if r["status"] == "done" and axis_point(r) == min(map(axis_point, rows), key=axis_order)]
-    if shown:
-        parts += ["## Sample test predictions (image | ground truth | prediction), smallest fraction", ""]
-        for r in shown[:4]:
-            grid = Path(r["run_dir"]) / PREDICTIONS_FILE
-            if (experiment / grid).is_file():
-                parts += [f"**{r['init']}**, seed {r['seed']}:", "", f"![{r['init']}]({grid})", ""]
+        if not samples:
+            continue
+        score = read_json(run / PRETRAIN_METRICS_FILE, {})
+        config = read_json(run / CONFIG_FILE, {})
+        predict = config.get("predict", "rgb")
+        kind = "no-colour control: gives back its gray input" if predict == "gray" else f"colorization, {predict}"
+        kind = f"no-colour control: {pretext_kind(config)}" if predict == "classify_gray" else kind
+        lines += [f"## Pretraining {start} ({kind})", "",
+                  f"    {state.get(f'pretrain/{start}', {}).get('command', '')}", ""]
+        if "l1_colorized" in score:
+            lines += [f"Held-out L1 to the real colours ([-1, 1] units): colorized {score['l1_colorized']:.4f}, "
+                      f"grayscale input {score['l1_gray']:.4f} ({score['n_images']} images).", ""]
+        lines += weights_lines(weights.get(start, {}))
+        lines += [f"Gray | colorized | real, step {samples[-1].stem.split('_')[-1].lstrip('0')}:", "",
+                  f"![colorization samples]({samples[-1].relative_to(experiment)})", ""]
+    return lines
+
+
+def predictions_section(experiment, rows):
+    """Up to four finished cells' test prediction grids at the smallest fraction (or label count)."""
+    smallest = min(map(axis_point, rows), key=axis_order, default=None)
+    shown = [r for r in rows if r["status"] == "done" and axis_point(r) == smallest]
+    if not shown:
+        return []
+    lines = ["## Sample test predictions (image | ground truth | prediction), smallest fraction", ""]
+    for r in shown[:4]:
+        grid = Path(r["run_dir"]) / PREDICTIONS_FILE
+        if (experiment / grid).is_file():
+            lines += [f"**{r['init']}**, seed {r['seed']}:", "", f"![{r['init']}]({grid})", ""]
+    return lines
+
+
+def commands_section(state):
+    """Every command the runner's state recorded, in the order it ran them."""
     commands = [f"    {v['command']}" for k, v in state.items() if not k.startswith("__") and v.get("command")]
-    parts += ["## Every command the grid ran", ""] + commands + [""]
+    return ["## Every command the grid ran", ""] + commands + [""]
+
+
+def write_markdown(experiment, rows, state, png, cells, groups, stats):
+    """Writes EXP/report.md: provenance, the figure `png`, the cell table, and the sections that read it."""
+    parts = (provenance_lines(experiment, rows, state)
+             + [f"![Dice vs label fraction: mean over seeds, band = 95 % bootstrap interval]({png.name})", "",
+                table(rows), ""]
+             + arms_section(experiment, rows) + budget_section(rows) + arm_means_section(rows, cells, groups)
+             + statistics_section(stats) + pretraining_sections(experiment, rows, state)
+             + predictions_section(experiment, rows) + commands_section(state))
     write_atomic(experiment / "report.md", "\n".join(parts))
+
+
+def write_plots_and_report(experiment):
+    """Redraws a grid's outputs from EXP/results.csv, the runner's state and each cell's files: statistics.csv, the
+    figure dice_vs_fraction.{png,svg} and report.md. Returns the PNG's path."""
+    experiment = Path(experiment)
+    rows = rows_with_budget(experiment)
+    state = read_runner_state(experiment)
+    cells, groups = load_counts(experiment, rows)
+    stats = write_statistics_table(experiment, cells, groups)
+    png = plot(rows, experiment / "dice_vs_fraction", title=experiment.name, cells=cells, groups=groups)
+    write_markdown(experiment, rows, state, png, cells, groups, stats)
     return png

@@ -20,13 +20,14 @@ import functools
 import io
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 from surrogate_supervision.models.io import read_json, write_atomic
 from surrogate_supervision.models.rundir import TEST_COUNTS_FILE
 
 import numpy as np
 
-from surrogate_supervision.experiments.results import Count, axis_order, axis_point
+from surrogate_supervision.experiments.records import Count, axis_order, axis_point
 
 # Draws for a paired difference, whose verdict hangs on its bounds' sign (see above). An arm's band carries no
 # verdict, so it takes a tenth as many, which keeps a report quick: each band is drawn twice (plot and table).
@@ -38,10 +39,38 @@ CHUNK = 10_000  # draws per matrix product
 MARGIN = 0.001
 # The views of a cell's scores: all K classes, the grouped view (--group), and foreground against background.
 VIEWS = ("dice_mean", "dice_grouped", "dice_foreground")
-# (arm, baseline) pairs reported when both arms have finished cells with a common seed. positive − scratch says
-# whether the grid could see an init effect at all (the positive arm starts from scratch's all-labels cell).
-PAIRS = (("surrogate", "scratch"), ("surrogate", "control"), ("control", "scratch"), ("imagenet", "scratch"),
-         ("imagenet+surrogate", "imagenet"), ("imagenet+surrogate", "surrogate"), ("positive", "scratch"))
+
+
+class Pair(NamedTuple):
+    """Two arms compared: the difference `arm` − `baseline`."""
+    arm: str
+    baseline: str
+
+
+class Estimate(NamedTuple):
+    """What bootstrap() returns: the mean over seeds of Dice (or of a difference), its 95 % interval [low, high],
+    and the per-seed values on the whole test set."""
+    value: float
+    low: float
+    high: float
+    per_seed: np.ndarray
+
+
+class ArmMean(NamedTuple):
+    """One arm's mean Dice over `n_seeds` seeds at one axis `point` (its fraction, or its label Count), with its
+    95 % interval [low, high] (both None where there is none)."""
+    point: float
+    mean: float
+    low: float | None
+    high: float | None
+    n_seeds: int
+
+
+# Pairs reported when both arms have finished cells with a common seed. positive − scratch says whether the grid
+# could see an init effect at all (the positive arm starts from scratch's all-labels cell).
+PAIRS = (Pair("surrogate", "scratch"), Pair("surrogate", "control"), Pair("control", "scratch"),
+         Pair("imagenet", "scratch"), Pair("imagenet+surrogate", "imagenet"), Pair("imagenet+surrogate", "surrogate"),
+         Pair("positive", "scratch"))
 STATISTICS_FILE = "statistics.csv"
 STAT_COLUMNS = ("view", "frac", "arm", "baseline", "n_seeds", "n_images", "difference", "ci_low", "ci_high",
                 "seeds_positive", "verdict")
@@ -89,7 +118,7 @@ def bootstrap(counts, view, baseline=None, resamples=RESAMPLES, seed=RNG_SEED):
         counts: (seeds, images, C, 3) class counts of one arm; `baseline` the same shape, matched row by row
             (seed) and column by column (image).
     Returns:
-        (estimate, low, high, per-seed values on the whole test set).
+        an Estimate: the value, its interval's low and high bounds, and the per-seed values on the whole test set.
     """
     counts = np.asarray(counts, np.float64)
     n_seeds, n_images = counts.shape[:2]
@@ -110,7 +139,7 @@ def bootstrap(counts, view, baseline=None, resamples=RESAMPLES, seed=RNG_SEED):
     means = [(seed_weights * per_seed(image_weights, np.float32)).sum(axis=1) / n_seeds
              for image_weights, seed_weights in draws(n_images, n_seeds, resamples, seed)]
     low, high = np.percentile(np.concatenate(means), [2.5, 97.5])
-    return float(values.mean()), float(low), float(high), values
+    return Estimate(float(values.mean()), float(low), float(high), values)
 
 
 @functools.lru_cache(maxsize=2)
@@ -148,7 +177,7 @@ def verdict(low, high):
 
 def load_counts(experiment, rows):
     """{(init, point): {seed: (stems, confusion (N, K, K))}} and the groups, from each finished cell's
-    test_counts.json, `point` its fraction or label Count (results.axis_point); cells without one (runs older than
+    test_counts.json, `point` its fraction or label Count (records.axis_point); cells without one (runs older than
     the file) are left out."""
     cells, groups = defaultdict(dict), None
     for row in rows:
@@ -170,27 +199,30 @@ def matched(cells, arms, frac, view, groups):
     seeds = sorted(set.intersection(*(set(b) for b in by_arm)))
     if not seeds:
         return None
-    stems = [s for s in by_arm[0][seeds[0]][0] if all(s in set(b[seed][0]) for b in by_arm for seed in seeds)]
-    if not stems:
+    first_stems, _ = by_arm[0][seeds[0]]
+    scored = [set(stems) for b in by_arm for stems, _ in (b[seed] for seed in seeds)]
+    common = [s for s in first_stems if all(s in stems for stems in scored)]
+    if not common:
         return None
     out = []
     for b in by_arm:
         stacked = []
         for seed in seeds:
-            index = {s: i for i, s in enumerate(b[seed][0])}
-            stacked.append(b[seed][1][[index[s] for s in stems]])
+            stems, confusion = b[seed]
+            index = {s: i for i, s in enumerate(stems)}
+            stacked.append(confusion[[index[s] for s in common]])
         out.append(class_counts(np.stack(stacked), view, groups))
     return out
 
 
 def arm_intervals(cells, groups, view):
-    """{init: [(frac, mean, low, high, n_seeds)]}: each arm's mean Dice over seeds with its 95 % interval."""
+    """{init: [ArmMean]}: each arm's mean Dice over seeds with its 95 % interval, by axis point."""
     result = defaultdict(list)
     for (init, frac) in sorted(cells, key=lambda key: (key[0], axis_order(key[1]))):
         (counts,) = matched(cells, [init], frac, view, groups) or (None,)
         if counts is not None:
-            mean, low, high, _ = bootstrap(counts, view, resamples=BAND_RESAMPLES)
-            result[init].append((frac, mean, low, high, counts.shape[0]))
+            estimate = bootstrap(counts, view, resamples=BAND_RESAMPLES)
+            result[init].append(ArmMean(frac, estimate.value, estimate.low, estimate.high, counts.shape[0]))
     return dict(result)
 
 
@@ -201,16 +233,17 @@ def pair_statistics(cells, groups):
     fracs = sorted({frac for _, frac in cells}, key=axis_order)
     for view in VIEWS:
         for frac in fracs:
-            for arm, baseline in PAIRS:
-                pair = matched(cells, [arm, baseline], frac, view, groups)
-                if pair is None:
+            for pair in PAIRS:
+                counts = matched(cells, list(pair), frac, view, groups)
+                if counts is None:
                     continue
-                difference, low, high, per_seed = bootstrap(pair[0], view, baseline=pair[1])
+                arm_counts, baseline_counts = counts
+                ci = bootstrap(arm_counts, view, baseline=baseline_counts)
                 count = int(frac) if isinstance(frac, Count) else None
-                rows.append(dict(view=view, frac=frac if count is None else None, labels=count, arm=arm,
-                                 baseline=baseline, n_seeds=len(per_seed), n_images=pair[0].shape[1],
-                                 difference=round(difference, 6), ci_low=round(low, 6), ci_high=round(high, 6),
-                                 seeds_positive=int((per_seed > 0).sum()), verdict=verdict(low, high)))
+                rows.append(dict(view=view, frac=frac if count is None else None, labels=count, arm=pair.arm,
+                                 baseline=pair.baseline, n_seeds=len(ci.per_seed), n_images=arm_counts.shape[1],
+                                 difference=round(ci.value, 6), ci_low=round(ci.low, 6), ci_high=round(ci.high, 6),
+                                 seeds_positive=int((ci.per_seed > 0).sum()), verdict=verdict(ci.low, ci.high)))
     return rows
 
 

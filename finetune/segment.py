@@ -13,6 +13,7 @@ synthetic set is used, with settings sized for it (`models.runner.cli.DEMO_DEFAU
 --surrogate to runs/colorize, pretrain/colorize.py's default run directory.
 """
 
+import functools
 import sys
 from pathlib import Path
 
@@ -26,13 +27,11 @@ from surrogate_supervision.models.rundir import (
     BEST_WEIGHTS,
     CONFIG_FILE,
     INIT_FILE,
-    LOGS_DIR,
     METRICS_FILE,
     PREDICTIONS_FILE,
     TEST_COUNTS_FILE,
     TRAIN_STEMS_FILE,
     is_finished,
-    is_fresh,
     latest_step,
     network_only,
     save_weights,
@@ -42,16 +41,13 @@ from surrogate_supervision.models.runner.cli import (
     DEMO_DEFAULTS,
     add_flags,
     architecture_from_flags,
-    check_resume,
-    check_writable,
     defaults_notice,
     parser,
     run,
-    save_config,
 )
 from surrogate_supervision.models.runner.inference import DEFAULT_SCHEME, Predictor
-from surrogate_supervision.models.runner.runtime import configure, is_chief, wait_for_workers
-from surrogate_supervision.models.runner.training import Checkpoints, train_loop
+from surrogate_supervision.models.runner.runsetup import RunSetup
+from surrogate_supervision.models.runner.training import train_loop
 from surrogate_supervision.models.runner.visualize import overlay, tile, write_png
 from surrogate_supervision.models.surrogate_checkpoints import choose_surrogate
 from surrogate_supervision.models.transfer import PRETEXT_INITS
@@ -193,118 +189,147 @@ def write_prediction_grid(shown, path, height=128):
     write_png(path, tile(rows))
 
 
+class ValidationHook:
+    """Every --eval-every steps: validation scores to TensorBoard, the best weights (best.weights.h5) and best.json
+    kept; returns True, which stops training, once `plateau(progress_step, step)` says validation stalled."""
+
+    def __init__(self, validate, model, out, writer, *, min_delta, plateau):
+        self.validate, self.model, self.out, self.writer = validate, model, Path(out), writer
+        self.min_delta, self.plateau = min_delta, plateau
+
+    def __call__(self, step, logs):
+        metrics, _ = self.validate()
+        with self.writer.as_default(step=step):
+            for key in ("dice_mean", "dice_grouped", "miou", "pixel_accuracy"):
+                tf.summary.scalar(f"val/{key}", metrics[key])
+        best_file = self.out / BEST_FILE
+        best, dice = read_json(best_file, {}), metrics["dice_mean"]
+        if dice > best.get("val_dice_mean", -1.0):
+            save_weights(self.model, self.out / BEST_WEIGHTS)
+            best.update(step=step, val_dice_mean=dice)
+        if dice > best.get("progress_dice", -1.0) + self.min_delta:  # the patience clock restarts
+            best.update(progress_step=step, progress_dice=dice)
+        write_json(best_file, best)
+        return self.plateau(best["progress_step"], step)
+
+
 def main(args):
-    out = args.out
-    check_writable(out)
-    config = check_resume(args, out)
-    if is_finished(out):
-        print(f"{out}: already finished; metrics in {out / METRICS_FILE}")
+    setup = RunSetup(args, finished=is_finished)
+    if setup.finished:
+        print(f"{setup.out}: already finished; metrics in {setup.out / METRICS_FILE}")
         return 0
-    strategy, precision = configure(seed=args.seed, distribute=args.distribute, deterministic=args.deterministic,
-                                    mixed_precision=args.mixed_precision)
+    setup.start()
+    ds, groups, splits, train = prepare_data(args, setup)
+    with setup.scope():
+        model = build_model(args, ds.num_classes)
+    checkpoints = setup.checkpoints(model=model, optimizer=model.optimizer)
+    if setup.fresh:
+        initialise(model, args.init, setup.out, ds.class_names, imagenet_weights=args.imagenet_weights,
+                   surrogate=args.surrogate, surrogate_checkpoint=args.surrogate_checkpoint,
+                   source_run=args.source_run)
+    predictor = Predictor(model, train_crop=args.crop, scheme=DEFAULT_SCHEME)  # one traced network: val, then test
+    plateau = functools.partial(is_plateau, patience=args.patience, eval_every=args.eval_every,
+                                min_steps=args.min_steps)
+    validate = Evaluator(predictor, ds, splits["val"][: args.val_images] if args.val_images else splits["val"], groups)
+    hook = ValidationHook(validate, model, setup.out, setup.writer, min_delta=args.min_delta, plateau=plateau)
+    make_dataset = training_data(ds, train, crop=args.crop, batch=args.batch, seed=args.seed, skip_bad=args.skip_bad)
+    stopped_step, best = latest_step(setup.out), read_json(setup.out / BEST_FILE, {})
+    if not plateau(best.get("progress_step", best.get("step")), stopped_step):  # resumed after stopping
+        train_loop(model.train_step, make_dataset, **setup.loop_options(), metrics=model.metrics,
+                   # the schedule at the optimizer's step count: the rate the next step will use
+                   scalars={"learning_rate": lambda: model.optimizer.learning_rate},
+                   hooks=[(args.eval_every, hook)], desc=f"segment {args.init}")
+        stopped_step = int(checkpoints.step.numpy())
+    return setup.finish(evaluate_on_test, predictor, ds, splits, groups, train, out=setup.out,
+                        stopped_step=stopped_step, steps=args.steps, lr_schedule=args.lr_schedule, init=args.init,
+                        frac=args.frac, seed=args.seed, patience=args.patience, min_delta=args.min_delta,
+                        min_steps=args.min_steps, source_run=args.source_run)
+
+
+def prepare_data(args, setup):
+    """The checked dataset, the --group classes, the splits (made once, kept in the run) and the training images
+    (listed in train_stems.txt); saves config.json. Returns (dataset, groups, splits, training stems)."""
     ds, n_bad = load_checked_dataset(args)
     groups = parse_groups(args.group, ds.class_names)
-    splits = datasets.load_or_make_splits(ds, out, seed=args.split_seed)
+    splits = datasets.load_or_make_splits(ds, setup.out, seed=args.split_seed)
     train = training_images(args, splits["train"])
     if args.source_run is not None:
         check_source_run_split(args, splits)
-    write_atomic(out / TRAIN_STEMS_FILE, "\n".join(train) + "\n")
-    save_config(config, out, precision=precision, classes=ds.class_names, n_train_images=len(train),
-                n_split={k: len(v) for k, v in splits.items()}, skipped_files=n_bad,
-                replicas=strategy.num_replicas_in_sync)
+    write_atomic(setup.out / TRAIN_STEMS_FILE, "\n".join(train) + "\n")
+    setup.save_config(classes=ds.class_names, n_train_images=len(train), n_split={k: len(v) for k, v in splits.items()},
+                      skipped_files=n_bad)
     print(f"segmentation: {ds.num_classes} classes, {len(train)}/{len(splits['train'])} training images "
           f"({f'frac {args.frac}' if args.labels is None else f'--labels {args.labels}'}), {len(splits['val'])} val, "
           f"{len(splits['test'])} test, init {args.init}",
           file=sys.stderr)
+    return ds, groups, splits, train
 
-    with strategy.scope():
-        model = build_segmenter(ds.num_classes, loss=args.loss, freeze_encoder=args.freeze_encoder,
-                                architecture=architecture_from_flags(args))
-        optimizer = make_adam(learning_rate(args.lr, args.lr_schedule, args.steps), args.beta1, args.beta2)
-        model.compile(optimizer=optimizer, loss=make_loss(args.loss, ds.num_classes))
-        model.optimizer.build(model.trainable_variables)
-    checkpoints = Checkpoints(out, model=model, optimizer=model.optimizer)
-    if is_fresh(out):
-        surrogate = choose_surrogate(args.surrogate, args.surrogate_checkpoint) if args.init in PRETEXT_INITS \
-            else args.surrogate
-        try:
-            report = transfer_weights(model, args.init, imagenet_weights=args.imagenet_weights, surrogate=surrogate,
-                                      source_run=args.source_run, class_names=ds.class_names)
-        except TransferError as error:
-            if args.init != "segmentation":
-                raise
-            raise TransferError(f"--source-run {error}") from None  # the library names the run, the user the flag
-        print(report.summary(), file=sys.stderr)
-        write_json(out / INIT_FILE, vars(report))
 
-    chief = is_chief()
-    writer = tf.summary.create_file_writer(str(out / LOGS_DIR)) if chief else tf.summary.create_noop_writer()
-    val_stems = splits["val"][: args.val_images] if args.val_images else splits["val"]
-    # One Predictor (one traced network) scores validation and then test.
-    predictor = Predictor(model, train_crop=args.crop, scheme=DEFAULT_SCHEME)
-    validate = Evaluator(predictor, ds, val_stems, groups)
-    best_file = out / BEST_FILE
+def build_model(args, num_classes):
+    """The segmenter and its optimizer, compiled with the --loss; called under the strategy's scope."""
+    model = build_segmenter(num_classes, loss=args.loss, freeze_encoder=args.freeze_encoder,
+                            architecture=architecture_from_flags(args))
+    optimizer = make_adam(learning_rate(args.lr, args.lr_schedule, args.steps), args.beta1, args.beta2)
+    model.compile(optimizer=optimizer, loss=make_loss(args.loss, num_classes))
+    model.optimizer.build(model.trainable_variables)
+    return model
 
-    def evaluate(step, logs):
-        metrics, _ = validate()
-        with writer.as_default(step=step):
-            for key in ("dice_mean", "dice_grouped", "miou", "pixel_accuracy"):
-                tf.summary.scalar(f"val/{key}", metrics[key])
-        best, dice = read_json(best_file, {}), metrics["dice_mean"]
-        if dice > best.get("val_dice_mean", -1.0):
-            save_weights(model, out / BEST_WEIGHTS)
-            best.update(step=step, val_dice_mean=dice)
-        if dice > best.get("progress_dice", -1.0) + args.min_delta:  # the patience clock restarts
-            best.update(progress_step=step, progress_dice=dice)
-        write_json(best_file, best)
-        return is_plateau(best["progress_step"], step, args)
 
-    counter = datasets.SkipCounter() if args.skip_bad else None
+def initialise(model, init, out, class_names, *, imagenet_weights=None, surrogate=None, surrogate_checkpoint=None,
+               source_run=None):
+    """A fresh run's weights as `init` says (from ImageNet, a colorization run or a segmentation run); the transfer's
+    report is printed and kept in the run (init.json)."""
+    if init in PRETEXT_INITS:
+        surrogate = choose_surrogate(surrogate, surrogate_checkpoint)
+    try:
+        report = transfer_weights(model, init, imagenet_weights=imagenet_weights, surrogate=surrogate,
+                                  source_run=source_run, class_names=class_names)
+    except TransferError as error:
+        if init != "segmentation":
+            raise
+        raise TransferError(f"--source-run {error}") from None  # the library names the run, the user the flag
+    print(report.summary(), file=sys.stderr)
+    write_json(Path(out) / INIT_FILE, vars(report))
+
+
+def training_data(ds, train, *, crop, batch, seed, skip_bad):
+    """`train_loop`'s make_dataset: start element → the batches of the `train` stems from it on."""
+    counter = datasets.SkipCounter() if skip_bad else None
 
     def make_dataset(start):
         return datasets.segmentation_dataset(
-            [ds.image_paths[s] for s in train], [ds.mask_paths[s] for s in train], crop=args.crop, batch=args.batch,
-            seed=args.seed, start_index=start, skip_bad=args.skip_bad, num_classes=ds.num_classes,
-            palette=ds.palette, counter=counter)
+            [ds.image_paths[s] for s in train], [ds.mask_paths[s] for s in train], crop=crop, batch=batch,
+            seed=seed, start_index=start, skip_bad=skip_bad, num_classes=ds.num_classes, palette=ds.palette,
+            counter=counter)
 
-    stopped_step = latest_step(out)
-    best = read_json(best_file, {})
-    if not is_plateau(best.get("progress_step", best.get("step")), stopped_step, args):  # resumed after stopping
-        train_loop(model.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
-                   global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=model.metrics,
-                   # the schedule at the optimizer's step count: the rate the next step will use
-                   writer=writer, scalars={"learning_rate": lambda: model.optimizer.learning_rate},
-                   hooks=[(args.eval_every, evaluate)], xla=args.xla, desc=f"segment {args.init}")
-        stopped_step = int(checkpoints.step.numpy())
-    if chief:
-        evaluate_on_test(predictor, ds, splits, groups, train, args, stopped_step)
-    wait_for_workers(strategy)
-    return 0
+    return make_dataset
 
 
-def is_plateau(progress_step, step, args):
-    """True once `--patience` evaluations in a row (one every --eval-every steps) have not beaten the last
-    progress (the best validation mean Dice, by more than --min-delta), and never before --min-steps. Decided
-    from steps alone, so a resumed run stops where an uninterrupted one would."""
-    return (bool(args.patience) and progress_step is not None and step >= args.min_steps
-            and step - progress_step >= args.patience * args.eval_every)
+def is_plateau(progress_step, step, *, patience, eval_every, min_steps):
+    """True once `patience` evaluations in a row (one every `eval_every` steps) have not beaten the last progress
+    (the best validation mean Dice, by more than --min-delta), and never before `min_steps`. Decided from steps
+    alone, so a resumed run stops where an uninterrupted one would."""
+    return (bool(patience) and progress_step is not None and step >= min_steps
+            and step - progress_step >= patience * eval_every)
 
 
-def evaluate_on_test(predictor, ds, splits, groups, train, args, stopped_step):
-    """The chief's last step: the best validation checkpoint on the test split, metrics.json, each test image's
-    confusion counts (every statistic can be recomputed from them without the weights) and a grid."""
-    out = args.out
+def evaluate_on_test(predictor, ds, splits, groups, train, *, out, stopped_step, steps, lr_schedule, init, frac, seed,
+                     patience, min_delta, min_steps, source_run):
+    """The chief's last step: the best validation checkpoint on the test split, metrics.json (recording the run's
+    settings given here), each test image's confusion counts (every statistic can be recomputed from them without
+    the weights) and a grid."""
+    out = Path(out)
     best_file = out / BEST_FILE
     load_weights(network_only(predictor.model), out / BEST_WEIGHTS)  # also one an earlier version wrote, biases folded
     evaluator = Evaluator(predictor, ds, splits["test"], groups)
     metrics, shown = evaluator(limit_images=4)
     best = read_json(best_file, {})
-    metrics.update(n_test_images=len(splits["test"]), n_train_images=len(train), init=args.init, frac=args.frac,
-                   seed=args.seed, steps=args.steps, best_step=best.get("step"), stopped_step=stopped_step,
-                   patience=args.patience, min_delta=args.min_delta, min_steps=args.min_steps,
+    metrics.update(n_test_images=len(splits["test"]), n_train_images=len(train), init=init, frac=frac,
+                   seed=seed, steps=steps, best_step=best.get("step"), stopped_step=stopped_step,
+                   patience=patience, min_delta=min_delta, min_steps=min_steps,
                    val_dice_mean=best.get("val_dice_mean"), inference=evaluator.predictor.scheme.as_dict(),
                    labels=len(train),
-                   source_run=None if args.source_run is None else str(args.source_run),
+                   source_run=None if source_run is None else str(source_run),
                    classes=ds.class_names)
     write_json(out / TEST_COUNTS_FILE, {"classes": ds.class_names, "groups": metrics["groups"],
                                         "rows": "truth", "columns": "prediction",
@@ -314,7 +339,7 @@ def evaluate_on_test(predictor, ds, splits, groups, train, args, stopped_step):
     write_json(out / METRICS_FILE, metrics)
     print(f"test: dice_mean {metrics['dice_mean']:.4f}, dice_grouped {metrics['dice_grouped']:.4f}, "
           f"mIoU {metrics['miou']:.4f} ({len(splits['test'])} images; best val step {best.get('step')}, "
-          f"stopped at step {stopped_step}{end_note(stopped_step, args.steps, args.lr_schedule)})")
+          f"stopped at step {stopped_step}{end_note(stopped_step, steps, lr_schedule)})")
 
 
 def end_note(stopped_step, steps, lr_schedule):

@@ -9,6 +9,7 @@ segmentation from it. With no --data the built-in synthetic set is used, with se
 directory defaults to runs/colorize, where segment.py looks for it. Re-running resumes.
 """
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -32,11 +33,9 @@ from surrogate_supervision.models.resnet import scaled
 from surrogate_supervision.models.rundir import (
     BINS_FILE,
     GENERATOR_FILE,
-    LOGS_DIR,
     PRETRAIN_METRICS_FILE,
     SAMPLES_DIR,
     is_finished,
-    is_fresh,
     save_weights,
 )
 from surrogate_supervision.models.runner.cli import (
@@ -44,15 +43,12 @@ from surrogate_supervision.models.runner.cli import (
     DEMO_DEFAULTS,
     add_flags,
     architecture_from_flags,
-    check_resume,
-    check_writable,
     defaults_notice,
     parser,
     run,
-    save_config,
 )
-from surrogate_supervision.models.runner.runtime import configure, is_chief, wait_for_workers
-from surrogate_supervision.models.runner.training import Checkpoints, train_loop
+from surrogate_supervision.models.runner.runsetup import RunSetup
+from surrogate_supervision.models.runner.training import train_loop
 from surrogate_supervision.models.runner.visualize import tile, to_uint8, write_png
 from surrogate_supervision.models.transfer import GRAY_OUTPUTS
 
@@ -131,90 +127,111 @@ def write_samples(generator, batch, path, writer, step, limit=8):
         tf.summary.image("samples/gray_colorized_real", grid[None], step=step)
 
 
+class SampleHook:
+    """Every --sample-every steps: the held-out batch gray | colorized | real, as a PNG in `directory` and in
+    TensorBoard."""
+
+    def __init__(self, generator, batch, directory, writer):
+        self.generator, self.batch, self.directory, self.writer = generator, batch, directory, writer
+
+    def __call__(self, step, logs):
+        write_samples(self.generator, self.batch, self.directory / f"step_{step:07d}.png", self.writer, step)
+
+
+class ProbeHook:
+    """Every --probe-every steps: the linear segmentation probe scores the generator's frozen body."""
+
+    def __init__(self, probe, generator):
+        self.probe, self.generator = probe, generator
+
+    def __call__(self, step, logs):
+        self.probe(self.generator, step)  # it only watches: a hook that returns a true value stops training
+
+
 def main(args):
-    out = args.out
-    check_writable(out)
-    config = check_resume(args, out)
-    if is_finished(out, steps=args.steps):
-        print(f"{out}: already finished ({args.steps} steps); {out / GENERATOR_FILE} is ready")
+    setup = RunSetup(args, finished=functools.partial(is_finished, steps=args.steps))
+    if setup.finished:
+        print(f"{setup.out}: already finished ({args.steps} steps); {setup.out / GENERATOR_FILE} is ready")
         return 0
-    strategy, precision = configure(seed=args.seed, distribute=args.distribute, deterministic=args.deterministic,
-                                    mixed_precision=args.mixed_precision)
+    setup.start()
     sources = datasets.list_unlabeled(args.data or [datasets.ensure_synthetic()], video_every=args.video_every,
                                       seed=args.split_seed)
     train, held = split_holdout(sources, args.holdout, args.seed)
-    save_config(config, out, precision=precision, n_train_images=len(train), n_holdout_images=len(held),
-                replicas=strategy.num_replicas_in_sync)
-    print(f"colorization: {len(train)} training images, {len(held)} held out, {precision}, "
-          f"{strategy.num_replicas_in_sync} replica(s)", file=sys.stderr)
-
-    bins = colour_bins(args, train) if args.colour_loss == "classify" else None
-    with strategy.scope():
-        generator = build_generator(output=args.predict, architecture=architecture_from_flags(args))
-        discriminator = build_discriminator(filters=scaled(64, args.width))  # narrow with the generator
-        if bins is None:
-            gan = ColorizationGAN(generator, discriminator)
-        else:
-            set_used_bins(generator, bins["used"])
-            gan = ClassifyColorizationGAN(generator, discriminator, bins["weights"])
-        gan.compile(make_adam(args.lr, args.beta1, args.beta2), make_adam(args.lr, args.beta1, args.beta2),
-                    l1_weight=args.l1_weight, gan_loss=args.gan_loss, gan_weight=args.gan_weight)
-        gan.g_optimizer.build(generator.trainable_variables)
-        gan.d_optimizer.build(discriminator.trainable_variables)
-    checkpoints = Checkpoints(out, generator=generator, discriminator=discriminator,
-                              g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
-    if args.init == "imagenet" and is_fresh(out):
-        report = transfer_weights(generator, "imagenet", imagenet_weights=args.imagenet_weights)
-        print(report.summary(), file=sys.stderr)
-    if is_fresh(out):
-        start_at_blind_guess(generator, bins and bins["prior"])  # chroma heads start at gray, bins at the prior
-
-    chief = is_chief()
-    writer = tf.summary.create_file_writer(str(out / LOGS_DIR)) if chief else tf.summary.create_noop_writer()
-    fixed = holdout_batch(held, args.crop, args.seed) if chief else None
-    hooks = []
-    if fixed is not None:
-        hooks.append((args.sample_every, lambda step, logs: write_samples(
-            generator, fixed, out / SAMPLES_DIR / f"step_{step:07d}.png", writer, step)))
+    setup.save_config(n_train_images=len(train), n_holdout_images=len(held))
+    print(f"colorization: {len(train)} training images, {len(held)} held out, {setup.precision}, "
+          f"{setup.replicas} replica(s)", file=sys.stderr)
+    bins = colour_bins(train, setup.out / BINS_FILE, BIN_SPACES[args.predict], crop=args.crop, batch=args.batch,
+                       seed=args.seed) if args.colour_loss == "classify" else None
+    with setup.scope():
+        gan = build_gan(args, bins)
+    generator = gan.generator
+    checkpoints = setup.checkpoints(generator=generator, discriminator=gan.discriminator,
+                                    g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
+    if setup.fresh:
+        initialise(generator, args.init, imagenet_weights=args.imagenet_weights, prior=bins and bins["prior"])
+    fixed = holdout_batch(held, args.crop, args.seed) if setup.chief else None
+    hooks = [] if fixed is None else [(args.sample_every, SampleHook(generator, fixed, setup.out / SAMPLES_DIR,
+                                                                     setup.writer))]
     tick = time.perf_counter()
-    probe = Probe(args.probe_data, out, crop=args.crop, split_seed=args.split_seed, writer=writer) \
-        if chief and args.probe_data else None
+    probe = Probe(args.probe_data, setup.out, crop=args.crop, split_seed=args.split_seed, writer=setup.writer) \
+        if setup.chief and args.probe_data else None
     if probe is not None:
-        def probe_hook(step, logs):
-            probe(generator, step)  # it only watches: a hook that returns a true value stops training
-
-        hooks.append((args.probe_every, probe_hook))
-        if is_fresh(out) and not probe.has(0):
+        hooks.append((args.probe_every, ProbeHook(probe, generator)))
+        if setup.fresh and not probe.has(0):
             probe(generator, 0)  # the body before pretraining: the baseline (random with --init scratch)
-
     skipped = datasets.SkipCounter() if args.skip_bad else None
+    make_dataset = training_data(train, crop=args.crop, batch=args.batch, seed=args.seed, skip_bad=args.skip_bad,
+                                 counter=skipped, target="gray" if args.predict in GRAY_OUTPUTS else "rgb")
+    train_loop(gan.train_step, make_dataset, **setup.loop_options(), metrics=gan.metrics, hooks=hooks,
+               desc="colorize")
+    return setup.finish(write_outputs, generator, fixed, skipped, checkpoints, setup.out, bins=bins,
+                        probe_cost=probe.cost(time.perf_counter() - tick) if probe and probe.session else None)
 
+
+def build_gan(args, bins=None):
+    """The generator (its head as --predict asks), the discriminator (as narrow as --width makes the generator)
+    and their optimizers, compiled into the GAN that trains them; called under the strategy's scope."""
+    generator = build_generator(output=args.predict, architecture=architecture_from_flags(args))
+    discriminator = build_discriminator(filters=scaled(64, args.width))  # narrow with the generator
+    if bins is None:
+        gan = ColorizationGAN(generator, discriminator)
+    else:
+        set_used_bins(generator, bins["used"])
+        gan = ClassifyColorizationGAN(generator, discriminator, bins["weights"])
+    gan.compile(make_adam(args.lr, args.beta1, args.beta2), make_adam(args.lr, args.beta1, args.beta2),
+                l1_weight=args.l1_weight, gan_loss=args.gan_loss, gan_weight=args.gan_weight)
+    gan.g_optimizer.build(generator.trainable_variables)
+    gan.d_optimizer.build(discriminator.trainable_variables)
+    return gan
+
+
+def initialise(generator, init, *, imagenet_weights=None, prior=None):
+    """A fresh run's generator: ImageNet weights with `init` "imagenet"; chroma heads start at gray, bins at
+    `prior`."""
+    if init == "imagenet":
+        report = transfer_weights(generator, "imagenet", imagenet_weights=imagenet_weights)
+        print(report.summary(), file=sys.stderr)
+    start_at_blind_guess(generator, prior)
+
+
+def training_data(train, *, crop, batch, seed, skip_bad, counter, target):
+    """`train_loop`'s make_dataset: start element → the training batches from it on."""
     def make_dataset(start):
-        return datasets.colorization_dataset(train, crop=args.crop, batch=args.batch, seed=args.seed,
-                                             start_index=start, skip_bad=args.skip_bad, counter=skipped,
-                                             target="gray" if args.predict in GRAY_OUTPUTS else "rgb")
+        return datasets.colorization_dataset(train, crop=crop, batch=batch, seed=seed, start_index=start,
+                                             skip_bad=skip_bad, counter=counter, target=target)
 
-    train_loop(gan.train_step, make_dataset, strategy=strategy, checkpoints=checkpoints, steps=args.steps,
-               global_batch=args.batch, checkpoint_every=args.checkpoint_every, metrics=gan.metrics,
-               writer=writer, hooks=hooks, xla=args.xla, desc="colorize")
-    if chief:
-        write_outputs(generator, fixed, skipped, checkpoints, out, bins=bins,
-                      probe_cost=probe.cost(time.perf_counter() - tick) if probe and probe.session else None)
-    wait_for_workers(strategy)
-    return 0
+    return make_dataset
 
 
-def colour_bins(args, train):
-    """The bins' statistics for --colour-loss classify (chroma bins, or luma bins for --predict gray): estimated
-    from the first PRIOR_IMAGES training crops, saved in the run (and read back on resume)."""
-    path = args.out / BINS_FILE
-    space = BIN_SPACES[args.predict]
+def colour_bins(train, path, space, *, crop, batch, seed):
+    """The bins' statistics for --colour-loss classify (chroma bins, or luma bins for --predict gray) in `space`:
+    estimated from the first PRIOR_IMAGES training crops, saved at `path` (and read back on resume)."""
     bins = load_colour_bins(path)
     if bins is None:
-        data = datasets.colorization_dataset(train, crop=args.crop, batch=args.batch, seed=args.seed)
-        batches = max(1, PRIOR_IMAGES // args.batch)
-        bins = colour_bins_from_images((batch["rgb_small"].numpy() for batch in data.take(batches)), space)
-        save_colour_bins(bins, path, space, n_images=batches * args.batch)
+        data = datasets.colorization_dataset(train, crop=crop, batch=batch, seed=seed)
+        batches = max(1, PRIOR_IMAGES // batch)
+        bins = colour_bins_from_images((element["rgb_small"].numpy() for element in data.take(batches)), space)
+        save_colour_bins(bins, path, space, n_images=batches * batch)
     print(f"{space.name} bins: {int(bins['used'].sum())} of {len(bins['used'])} occur in the training images; "
           f"weights {bins['weights'][bins['used']].min():.2f}–{bins['weights'].max():.2f}", file=sys.stderr)
     return bins

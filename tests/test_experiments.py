@@ -37,8 +37,7 @@ from surrogate_supervision.experiments.label_efficiency import (
 from surrogate_supervision.experiments.plot import main as plot_main
 from surrogate_supervision.experiments.plot import parse_args as plot_args
 from surrogate_supervision.experiments.presets import DESCRIPTIONS, PRESETS
-from surrogate_supervision.experiments.report import budget_section, hit_cap, plot, summarize, write_plots_and_report
-from surrogate_supervision.experiments.results import (
+from surrogate_supervision.experiments.records import (
     COLUMNS,
     Cell,
     Pretraining,
@@ -46,6 +45,7 @@ from surrogate_supervision.experiments.results import (
     read_results,
     read_runner_state,
 )
+from surrogate_supervision.experiments.report import budget_section, hit_cap, plot, summarize, write_plots_and_report
 from surrogate_supervision.experiments.stats import PAIRS, STAT_COLUMNS, VIEWS, load_counts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -579,11 +579,12 @@ def test_report_and_csv_hold_an_interval_per_fraction_and_pair(tmp_path):
     assert "| labels | scratch | surrogate | control |" in means
     summary = summarize(read_results(tmp_path), "dice_mean", *load_counts(tmp_path, read_results(tmp_path)))
     for frac in fracs:
-        row = [next(p for p in summary[init] if p[0] == frac) for init in ("scratch", "surrogate", "control")]
-        assert all(low < mean < high and n == 3 for _, mean, low, high, n in row)
-        assert row[0][3] < row[1][2]  # scratch's rate 0.5 against the surrogate's 0.8: the bands do not meet
+        arms = [next(p for p in summary[init] if p.point == frac) for init in ("scratch", "surrogate", "control")]
+        assert all(p.low < p.mean < p.high and p.n_seeds == 3 for p in arms)
+        scratch, surrogate, _ = arms
+        assert scratch.high < surrogate.low  # scratch's rate 0.5 against the surrogate's 0.8: the bands do not meet
         assert f"| {100 * frac:g} % | " + " | ".join(
-            f"{mean:.3f} [{low:.3f}, {high:.3f}] (3 seeds)" for _, mean, low, high, _ in row) + " |" in means
+            f"{p.mean:.3f} [{p.low:.3f}, {p.high:.3f}] (3 seeds)" for p in arms) + " |" in means
     assert "1 of 18 cells hit the --finetune-steps cap" in report and "control 1 seed 2" in report
     assert "| 2 / 4 / 4 **hit the cap** |" in report and report.count("hit the cap**") == 1
 

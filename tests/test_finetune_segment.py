@@ -19,6 +19,7 @@ from surrogate_supervision.models.io import read_json
 from surrogate_supervision.models.losses import make_loss
 from surrogate_supervision.models.resnet import is_backbone_layer
 from surrogate_supervision.models.rundir import ARCHITECTURE_FILE, GENERATOR_FILE, save_weights
+from surrogate_supervision.models.runner import runsetup
 from surrogate_supervision.models.runner.cli import architecture_from_flags, run
 from surrogate_supervision.models.transfer import load_generator
 
@@ -189,7 +190,7 @@ def test_surrogate_init_with_frozen_encoder_keeps_the_generator_backbone(surroga
 
 def test_rerunning_a_finished_run_returns_at_once(scratch_run, synthetic_root, monkeypatch, capsys):
     before = (scratch_run / "metrics.json").stat().st_mtime_ns
-    monkeypatch.setattr(segment, "configure", lambda **options: pytest.fail("a finished run started again"))
+    monkeypatch.setattr(runsetup, "configure", lambda **options: pytest.fail("a finished run started again"))
 
     assert segment.main(segment_args(synthetic_root, scratch_run, "--init", "scratch", "--frac", "0.5",
                                      "--group", "bg:0;people:1-2;things:3-4", "--lr-schedule", "poly")) == 0

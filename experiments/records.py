@@ -1,4 +1,4 @@
-"""The experiment grid's bookkeeping: cells, the runner's state, and results.csv.
+"""The experiment grid's records: its cells, the runner's state (runner_state.json) and results.csv.
 
 results.csv is rebuilt from every cell's metrics.json after each cell and written atomically, so an
 interrupted grid never leaves a partial table and a re-run never counts a cell twice.
