@@ -36,6 +36,7 @@ from surrogate_supervision.experiments.records import (
     read_runner_state,
 )
 from surrogate_supervision.experiments.stats import (
+    BINDING,
     BORDERLINE,
     MARGIN,
     NO_DIFFERENCE,
@@ -300,7 +301,7 @@ def statistics_section(stats):
         lines += [f"| {axis_text(axis_point(r))} | {r['arm']} − {r['baseline']} | {interval(r)} | "
                   f"{r['seeds_positive']}/{r['n_seeds']} | {r['n_images']} | {verdict_text(r)} |" for r in rows]
         lines.append("")
-    return lines + colour_section(stats) + positive_section(stats)
+    return lines + colour_section(stats) + regime_section(stats)
 
 
 def colour_section(stats):
@@ -336,24 +337,38 @@ def colour_section(stats):
     return lines + [""]
 
 
-def positive_section(stats):
-    """Says, count by count, whether the regime can detect an init effect at all: the positive control starts from
-    the scratch cell trained on all labels, the most any initialisation could buy; where even it does not beat
-    scratch (interval above zero), a null result for the other arms says nothing about their pretexts."""
-    rows = sorted((r for r in stats if (r["view"], r["arm"], r["baseline"]) == ("dice_mean", "positive", "scratch")),
-                  key=lambda r: axis_order(axis_point(r)))
-    if not rows:
+def regime_section(stats):
+    """Says, point by point, whether this grid could see an init effect at all. Two conditions: labels bind there
+    (scratch on all labels beats scratch at the point: what more labels buy is all a better start could buy), and
+    the positive control, started from the scratch cell trained on all labels (the most any initialisation could
+    buy), beats scratch. Where either fails, a null result for the other arms says nothing about their pretexts."""
+    rows = {(r["arm"], axis_point(r)): r for r in stats if r["view"] == "dice_mean"}
+    points = sorted({point for arm, point in rows if arm in (BINDING.arm, "positive")}, key=axis_order)
+    if not points:
         return []
     lines = ["## Can this regime detect an init effect?", "",
-             "The positive control is initialised from this grid's scratch cell trained on all labels with the same "
-             "seed: where it does not beat scratch, no initialisation could show a gain at that count.", ""]
-    for r in rows:
-        text = f"- {labels_text(axis_point(r))}: positive − scratch {interval(r)} (mean Dice, all classes): "
-        if r["verdict"] == "higher":
-            text += "detectable"
-        else:
-            text += f"{verdict_text(r)}; this regime cannot detect an init effect at this count"
-        lines.append(text + ".")
+             "Mean Dice, all classes. *Labels bind* where scratch on all labels beats scratch at that point: an "
+             "initialisation can only buy what more labels would. The positive control is initialised from this "
+             "grid's scratch cell trained on all labels with the same seed: where it does not beat scratch, no "
+             "initialisation could show a gain at that point.", ""]
+    detectable = []
+    for point in points:
+        binding, positive = rows.get((BINDING.arm, point)), rows.get(("positive", point))
+        parts = []
+        if binding:
+            parts.append(f"scratch on all labels − scratch {interval(binding)}: " + (
+                "labels bind" if binding["verdict"] == "higher" else f"{verdict_text(binding)}, labels do not bind"))
+        if positive:
+            parts.append(f"positive − scratch {interval(positive)}: " + (
+                "detectable" if positive["verdict"] == "higher" else
+                f"{verdict_text(positive)}; this regime cannot detect an init effect at this count"))
+        if binding and positive and binding["verdict"] == positive["verdict"] == "higher":
+            detectable.append(point)
+        lines.append(f"- {labels_text(point)}: " + "; ".join(parts) + ".")
+    if any(("positive", point) in rows for point in points):
+        where = ", ".join(labels_text(p) for p in detectable) or "none of its points"
+        lines += ["", f"This grid can see an init effect (labels bind and the positive control beats scratch) at: "
+                      f"{where}."]
     return lines + [""]
 
 

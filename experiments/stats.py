@@ -71,6 +71,10 @@ class ArmMean(NamedTuple):
 PAIRS = (Pair("surrogate", "scratch"), Pair("surrogate", "control"), Pair("control", "scratch"),
          Pair("imagenet", "scratch"), Pair("imagenet+surrogate", "imagenet"), Pair("imagenet+surrogate", "surrogate"),
          Pair("positive", "scratch"))
+# Do labels bind at a point: scratch on all labels − scratch at that point. Where more labels buy nothing, no
+# initialisation can buy anything either, and a null result for the pretexts says nothing about them.
+ALL_LABELS = 1.0
+BINDING = Pair("scratch_all_labels", "scratch")
 STATISTICS_FILE = "statistics.csv"
 STAT_COLUMNS = ("view", "frac", "arm", "baseline", "n_seeds", "n_images", "difference", "ci_low", "ci_high",
                 "seeds_positive", "verdict")
@@ -195,17 +199,23 @@ def load_counts(experiment, rows):
 def matched(cells, arms, frac, view, groups):
     """Each arm's (seeds, images, C, 3) counts over the seeds all `arms` finished at `frac` and the test images
     they all scored, in one order; None when they share no seed or image."""
-    by_arm = [cells.get((arm, frac), {}) for arm in arms]
-    seeds = sorted(set.intersection(*(set(b) for b in by_arm)))
+    return matched_keys(cells, [(arm, frac) for arm in arms], view, groups)
+
+
+def matched_keys(cells, keys, view, groups):
+    """matched() for cells at any (init, point) `keys`, say scratch at all labels and scratch at 8: each key's
+    (seeds, images, C, 3) counts over their common seeds and test images, or None."""
+    by_key = [cells.get(key, {}) for key in keys]
+    seeds = sorted(set.intersection(*(set(b) for b in by_key)))
     if not seeds:
         return None
-    first_stems, _ = by_arm[0][seeds[0]]
-    scored = [set(stems) for b in by_arm for stems, _ in (b[seed] for seed in seeds)]
+    first_stems, _ = by_key[0][seeds[0]]
+    scored = [set(stems) for b in by_key for stems, _ in (b[seed] for seed in seeds)]
     common = [s for s in first_stems if all(s in stems for stems in scored)]
     if not common:
         return None
     out = []
-    for b in by_arm:
+    for b in by_key:
         stacked = []
         for seed in seeds:
             stems, confusion = b[seed]
@@ -228,23 +238,33 @@ def arm_intervals(cells, groups, view):
 
 def pair_statistics(cells, groups):
     """One row per view, fraction (or label count) and pair of arms present: the paired difference and its
-    interval."""
+    interval; and, at every point below all labels, whether labels bind there (BINDING: scratch on all labels −
+    scratch at the point, matched by seed and test image)."""
     rows = []
-    fracs = sorted({frac for _, frac in cells}, key=axis_order)
+    points = sorted({point for _, point in cells}, key=axis_order)
     for view in VIEWS:
-        for frac in fracs:
+        for point in points:
             for pair in PAIRS:
-                counts = matched(cells, list(pair), frac, view, groups)
-                if counts is None:
-                    continue
-                arm_counts, baseline_counts = counts
-                ci = bootstrap(arm_counts, view, baseline=baseline_counts)
-                count = int(frac) if isinstance(frac, Count) else None
-                rows.append(dict(view=view, frac=frac if count is None else None, labels=count, arm=pair.arm,
-                                 baseline=pair.baseline, n_seeds=len(ci.per_seed), n_images=arm_counts.shape[1],
-                                 difference=round(ci.value, 6), ci_low=round(ci.low, 6), ci_high=round(ci.high, 6),
-                                 seeds_positive=int((ci.per_seed > 0).sum()), verdict=verdict(ci.low, ci.high)))
+                rows += difference_row(cells, groups, view, point, pair, [(arm, point) for arm in pair])
+            if point != ALL_LABELS:
+                rows += difference_row(cells, groups, view, point, BINDING,
+                                       [(BINDING.baseline, ALL_LABELS), (BINDING.baseline, point)])
     return rows
+
+
+def difference_row(cells, groups, view, point, pair, keys):
+    """[the statistics row of `pair` at `point`: the difference between the cells at `keys` (arm's, baseline's)],
+    or [] when they share no seed or test image."""
+    counts = matched_keys(cells, keys, view, groups)
+    if counts is None:
+        return []
+    arm_counts, baseline_counts = counts
+    ci = bootstrap(arm_counts, view, baseline=baseline_counts)
+    count = int(point) if isinstance(point, Count) else None
+    return [dict(view=view, frac=point if count is None else None, labels=count, arm=pair.arm,
+                 baseline=pair.baseline, n_seeds=len(ci.per_seed), n_images=arm_counts.shape[1],
+                 difference=round(ci.value, 6), ci_low=round(ci.low, 6), ci_high=round(ci.high, 6),
+                 seeds_positive=int((ci.per_seed > 0).sum()), verdict=verdict(ci.low, ci.high))]
 
 
 def write_statistics(experiment, rows):

@@ -46,7 +46,7 @@ from surrogate_supervision.experiments.records import (
     read_runner_state,
 )
 from surrogate_supervision.experiments.report import budget_section, hit_cap, plot, summarize, write_plots_and_report
-from surrogate_supervision.experiments.stats import PAIRS, STAT_COLUMNS, VIEWS, load_counts
+from surrogate_supervision.experiments.stats import BINDING, PAIRS, STAT_COLUMNS, VIEWS, load_counts
 
 REPO = Path(__file__).resolve().parents[1]
 GRID_TIMEOUT = 1800  # seconds; a hang (e.g. a download that never fails) ends the test instead of CI
@@ -375,7 +375,9 @@ def test_report_says_per_count_whether_the_regime_can_detect_an_init_effect(tmp_
     cells = [Cell(init, None, seed, n) for init in ("scratch", "positive") for n in counts_axis for seed in seeds]
     cells += [Cell("scratch", 1.0, seed) for seed in seeds]
     rng = np.random.default_rng(0)
-    rate = {("positive", 8): 0.8, ("scratch", 8): 0.5}  # the positive control helps at 8 labels, not at 80
+    # the positive control helps at 8 labels, not at 80; labels bind at 8 (scratch on all labels is better), not at 80
+    rate = {("positive", 8): 0.8, ("scratch", 8): 0.5, ("scratch", None): 0.8, ("scratch", 80): 0.8,
+            ("positive", 80): 0.8}
     counts = {c: _counts(rng, rate.get((c.init, c.labels), 0.7)) for c in cells}
     state = _fake_grid(tmp_path, cells, {c: 0.5 for c in cells}, counts)
     collect_results(tmp_path, cells, state)
@@ -383,15 +385,17 @@ def test_report_says_per_count_whether_the_regime_can_detect_an_init_effect(tmp_
     write_plots_and_report(tmp_path)
     report = (tmp_path / "report.md").read_text()
     detect = report.split("## Can this regime detect an init effect?")[1]
-    assert re.search(r"- 8 labeled images: positive − scratch \+0\.\d+ \[\+0\.\d+, \+0\.\d+\] \(mean Dice, "
-                     r"all classes\): detectable\.", detect)
-    assert re.search(r"- 80 labeled images: positive − scratch .*: no measurable difference; this regime cannot "
-                     r"detect an init effect at this count\.", detect)
+    assert re.search(r"- 8 labeled images: scratch on all labels − scratch \+0\.\d+ \[\+0\.\d+, \+0\.\d+\]: "
+                     r"labels bind; positive − scratch \+0\.\d+ \[\+0\.\d+, \+0\.\d+\]: detectable\.", detect)
+    assert re.search(r"- 80 labeled images: scratch on all labels − scratch .*: no measurable difference, labels do "
+                     r"not bind; positive − scratch .*: no measurable difference; this regime cannot detect an init "
+                     r"effect at this count\.", detect)
+    assert "positive control beats scratch) at: 8 labeled images.\n" in detect
     assert "**positive**: this grid's scratch cell trained on all labels with the same seed" in report
     with open(tmp_path / "statistics.csv", newline="") as f:
         stats = list(csv.DictReader(f))
     assert {(r["labels"], r["frac"], r["arm"], r["baseline"]) for r in stats} == {
-        (str(n), "", "positive", "scratch") for n in counts_axis}
+        (str(n), "", arm, "scratch") for n in counts_axis for arm in ("positive", "scratch_all_labels")}
     assert "| positive | 8 labels | 1 |" in report and "| scratch | 1 | 3 |" in report
     assert (tmp_path / "dice_vs_fraction.png").read_bytes().startswith(b"\x89PNG")
 
@@ -560,7 +564,7 @@ def test_report_and_csv_hold_an_interval_per_fraction_and_pair(tmp_path):
     assert tuple(reader.fieldnames) == STAT_COLUMNS
     pairs = [p for p in PAIRS if set(p) <= set(inits)]
     assert sorted((r["view"], float(r["frac"]), r["arm"], r["baseline"]) for r in stats) == sorted(
-        (v, f, *p) for v in VIEWS for f in fracs for p in pairs)
+        [(v, f, *p) for v in VIEWS for f in fracs for p in pairs] + [(v, 0.25, *BINDING) for v in VIEWS])
     for r in stats:
         assert float(r["ci_low"]) <= float(r["difference"]) <= float(r["ci_high"]), r
         assert (r["n_seeds"], r["n_images"]) == ("3", "40")
@@ -750,7 +754,8 @@ def test_smoke_grid_writes_paired_intervals(experiment):
         stats = list(csv.DictReader(f))
     pairs = {("surrogate", "scratch"), ("surrogate", "control"), ("control", "scratch")}
     assert {(r["view"], float(r["frac"]), r["arm"], r["baseline"]) for r in stats} == {
-        (v, f, *p) for v in VIEWS for f in SMOKE_FRACS for p in pairs}
+        (v, f, *p) for v in VIEWS for f in SMOKE_FRACS for p in pairs} | {
+        (v, f, *BINDING) for v in VIEWS for f in SMOKE_FRACS if f != 1.0}
     assert all(float(r["ci_low"]) <= float(r["difference"]) <= float(r["ci_high"]) for r in stats)
     report = (experiment / "report.md").read_text()
     assert "## Paired differences (95 % bootstrap confidence intervals)" in report and "## Is it the colour?" in report
@@ -805,3 +810,37 @@ def test_plot_script_regenerates_plots_and_report(experiment, rerun):
     assert "<svg" in (experiment / "dice_vs_fraction.svg").read_text()
     assert "| scratch | 0.5 | 1 |" in (experiment / "report.md").read_text()
 
+
+
+def test_pilot_table_pools_a_datasets_grids_and_says_whether_it_qualifies(tmp_path):
+    from surrogate_supervision.datasets import FileError
+    from surrogate_supervision.experiments.pilot_table import main as pilot_table
+    from surrogate_supervision.experiments.pilot_table import parse_args as pilot_args
+
+    rng = np.random.default_rng(0)
+    # "binds": labels bind at 8 and the positive control beats scratch at 8 and 20 (every other cell at 0.8).
+    # "flat": scratch at 8 is as good as on all labels, and nothing beats it.
+    rates = {"binds": {("scratch", 8): 0.4, ("scratch", 20): 0.5}, "flat": {}}
+    grids = []
+    for dataset, rate in rates.items():
+        for seeds in ((1, 2), (3,)):  # one grid per core: seeds 1 and 2 in one, seed 3 in another
+            exp = tmp_path / f"{dataset}_{seeds[0]}"
+            cells = [Cell(init, None, seed, n) for init in ("scratch", "positive") for n in (8, 20) for seed in seeds]
+            cells += [Cell("scratch", 1.0, seed) for seed in seeds]
+            counts = {c: _counts(rng, rate.get((c.init, c.labels), 0.8)) for c in cells}
+            state = _fake_grid(exp, cells, {c: 0.5 for c in cells}, counts)
+            collect_results(exp, cells, state)
+            write_json(exp / "runner_state.json", {**state, "__args__": {"data": f"/data/{dataset}"}})
+            grids.append(exp)
+    out = tmp_path / "pilot.md"
+    assert pilot_table(pilot_args([*map(str, grids), "--out", str(out)])) == 0
+    text = out.read_text()
+    assert re.search(r"\| binds \| 8 \| 0\.\d+ \[0\.\d+, 0\.\d+\] \(3\) \| 0\.\d+ \[.*\] \(3\) \| \+0\.\d+ \[\+0\.\d+, "
+                     r"\+0\.\d+\] higher \(3 seeds\) \| \+0\.\d+ \[\+0\.\d+, \+0\.\d+\] higher \(3 seeds\) \|", text)
+    assert "- **binds**: qualifies (all three intervals exclude zero)." in text
+    assert re.search(r"- \*\*flat\*\*: does not qualify \(scratch on all labels − scratch at 8 is no measurable "
+                     r"difference; positive − scratch at 8 is no measurable difference; positive − scratch at 20 is no "
+                     r"measurable difference\)\.", text)
+    assert "| binds | positive | 8 | seed 1: 2 / 4, seed 2: 2 / 4, seed 3: 2 / 4 | 0 of 3 |" in text
+    with pytest.raises(FileError, match="also in another grid"):  # a cell counted twice would narrow the interval
+        pilot_table(pilot_args([str(grids[0]), str(grids[0]), "--out", str(out)]))

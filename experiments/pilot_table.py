@@ -1,0 +1,170 @@
+"""The pilot's table: per dataset and label count, could a grid there see an init effect at all?
+
+    python experiments/pilot_table.py GRID [GRID ...] --out experiments/results/label_counts/pilot.md
+
+Each GRID is an output folder of `label_efficiency.py --labels N ... --inits scratch positive`. Grids of one dataset
+(say one per seed, each run on its own core) are pooled cell by cell. Per dataset and count: scratch's and the
+positive control's mean test Dice over seeds; positive − scratch and scratch on all labels − scratch, paired by seed
+and test image with 95 % bootstrap intervals (experiments/stats.py); and the verdict the study is gated on. A
+dataset qualifies when labels bind at its smallest count (scratch on all labels beats scratch there) and the
+positive control beats scratch at its two smallest counts: only there can a null result for a pretext mean
+something. Then each cell's best validation step against its schedule, to size each count's schedule so the best
+step is not in its last 10 %.
+"""
+
+import shlex
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from surrogate_supervision.models.io import write_atomic
+from surrogate_supervision.models.runner.cli import parser, run
+from surrogate_supervision.models.runner.provenance import describe_provenance
+
+from surrogate_supervision.datasets import FileError
+from surrogate_supervision.experiments.records import Count, axis_order, axis_point, read_results, read_runner_state
+from surrogate_supervision.experiments.report import LATE, interval, verdict_text
+from surrogate_supervision.experiments.stats import BINDING, arm_intervals, load_counts, pair_statistics
+
+VIEW = "dice_mean"  # the view the study is gated on: mean Dice over all classes
+POSITIVE = "positive"
+
+
+def parse_args(argv=None):
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("grids", nargs="+", type=Path, help="label_efficiency.py output folders over --labels")
+    p.add_argument("--out", type=Path, required=True, help="the Markdown table to write")
+    return p.parse_args(argv)
+
+
+def dataset_name(state, grid):
+    """The dataset a grid ran on: its --data folder's name (several folders joined by '+')."""
+    data = state.get("__args__", {}).get("data")
+    if not data:
+        raise FileError(f"{grid / 'runner_state.json'}: no --data recorded: cannot tell the grid's dataset")
+    return "+".join(Path(p.strip(" '[]")).name for p in data.split(","))
+
+
+def pooled_grids(grids):
+    """{dataset: Pooled cells} from the grids, each (init, point, seed) from one grid only."""
+    pooled = {}
+    for grid in grids:
+        if not (grid / "results.csv").is_file():
+            raise FileError(f"{grid / 'results.csv'}: no such file (not a label_efficiency.py output folder, or no "
+                            "cell has finished yet)")
+        state = read_runner_state(grid)
+        rows = read_results(grid)
+        cells, groups = load_counts(grid, rows)
+        entry = pooled.setdefault(dataset_name(state, grid), dict(cells=defaultdict(dict), groups=groups, rows=[],
+                                                                  states=[], grids=[]))
+        for key, seeds in cells.items():
+            for seed, counts in seeds.items():
+                if seed in entry["cells"][key]:
+                    raise FileError(f"{grid}: cell {key[0]} {key[1]} seed {seed} is also in another grid of this "
+                                    "dataset: pass each cell's grid once")
+                entry["cells"][key][seed] = counts
+        entry["groups"] = entry["groups"] or groups
+        entry["rows"] += [r for r in rows if r["status"] == "done"]
+        entry["states"].append(state)
+        entry["grids"].append(grid)
+    return pooled
+
+
+def count_rows(cells, groups):
+    """[(count, scratch ArmMean, positive ArmMean, positive − scratch row, binding row)] per label count, any of
+    them None where its cells have not finished."""
+    means = {init: {m.point: m for m in ms} for init, ms in arm_intervals(cells, groups, VIEW).items()}
+    stats = {(r["arm"], axis_point(r)): r for r in pair_statistics(cells, groups) if r["view"] == VIEW}
+    counts = sorted({point for _, point in cells if isinstance(point, Count)}, key=axis_order)
+    return [(n, means.get("scratch", {}).get(n), means.get(POSITIVE, {}).get(n), stats.get((POSITIVE, n)),
+             stats.get((BINDING.arm, n))) for n in counts]
+
+
+def qualifies(rows):
+    """(verdict, why): labels bind at the smallest count and the positive control beats scratch at the two
+    smallest; None while a cell it needs has not finished."""
+    if len(rows) < 2:
+        return None, "fewer than two label counts"
+    (first, _, _, positive_1, binding), (second, _, _, positive_2, _) = rows[0], rows[1]
+    needed = {f"scratch on all labels − scratch at {first}": binding, f"positive − scratch at {first}": positive_1,
+              f"positive − scratch at {second}": positive_2}
+    missing = [name for name, row in needed.items() if row is None]
+    if missing:
+        return None, "not yet: " + ", ".join(missing) + " (cells unfinished)"
+    failed = [f"{name} is {verdict_text(row)}" for name, row in needed.items() if row["verdict"] != "higher"]
+    return not failed, "; ".join(failed) or "all three intervals exclude zero"
+
+
+def mean_text(mean):
+    if mean is None:
+        return "–"
+    band = "" if mean.low is None else f" [{mean.low:.3f}, {mean.high:.3f}]"
+    return f"{mean.mean:.3f}{band} ({mean.n_seeds})"
+
+
+def difference_text(row):
+    return "–" if row is None else f"{interval(row)} {verdict_text(row)} ({row['n_seeds']} seeds)"
+
+
+def table_lines(pooled):
+    lines = ["| dataset | labels | scratch | positive control | positive − scratch | scratch on all labels − scratch "
+             "|", "| --- | --- | --- | --- | --- | --- |"]
+    verdicts = []
+    for dataset, entry in sorted(pooled.items()):
+        rows = count_rows(entry["cells"], entry["groups"])
+        everything = arm_intervals({k: v for k, v in entry["cells"].items() if k == ("scratch", 1.0)},
+                                   entry["groups"], VIEW).get("scratch", [])
+        for n, scratch, positive, gain, binding in rows:
+            lines.append(f"| {dataset} | {int(n)} | {mean_text(scratch)} | {mean_text(positive)} | "
+                         f"{difference_text(gain)} | {difference_text(binding)} |")
+        if everything:
+            lines.append(f"| {dataset} | all | {mean_text(everything[0])} | | | |")
+        verdict, why = qualifies(rows)
+        verdicts.append(f"- **{dataset}**: " + {True: "qualifies", False: "does not qualify",
+                                                None: "undecided"}[verdict] + f" ({why}).")
+    return lines + ["", "Mean test Dice over all classes; an arm's cell is its mean over seeds [95 % interval over "
+                    "seeds and test images] (seeds); a difference is paired by seed and test image.", "",
+                    "Does each dataset qualify for the study (labels bind at its smallest count, and the positive "
+                    "control beats scratch at its two smallest)?", ""] + verdicts
+
+
+def schedule_lines(pooled):
+    """Each finished cell's best validation step against its schedule: a best step in the last tenth says the
+    count's schedule may be too short."""
+    lines = ["| dataset | arm | labels | best step / schedule, by seed | in the last 10 % |",
+             "| --- | --- | --- | --- | --- |"]
+    for dataset, entry in sorted(pooled.items()):
+        by_cell = defaultdict(list)
+        for row in entry["rows"]:
+            by_cell[row["init"], axis_point(row)].append(row)
+        for (init, point), rows in sorted(by_cell.items(), key=lambda i: (i[0][0], axis_order(i[0][1]))):
+            rows = sorted(rows, key=lambda r: r["seed"])
+            steps = ", ".join(f"seed {r['seed']}: {r['best_step']} / {r['steps']}" for r in rows)
+            late = sum(r["best_step"] is not None and r["best_step"] > LATE * r["steps"] for r in rows)
+            amount = f"{int(point)}" if isinstance(point, Count) else "all"
+            lines.append(f"| {dataset} | {init} | {amount} | {steps} | {late} of {len(rows)} |")
+    return lines
+
+
+def provenance_lines(pooled):
+    lines = []
+    for dataset, entry in sorted(pooled.items()):
+        for grid, state in zip(entry["grids"], entry["states"]):
+            code, cpu = describe_provenance(state.get("__codes__", []), state.get("__machine__"))
+            lines += [f"- {dataset}, `{grid}`: code {code}; CPU {cpu}; command `{state.get('__command__', '?')}`"]
+    return lines
+
+
+def main(args):
+    pooled = pooled_grids(args.grids)
+    command = shlex.join(["python", "experiments/pilot_table.py", *map(str, args.grids), "--out", str(args.out)])
+    text = ["# Pilot: where could a grid see an init effect?", "", f"Written by `{command}`.", ""]
+    text += table_lines(pooled) + ["", "## Best validation step against the schedule", ""] + schedule_lines(pooled)
+    text += ["", "## What ran", ""] + provenance_lines(pooled) + [""]
+    write_atomic(args.out, "\n".join(text))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, parse_args()))
