@@ -369,6 +369,10 @@ def regime_section(stats):
         where = ", ".join(labels_text(p) for p in detectable) or "none of its points"
         lines += ["", f"This grid can see an init effect (labels bind and the positive control beats scratch) at: "
                       f"{where}."]
+    elif not any(rows.get((BINDING.arm, point), {}).get("verdict") == "higher" for point in points):
+        lines += ["", "Labels bind at none of this grid's points below all labels: no initialisation had anything "
+                      "to win here, whatever its pretext, and a null result for the pretext arms says nothing about "
+                      "them."]
     return lines + [""]
 
 

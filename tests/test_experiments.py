@@ -589,8 +589,23 @@ def test_report_and_csv_hold_an_interval_per_fraction_and_pair(tmp_path):
         assert scratch.high < surrogate.low  # scratch's rate 0.5 against the surrogate's 0.8: the bands do not meet
         assert f"| {100 * frac:g} % | " + " | ".join(
             f"{p.mean:.3f} [{p.low:.3f}, {p.high:.3f}] (3 seeds)" for p in arms) + " |" in means
+    assert re.search(r"- 25 % of the labels: scratch on all labels − scratch \+0\.\d+ \[\+0\.\d+, \+0\.\d+\]: labels "
+                     r"bind\.", report) and "Labels bind at none" not in report
     assert "1 of 18 cells hit the --finetune-steps cap" in report and "control 1 seed 2" in report
     assert "| 2 / 4 / 4 **hit the cap** |" in report and report.count("hit the cap**") == 1
+
+
+def test_report_says_when_labels_bind_nowhere_so_no_init_could_win(tmp_path):
+    cells = [Cell("scratch", frac, seed) for frac in (0.1, 1.0) for seed in (1, 2, 3)]
+    rng = np.random.default_rng(0)
+    state = _fake_grid(tmp_path, cells, {c: 0.5 for c in cells}, {c: _counts(rng, 0.7) for c in cells})  # flat
+    collect_results(tmp_path, cells, state)
+    write_json(tmp_path / "runner_state.json", state)
+    write_plots_and_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert re.search(r"- 10 % of the labels: scratch on all labels − scratch .*: no measurable difference, labels do "
+                     r"not bind\.", report)
+    assert "Labels bind at none of this grid's points below all labels: no initialisation had anything to win" in report
 
 
 def test_plot_cli_without_results_fails_with_one_line(tmp_path, capsys):
