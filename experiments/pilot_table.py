@@ -22,11 +22,13 @@ from surrogate_supervision.models.runner.cli import parser, run
 from surrogate_supervision.models.runner.provenance import describe_provenance
 
 from surrogate_supervision.datasets import FileError
+from surrogate_supervision.experiments.curves import late_gain, settled_step, validation_curve
 from surrogate_supervision.experiments.records import Count, axis_order, axis_point, read_results, read_runner_state
 from surrogate_supervision.experiments.report import LATE, interval, verdict_text
 from surrogate_supervision.experiments.stats import BINDING, arm_intervals, load_counts, pair_statistics
 
 VIEW = "dice_mean"  # the view the study is gated on: mean Dice over all classes
+TOLERANCE = 0.005  # the cpu preset's --min-delta: a validation gain smaller than this does not count as progress
 POSITIVE = "positive"
 
 
@@ -56,7 +58,8 @@ def pooled_grids(grids):
         rows = read_results(grid)
         cells, groups = load_counts(grid, rows)
         entry = pooled.setdefault(dataset_name(state, grid), dict(cells=defaultdict(dict), groups=groups, rows=[],
-                                                                  states=[], grids=[]))
+                                                                  states=[], grids=[], counts=set()))
+        entry["counts"] |= {axis_point(r) for r in rows if r.get("labels") is not None}  # finished or not
         for key, seeds in cells.items():
             for seed, counts in seeds.items():
                 if seed in entry["cells"][key]:
@@ -64,18 +67,18 @@ def pooled_grids(grids):
                                     "dataset: pass each cell's grid once")
                 entry["cells"][key][seed] = counts
         entry["groups"] = entry["groups"] or groups
-        entry["rows"] += [r for r in rows if r["status"] == "done"]
+        entry["rows"] += [{**r, "path": grid / r["run_dir"]} for r in rows if r["status"] == "done"]
         entry["states"].append(state)
         entry["grids"].append(grid)
     return pooled
 
 
-def count_rows(cells, groups):
-    """[(count, scratch ArmMean, positive ArmMean, positive − scratch row, binding row)] per label count, any of
-    them None where its cells have not finished."""
+def count_rows(cells, groups, counts):
+    """[(count, scratch ArmMean, positive ArmMean, positive − scratch row, binding row)] per label count in
+    `counts`, any of them None where its cells have not finished."""
     means = {init: {m.point: m for m in ms} for init, ms in arm_intervals(cells, groups, VIEW).items()}
     stats = {(r["arm"], axis_point(r)): r for r in pair_statistics(cells, groups) if r["view"] == VIEW}
-    counts = sorted({point for _, point in cells if isinstance(point, Count)}, key=axis_order)
+    counts = sorted(counts, key=axis_order)
     return [(n, means.get("scratch", {}).get(n), means.get(POSITIVE, {}).get(n), stats.get((POSITIVE, n)),
              stats.get((BINDING.arm, n))) for n in counts]
 
@@ -111,7 +114,7 @@ def table_lines(pooled):
              "|", "| --- | --- | --- | --- | --- | --- |"]
     verdicts = []
     for dataset, entry in sorted(pooled.items()):
-        rows = count_rows(entry["cells"], entry["groups"])
+        rows = count_rows(entry["cells"], entry["groups"], entry["counts"])
         everything = arm_intervals({k: v for k, v in entry["cells"].items() if k == ("scratch", 1.0)},
                                    entry["groups"], VIEW).get("scratch", [])
         for n, scratch, positive, gain, binding in rows:
@@ -129,21 +132,29 @@ def table_lines(pooled):
 
 
 def schedule_lines(pooled):
-    """Each finished cell's best validation step against its schedule: a best step in the last tenth says the
-    count's schedule may be too short."""
-    lines = ["| dataset | arm | labels | best step / schedule, by seed | in the last 10 % |",
-             "| --- | --- | --- | --- | --- |"]
+    """Each finished cell's best validation step against its schedule, what the schedule's last tenth added to the
+    best validation Dice, and the step from which validation stayed within TOLERANCE of its best
+    (experiments/curves.py): a count whose cells still gained in their last tenth needs a longer schedule, one
+    whose cells settled early can have a shorter one."""
+    lines = ["| dataset | arm | labels | best step / schedule | in the last 10 % | gain in the last 10 % | "
+             f"within {TOLERANCE} of the best from step |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for dataset, entry in sorted(pooled.items()):
         by_cell = defaultdict(list)
         for row in entry["rows"]:
             by_cell[row["init"], axis_point(row)].append(row)
         for (init, point), rows in sorted(by_cell.items(), key=lambda i: (i[0][0], axis_order(i[0][1]))):
             rows = sorted(rows, key=lambda r: r["seed"])
-            steps = ", ".join(f"seed {r['seed']}: {r['best_step']} / {r['steps']}" for r in rows)
+            curves = [validation_curve(r["path"]) for r in rows]
+            best = ", ".join(f"{r['best_step']} / {r['steps']}" for r in rows)
             late = sum(r["best_step"] is not None and r["best_step"] > LATE * r["steps"] for r in rows)
+            gains = ", ".join(f"{g:+.3f}" if (g := late_gain(c, r["steps"], LATE)) == g else "–"  # nan: no curve
+                              for c, r in zip(curves, rows))
+            settled = ", ".join(str(settled_step(c, TOLERANCE) or "–") for c in curves)
             amount = f"{int(point)}" if isinstance(point, Count) else "all"
-            lines.append(f"| {dataset} | {init} | {amount} | {steps} | {late} of {len(rows)} |")
-    return lines
+            lines.append(f"| {dataset} | {init} | {amount} | {best} | {late} of {len(rows)} | {gains} | {settled} |")
+    return lines + ["", "One value per seed, in seed order (" + "; ".join(
+        f"{dataset}: seeds {', '.join(str(s) for s in sorted({r['seed'] for r in entry['rows']}))}"
+        for dataset, entry in sorted(pooled.items())) + ")."]
 
 
 def provenance_lines(pooled):
