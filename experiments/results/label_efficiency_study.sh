@@ -94,7 +94,7 @@ case ${1:-} in
         done 2>/dev/null
       } | tar -T - -cf -) | tar -C "$dst" -xf -
       # the table again from the copied cells (the pinned runner counts a cell whose outputs were removed as done)
-      (cd "$REPO" && python -c "import sys; from experiments.results import collect_results, read_runner_state as s
+      (cd "$REPO" && python -c "import sys; from surrogate_supervision.experiments.records import collect_results, read_runner_state as s
 collect_results(sys.argv[1], [], s(sys.argv[1]))" "$dst")
       (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=2 python experiments/plot.py "$dst" > /dev/null 2>&1)
       python - "$dst" <<'PY'
