@@ -10,8 +10,9 @@
 # Pilot: scratch and the positive control at 8 and 20 labeled images, and scratch on all labels (the positive
 # control's source), seeds 1 and 2, the cpu preset (16,000 poly steps a cell, about an hour on one core). One grid
 # per dataset and seed, so that two run at once without sharing a runner state: seed 1 in $PILOT/<dataset>, seed 2
-# in $PILOT/<dataset>_seed2; core 1 runs Kvasir-SEG then CCP for seed 1, core 2 the same for seed 2. Code: the pilot
-# worktree at PILOT_COMMIT (its imports are the bare folder names, so PYTHONPATH=<worktree> pins it).
+# in $PILOT/<dataset>_seed2; core 1 runs CCP then Kvasir-SEG for seed 1, core 2 the same for seed 2. CCP first: its
+# labels look likelier to bind at 8 (README.md). Code: the pilot worktree at PILOT_COMMIT (bare folder imports, so
+# PYTHONPATH=<worktree> pins it).
 # Study: scratch, surrogate, matched control and positive control x the counts x 5 seeds, one pretraining run per
 # seed, one grid with --jobs 2 (two cells at once, one core each), from the worktree at STUDY_COMMIT. The package
 # name now resolves through an editable install to the main checkout, so the worktree is pinned by a folder of
@@ -51,7 +52,7 @@ case ${1:-} in
     [ -d "$PILOT_WT" ] || git -C "$REPO" worktree add --detach "$PILOT_WT" "$PILOT_COMMIT"
     mkdir -p "$PILOT"
     for seed in 1 2; do
-      (pilot_grid kvasir_seg $seed; pilot_grid ccp_human_parsing $seed) &
+      (pilot_grid ccp_human_parsing $seed; pilot_grid kvasir_seg $seed) &
     done
     echo "running; progress in $PILOT/<dataset>[_seed2].log" ;;
   table)
