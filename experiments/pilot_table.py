@@ -25,7 +25,7 @@ from surrogate_supervision.datasets import FileError
 from surrogate_supervision.experiments.curves import late_gain, settled_step, validation_curve
 from surrogate_supervision.experiments.records import Count, axis_order, axis_point, read_results, read_runner_state
 from surrogate_supervision.experiments.report import LATE, interval, verdict_text
-from surrogate_supervision.experiments.stats import BINDING, arm_intervals, load_counts, pair_statistics
+from surrogate_supervision.experiments.stats import ALL_LABELS, BINDING, arm_intervals, load_counts, pair_statistics
 
 VIEW = "dice_mean"  # the view the study is gated on: mean Dice over all classes
 TOLERANCE = 0.005  # the cpu preset's --min-delta: a validation gain smaller than this does not count as progress
@@ -75,12 +75,13 @@ def pooled_grids(grids):
 
 def count_rows(cells, groups, counts):
     """[(count, scratch ArmMean, positive ArmMean, positive − scratch row, binding row)] per label count in
-    `counts`, any of them None where its cells have not finished."""
+    `counts`, any of them None where its cells have not finished; and scratch's ArmMean on all labels (or None)."""
     means = {init: {m.point: m for m in ms} for init, ms in arm_intervals(cells, groups, VIEW).items()}
     stats = {(r["arm"], axis_point(r)): r for r in pair_statistics(cells, groups) if r["view"] == VIEW}
-    counts = sorted(counts, key=axis_order)
-    return [(n, means.get("scratch", {}).get(n), means.get(POSITIVE, {}).get(n), stats.get((POSITIVE, n)),
-             stats.get((BINDING.arm, n))) for n in counts]
+    scratch, positive = means.get("scratch", {}), means.get(POSITIVE, {})
+    rows = [(n, scratch.get(n), positive.get(n), stats.get((POSITIVE, n)), stats.get((BINDING.arm, n)))
+            for n in sorted(counts, key=axis_order)]
+    return rows, scratch.get(ALL_LABELS)
 
 
 def qualifies(rows):
@@ -114,14 +115,12 @@ def table_lines(pooled):
              "|", "| --- | --- | --- | --- | --- | --- |"]
     verdicts = []
     for dataset, entry in sorted(pooled.items()):
-        rows = count_rows(entry["cells"], entry["groups"], entry["counts"])
-        everything = arm_intervals({k: v for k, v in entry["cells"].items() if k == ("scratch", 1.0)},
-                                   entry["groups"], VIEW).get("scratch", [])
+        rows, everything = count_rows(entry["cells"], entry["groups"], entry["counts"])
         for n, scratch, positive, gain, binding in rows:
             lines.append(f"| {dataset} | {int(n)} | {mean_text(scratch)} | {mean_text(positive)} | "
                          f"{difference_text(gain)} | {difference_text(binding)} |")
         if everything:
-            lines.append(f"| {dataset} | all | {mean_text(everything[0])} | | | |")
+            lines.append(f"| {dataset} | all | {mean_text(everything)} | | | |")
         verdict, why = qualifies(rows)
         verdicts.append(f"- **{dataset}**: " + {True: "qualifies", False: "does not qualify",
                                                 None: "undecided"}[verdict] + f" ({why}).")
