@@ -40,10 +40,14 @@ def parse_args(argv=None):
 
 
 def dataset_name(state, grid):
-    """The dataset a grid ran on: its --data folder's name (several folders joined by '+')."""
-    data = state.get("__args__", {}).get("data")
-    if not data:
-        raise FileError(f"{grid / 'runner_state.json'}: no --data recorded: cannot tell the grid's dataset")
+    """The dataset a grid ran on: its --data folder's name (several folders joined by '+'), or the built-in
+    synthetic set's when the grid had no --data."""
+    args = state.get("__args__")
+    if not args:
+        raise FileError(f"{grid / 'runner_state.json'}: no flags recorded: cannot tell the grid's dataset")
+    data = args.get("data")
+    if data in (None, "", "None"):
+        return "built-in synthetic set"
     return "+".join(Path(p.strip(" '[]")).name for p in data.split(","))
 
 
