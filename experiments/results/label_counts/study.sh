@@ -3,7 +3,7 @@
 # dataset the pilot qualifies. From the repository root:
 #
 #   bash experiments/results/label_counts/study.sh pilot          # the pilot grids, two chains (one per core)
-#   bash experiments/results/label_counts/study.sh table          # pilot.md here, from the pilot grids so far
+#   bash experiments/results/label_counts/study.sh table          # pilot.md and the pilot's finished cells (pilot/)
 #   STUDY_COMMIT=<sha> bash experiments/results/label_counts/study.sh study DS   # the study on dataset DS
 #   bash experiments/results/label_counts/study.sh sync           # the study's finished cells and report here
 #
@@ -47,6 +47,19 @@ pilot_grid() {  # DATASET SEED
      --seeds "$seed") >> "$out.log" 2>&1
 }
 
+records() {  # SRC DST: a grid's tables and its finished runs' records (no weights, checkpoints, logs, samples or
+  # prediction pictures: 400 KB a cell)
+  mkdir -p "$2"
+  (cd "$1" && {
+    find . -maxdepth 1 -type f ! -name "*.tmp*" ! -name "*.log"
+    for run in pretrain/*/ segment/*/; do
+      [ -f "$run/metrics.json" ] || [ -f "$run/pretrain_metrics.json" ] || continue
+      find "$run" -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -path "*/samples/*" \
+        ! -name "*.weights.h5" ! -name "*.tmp*" ! -name predictions.png
+    done 2>/dev/null
+  } | tar -T - -cf -) | tar -C "$2" -xf -
+}
+
 case ${1:-} in
   pilot)
     [ -d "$PILOT_WT" ] || git -C "$REPO" worktree add --detach "$PILOT_WT" "$PILOT_COMMIT"
@@ -58,7 +71,8 @@ case ${1:-} in
   table)
     grids=()
     for g in "$PILOT"/*/; do [ -f "$g/results.csv" ] && grids+=("${g%/}"); done
-    (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=2 python experiments/pilot_table.py "${grids[@]}" --out "$HERE/pilot.md") ;;
+    (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=2 python experiments/pilot_table.py "${grids[@]}" --out "$HERE/pilot.md")
+    for g in "${grids[@]}"; do records "$g" "$HERE/pilot/$(basename "$g")"; done ;;
   study)  # DATASET
     ds=${2:?which dataset (the one pilot.md qualifies)}
     [ -n "$STUDY_COMMIT" ] || { echo "error: set STUDY_COMMIT (the commit the study is pinned at)" >&2; exit 2; }
@@ -71,20 +85,11 @@ case ${1:-} in
        --data "$DATA/$ds" --out "$STUDY/$ds" --preset cpu $(group "$ds") --labels "${COUNTS[@]}" \
        --inits scratch surrogate control positive --seeds 1 2 3 4 5 --jobs 2) >> "$STUDY/$ds.log" 2>&1 &
     echo "running; progress in $STUDY/$ds.log" ;;
-  sync)  # finished cells' records (no weights, checkpoints or logs), then the report from them
+  sync)  # the study's finished cells' records and its report, here
     for src in "$STUDY"/*/; do
-      ds=$(basename "$src") dst=$HERE/$ds
       [ -f "$src/results.csv" ] || continue
-      mkdir -p "$dst"
-      (cd "$src" && {
-        find . -maxdepth 1 -type f ! -name "*.tmp*"
-        for run in pretrain/*/ segment/*/; do
-          [ -f "$run/metrics.json" ] || [ -f "$run/pretrain_metrics.json" ] || continue
-          find "$run" -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -path "*/samples/*" \
-            ! -name "*.weights.h5" ! -name "*.tmp*"
-        done
-      } | tar -T - -cf -) | tar -C "$dst" -xf -
-      (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=2 python experiments/plot.py "$dst" > /dev/null)
+      records "$src" "$HERE/$(basename "$src")"
+      (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=2 python experiments/plot.py "$HERE/$(basename "$src")" > /dev/null)
     done ;;
   *) sed -n '2,20p' "$0"; exit 2 ;;
 esac
