@@ -361,7 +361,7 @@ def regime_section(stats):
         if positive:
             parts.append(f"positive − scratch {interval(positive)}: " + (
                 "detectable" if positive["verdict"] == "higher" else
-                f"{verdict_text(positive)}; this regime cannot detect an init effect at this count"))
+                f"{verdict_text(positive)}; this regime cannot detect an init effect here"))
         if binding and positive and binding["verdict"] == positive["verdict"] == "higher":
             detectable.append(point)
         lines.append(f"- {labels_text(point)}: " + "; ".join(parts) + ".")

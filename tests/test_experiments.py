@@ -389,7 +389,7 @@ def test_report_says_per_count_whether_the_regime_can_detect_an_init_effect(tmp_
                      r"labels bind; positive − scratch \+0\.\d+ \[\+0\.\d+, \+0\.\d+\]: detectable\.", detect)
     assert re.search(r"- 80 labeled images: scratch on all labels − scratch .*: no measurable difference, labels do "
                      r"not bind; positive − scratch .*: no measurable difference; this regime cannot detect an init "
-                     r"effect at this count\.", detect)
+                     r"effect here\.", detect)
     assert "positive control beats scratch) at: 8 labeled images.\n" in detect
     assert "**positive**: this grid's scratch cell trained on all labels with the same seed" in report
     with open(tmp_path / "statistics.csv", newline="") as f:
