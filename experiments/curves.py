@@ -17,15 +17,16 @@ VALIDATION_TAG = "val/dice_mean"
 
 
 def validation_curve(run_dir, tag=VALIDATION_TAG):
-    """{step: value} of `tag` in the run's TensorBoard logs; a resumed run's later event file wins at a step both
-    logged. Empty when the run logged none."""
-    curve = {}
-    for path in sorted((run_dir / LOGS_DIR).glob("events.out.tfevents.*"), key=lambda p: int(p.name.split(".")[3])):
+    """{step: value} of `tag` in the run's TensorBoard logs. A resumed run logs some steps again in a new event file:
+    the value logged last (by the events' own wall time, not the files' names, which can share a second) wins.
+    Empty when the run logged none."""
+    logged = []
+    for path in (run_dir / LOGS_DIR).glob("events.out.tfevents.*"):
         for record in tf.data.TFRecordDataset(str(path)):
             event = Event.FromString(record.numpy())
-            for value in event.summary.value:
-                if value.tag == tag:
-                    curve[int(event.step)] = float(tf.make_ndarray(value.tensor))
+            logged += [(event.wall_time, int(event.step), float(tf.make_ndarray(value.tensor)))
+                       for value in event.summary.value if value.tag == tag]
+    curve = {step: value for _, step, value in sorted(logged)}
     return dict(sorted(curve.items()))
 
 

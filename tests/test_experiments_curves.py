@@ -20,8 +20,13 @@ def _log(run, points, tag="val/dice_mean"):
 
 def test_a_resumed_runs_curve_joins_its_event_files_the_later_one_winning(tmp_path):
     _log(tmp_path, {500: 0.5, 1000: 0.6})
+    first = set((tmp_path / LOGS_DIR).glob("events.out.tfevents.*"))
     _log(tmp_path, {1000: 0.62, 1500: 0.7})  # resumed from step 500's checkpoint: 1000 logged again
-    assert len(list((tmp_path / LOGS_DIR).glob("events.out.tfevents.*"))) == 2
+    (older,), (newer,) = first, set((tmp_path / LOGS_DIR).glob("events.out.tfevents.*")) - first
+    # The names' seconds can be equal and then say nothing of which file came last; renamed here so that the names
+    # give the wrong order outright, and only the events' own times tell.
+    older.rename(older.with_name("events.out.tfevents.2000000000.host.1.0.v2"))
+    newer.rename(newer.with_name("events.out.tfevents.1000000000.host.1.0.v2"))
     curve = validation_curve(tmp_path)
     assert list(curve) == [500, 1000, 1500]
     assert math.isclose(curve[1000], 0.62, rel_tol=1e-6) and math.isclose(curve[1500], 0.7, rel_tol=1e-6)
