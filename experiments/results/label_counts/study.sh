@@ -47,6 +47,12 @@ pilot_grid() {  # DATASET SEED
      --seeds "$seed") >> "$out.log" 2>&1
 }
 
+running() {  # OUT: refuse to start a second runner on the grids under OUT (they would race for the same cells)
+  if pgrep -f "label_efficiency.py .*--out $1" > /dev/null; then
+    echo "error: a grid under $1 is already running (pgrep -af label_efficiency.py)" >&2; exit 2
+  fi
+}
+
 records() {  # SRC DST: a grid's tables and its finished runs' records (no weights, checkpoints, logs, samples or
   # prediction pictures: 400 KB a cell)
   mkdir -p "$2"
@@ -62,6 +68,7 @@ records() {  # SRC DST: a grid's tables and its finished runs' records (no weigh
 
 case ${1:-} in
   pilot)
+    running "$PILOT"
     [ -d "$PILOT_WT" ] || git -C "$REPO" worktree add --detach "$PILOT_WT" "$PILOT_COMMIT"
     mkdir -p "$PILOT"
     for seed in 1 2; do
@@ -75,6 +82,7 @@ case ${1:-} in
     for g in "${grids[@]}"; do records "$g" "$HERE/pilot/$(basename "$g")"; done ;;
   study)  # DATASET
     ds=${2:?which dataset (the one pilot.md qualifies)}
+    running "$STUDY/$ds"
     [ -n "$STUDY_COMMIT" ] || { echo "error: set STUDY_COMMIT (the commit the study is pinned at)" >&2; exit 2; }
     [ -d "$STUDY_WT" ] || git -C "$REPO" worktree add --detach "$STUDY_WT" "$STUDY_COMMIT"
     [ "$(git -C "$STUDY_WT" rev-parse HEAD)" = "$(git -C "$REPO" rev-parse "$STUDY_COMMIT")" ] || {
