@@ -81,7 +81,7 @@ def count_rows(cells, groups, counts):
     """[(count, scratch ArmMean, positive ArmMean, positive − scratch row, binding row)] per label count in
     `counts`, any of them None where its cells have not finished; and scratch's ArmMean on all labels (or None)."""
     means = {init: {m.point: m for m in ms} for init, ms in arm_intervals(cells, groups, VIEW).items()}
-    stats = {(r["arm"], axis_point(r)): r for r in pair_statistics(cells, groups) if r["view"] == VIEW}
+    stats = {(r["arm"], axis_point(r)): r for r in pair_statistics(cells, groups, views=[VIEW])}
     scratch, positive = means.get("scratch", {}), means.get(POSITIVE, {})
     rows = [(n, scratch.get(n), positive.get(n), stats.get((POSITIVE, n)), stats.get((BINDING.arm, n)))
             for n in sorted(counts, key=axis_order)]

@@ -236,13 +236,13 @@ def arm_intervals(cells, groups, view):
     return dict(result)
 
 
-def pair_statistics(cells, groups):
-    """One row per view, fraction (or label count) and pair of arms present: the paired difference and its
-    interval; and, at every point below all labels, whether labels bind there (BINDING: scratch on all labels −
+def pair_statistics(cells, groups, views=VIEWS):
+    """One row per view of `views`, fraction (or label count) and pair of arms present: the paired difference and
+    its interval; and, at every point below all labels, whether labels bind there (BINDING: scratch on all labels −
     scratch at the point, matched by seed and test image)."""
     rows = []
     points = sorted({point for _, point in cells}, key=axis_order)
-    for view in VIEWS:
+    for view in views:
         for point in points:
             for pair in PAIRS:
                 rows += difference_row(cells, groups, view, point, pair, [(arm, point) for arm in pair])
