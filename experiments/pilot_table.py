@@ -152,12 +152,21 @@ def schedule_lines(pooled):
             late = sum(r["best_step"] is not None and r["best_step"] > LATE * r["steps"] for r in rows)
             gains = ", ".join(f"{g:+.3f}" if (g := late_gain(c, r["steps"], LATE)) == g else "–"  # nan: no curve
                               for c, r in zip(curves, rows))
-            settled = ", ".join(str(settled_step(c, TOLERANCE) or "–") for c in curves)
+            settled = ", ".join(settled_text(c) for c in curves)
             amount = f"{int(point)}" if isinstance(point, Count) else "all"
             lines.append(f"| {dataset} | {init} | {amount} | {best} | {late} of {len(rows)} | {gains} | {settled} |")
     return lines + ["", "One value per seed, in seed order (" + "; ".join(
         f"{dataset}: seeds {', '.join(str(s) for s in sorted({r['seed'] for r in entry['rows']}))}"
-        for dataset, entry in sorted(pooled.items())) + ")."]
+        for dataset, entry in sorted(pooled.items())) + f"); \"not settled\": the last evaluation lies more than "
+        f"{TOLERANCE} below the best (validation moves by more than that between evaluations); –: no curve logged."]
+
+
+def settled_text(curve):
+    """The settled step of a validation curve, or why there is none: no curve at all, or a last evaluation more
+    than TOLERANCE below the best (noise larger than the tolerance, or a decline)."""
+    if not curve:
+        return "–"
+    return str(settled_step(curve, TOLERANCE) or "not settled")
 
 
 def provenance_lines(pooled):

@@ -41,3 +41,11 @@ def test_late_gain_and_settled_step_tell_a_settled_curve_from_a_climbing_one():
     # a dip below the tolerance restarts the count: from 3000 on it is within 0.005 of the best
     assert settled_step({1000: 0.7, 2000: 0.6, 3000: 0.699}, 0.005) == 3000
     assert math.isnan(late_gain({}, 10)) and settled_step({}, 0.005) is None
+
+
+def test_pilot_table_says_why_a_curve_has_no_settled_step():
+    from surrogate_supervision.experiments.pilot_table import settled_text
+
+    assert settled_text({}) == "–"
+    assert settled_text({500: 0.50, 1000: 0.60, 1500: 0.598}) == "1000"
+    assert settled_text({500: 0.50, 1000: 0.60, 1500: 0.58}) == "not settled"  # the last evaluation fell below

@@ -2,7 +2,7 @@
 # How the label-count study (this folder) runs across working sessions: the pilot first, the study only on a
 # dataset the pilot qualifies. From the repository root:
 #
-#   bash experiments/results/label_counts/study.sh pilot          # the pilot grids, two chains (one per core)
+#   bash experiments/results/label_counts/study.sh pilot [DS...]  # the pilot grids, two chains (one per core)
 #   bash experiments/results/label_counts/study.sh table          # pilot.md and the pilot's finished cells (pilot/)
 #   STUDY_COMMIT=<sha> bash experiments/results/label_counts/study.sh study DS   # the study on dataset DS
 #   bash experiments/results/label_counts/study.sh sync           # the study's finished cells and report here
@@ -11,8 +11,8 @@
 # control's source), seeds 1 and 2, the cpu preset (16,000 poly steps a cell, about an hour on one core). One grid
 # per dataset and seed, so that two run at once without sharing a runner state: seed 1 in $PILOT/<dataset>, seed 2
 # in $PILOT/<dataset>_seed2; core 1 runs CCP then Kvasir-SEG for seed 1, core 2 the same for seed 2. CCP first: its
-# labels look likelier to bind at 8 (README.md). Code: the pilot worktree at PILOT_COMMIT (bare folder imports, so
-# PYTHONPATH=<worktree> pins it).
+# labels look likelier to bind at 8 (README.md); `pilot DS...` runs only those datasets, in that order. Code: the
+# pilot worktree at PILOT_COMMIT (bare folder imports, so PYTHONPATH=<worktree> pins it).
 # Study: scratch, surrogate, matched control and positive control x the counts x 5 seeds, one pretraining run per
 # seed, one grid with --jobs 2 (two cells at once, one core each), from the worktree at STUDY_COMMIT. The package
 # name now resolves through an editable install to the main checkout, so the worktree is pinned by a folder of
@@ -71,8 +71,11 @@ case ${1:-} in
     running "$PILOT"
     [ -d "$PILOT_WT" ] || git -C "$REPO" worktree add --detach "$PILOT_WT" "$PILOT_COMMIT"
     mkdir -p "$PILOT"
+    shift
+    datasets=("$@")
+    [ ${#datasets[@]} -gt 0 ] || datasets=(ccp_human_parsing kvasir_seg)  # default: both, CCP first
     for seed in 1 2; do
-      (pilot_grid ccp_human_parsing $seed; pilot_grid kvasir_seg $seed) &
+      (for ds in "${datasets[@]}"; do pilot_grid "$ds" $seed; done) &
     done
     echo "running; progress in $PILOT/<dataset>[_seed2].log" ;;
   table)
