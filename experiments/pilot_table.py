@@ -23,7 +23,14 @@ from surrogate_supervision.models.runner.provenance import describe_provenance
 
 from surrogate_supervision.datasets import FileError
 from surrogate_supervision.experiments.curves import late_gain, settled_step, validation_curve
-from surrogate_supervision.experiments.records import Count, axis_order, axis_point, read_results, read_runner_state
+from surrogate_supervision.experiments.records import (
+    Count,
+    axis_order,
+    axis_point,
+    dataset_name,
+    read_results,
+    read_runner_state,
+)
 from surrogate_supervision.experiments.report import LATE, interval, verdict_text
 from surrogate_supervision.experiments.stats import ALL_LABELS, BINDING, arm_intervals, load_counts, pair_statistics
 
@@ -37,18 +44,6 @@ def parse_args(argv=None):
     p.add_argument("grids", nargs="+", type=Path, help="label_efficiency.py output folders over --labels")
     p.add_argument("--out", type=Path, required=True, help="the Markdown table to write")
     return p.parse_args(argv)
-
-
-def dataset_name(state, grid):
-    """The dataset a grid ran on: its --data folder's name (several folders joined by '+'), or the built-in
-    synthetic set's when the grid had no --data."""
-    args = state.get("__args__")
-    if not args:
-        raise FileError(f"{grid / 'runner_state.json'}: no flags recorded: cannot tell the grid's dataset")
-    data = args.get("data")
-    if data in (None, "", "None"):
-        return "built-in synthetic set"
-    return "+".join(Path(p.strip(" '[]")).name for p in data.split(","))
 
 
 def pooled_grids(grids):

@@ -13,6 +13,8 @@ from pathlib import Path
 from surrogate_supervision.models.io import read_json, write_atomic, write_json
 from surrogate_supervision.models.rundir import CONFIG_FILE, METRICS_FILE
 
+from surrogate_supervision.datasets import FileError
+
 # `labels`: the cell's --labels count, empty for a --frac cell (and absent from tables written before counts)
 COLUMNS = ("init", "frac", "labels", "seed", "n_train", "dice_mean", "dice_grouped", "dice_foreground", "miou",
            "pixel_accuracy", "steps", "best_step", "stopped_step", "lr_schedule", "wall_seconds", "status", "run_dir",
@@ -114,6 +116,18 @@ class Cell:
 
 def read_runner_state(experiment):
     return read_json(Path(experiment) / STATE_FILE, {})
+
+
+def dataset_name(state, grid):
+    """The dataset a grid ran on: its --data folder's name (several folders joined by '+'), or the built-in
+    synthetic set's when the grid had no --data."""
+    args = state.get("__args__")
+    if not args:
+        raise FileError(f"{grid / 'runner_state.json'}: no flags recorded: cannot tell the grid's dataset")
+    data = args.get("data")
+    if data in (None, "", "None"):
+        return "built-in synthetic set"
+    return "+".join(Path(p.strip(" '[]")).name for p in data.split(","))
 
 
 def write_runner_state(experiment, state):

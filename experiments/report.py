@@ -513,14 +513,14 @@ def pretraining_sections(experiment, rows, state):
 def predictions_section(experiment, rows):
     """Up to four finished cells' test prediction grids at the smallest fraction (or label count)."""
     smallest = min(map(axis_point, rows), key=axis_order, default=None)
-    shown = [r for r in rows if r["status"] == "done" and axis_point(r) == smallest]
+    shown = [r for r in rows if r["status"] == "done" and axis_point(r) == smallest
+             and (experiment / r["run_dir"] / PREDICTIONS_FILE).is_file()]  # a pooled folder keeps a few
     if not shown:
         return []
     lines = ["## Sample test predictions (image | ground truth | prediction), smallest fraction", ""]
     for r in shown[:4]:
         grid = Path(r["run_dir"]) / PREDICTIONS_FILE
-        if (experiment / grid).is_file():
-            lines += [f"**{r['init']}**, seed {r['seed']}:", "", f"![{r['init']}]({grid})", ""]
+        lines += [f"**{r['init']}**, seed {r['seed']}:", "", f"![{r['init']}]({grid})", ""]
     return lines
 
 

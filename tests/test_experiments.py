@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -859,3 +860,71 @@ def test_pilot_table_pools_a_datasets_grids_and_says_whether_it_qualifies(tmp_pa
     assert "| binds | positive | 8 | 2 / 4, 2 / 4, 2 / 4 | 0 of 3 | –, –, – | –, –, – |" in text
     with pytest.raises(FileError, match="also in another grid"):  # a cell counted twice would narrow the interval
         pilot_table(pilot_args([str(grids[0]), str(grids[0]), "--out", str(out)]))
+
+
+def test_pool_merges_grids_run_in_parts_into_one_report_and_refuses_a_run_counted_twice(tmp_path):
+    from surrogate_supervision.datasets import FileError
+    from surrogate_supervision.experiments.pool import main as pool_main
+    from surrogate_supervision.experiments.pool import parse_args as pool_args
+
+    rng = np.random.default_rng(0)
+    parts = {"a": [Cell(i, None, s, n) for i in ("scratch", "positive") for s in (1, 2) for n in (8, 20)]
+             + [Cell("scratch", 1.0, s) for s in (1, 2)],
+             "b": [Cell("surrogate", None, s, n) for s in (1, 2) for n in (8, 20)]}
+    grids = []
+    for part, cells in parts.items():
+        grid = tmp_path / part
+        state = _fake_grid(grid, cells, {c: 0.5 for c in cells}, {c: _counts(rng, 0.6) for c in cells})
+        for cell in cells:  # what a record leaves out, and what it keeps
+            write_json(cell.run_dir(grid) / "config.json", {"lr_schedule": "poly"})
+            for big in ("best.weights.h5", "checkpoints/ckpt-4.index", "logs/events.out.tfevents.1",
+                        "predictions.png"):
+                (cell.run_dir(grid) / big).parent.mkdir(parents=True, exist_ok=True)
+                (cell.run_dir(grid) / big).write_bytes(b"x")
+        unfinished = Cell("control", None, 1, 8).run_dir(grid)  # a cell cut off mid-run stays out
+        (unfinished / "checkpoints").mkdir(parents=True)
+        pretrain = grid / "pretrain" / "scratch_seed1"
+        (pretrain / "samples").mkdir(parents=True)
+        write_json(pretrain / "pretrain_metrics.json", {"steps": 4})
+        for step in (2, 4):
+            (pretrain / "samples" / f"step_000000{step}.png").write_bytes(b"png")
+        if part == "b":
+            state["pretrain/scratch_seed1"] = {"status": "done", "wall_seconds": 3.0, "attempts": 1,
+                                               "command": "python pretrain/colorize.py"}
+        write_json(grid / "runner_state.json", {**state, "__args__": {"data": "/data/ccp"},
+                                                "__command__": f"python experiments/label_efficiency.py part {part}",
+                                                "__codes__": [{"commit": part * 40, "dirty": False}]})
+        grids.append(grid)
+
+    out = tmp_path / "pooled"
+    with pytest.raises(FileError, match="pretrain/scratch_seed1: also in"):  # both parts hold the same run
+        pool_main(pool_args([*map(str, grids), "--out", str(out)]))
+    shutil.rmtree(grids[0] / "pretrain")
+    assert pool_main(pool_args([*map(str, grids), "--out", str(out)])) == 0
+    rows = read_results(out)
+    assert sorted(r["run_dir"] for r in rows) == sorted(c.name for cells in parts.values() for c in cells)
+    assert all(r["status"] == "done" for r in rows)
+    kept = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    cell = Cell("positive", None, 2, 20).name
+    assert {f"{cell}/metrics.json", f"{cell}/test_counts.json", f"{cell}/config.json"} <= kept
+    assert not any(k.endswith(".weights.h5") or "/checkpoints/" in k or "/logs/" in k for k in kept)
+    assert not any("control" in k for k in kept)
+    assert {k for k in kept if "/samples/" in k} == {"pretrain/scratch_seed1/samples/step_0000004.png"}
+    # the prediction pictures report.md shows: the first seed's at the smallest count, one per arm
+    assert {k for k in kept if k.endswith("predictions.png")} == {
+        f"segment/{init}_labels8_seed1/predictions.png" for init in ("scratch", "positive", "surrogate")}
+    state = read_runner_state(out)
+    assert [c["commit"] for c in state["__codes__"]] == ["a" * 40, "b" * 40]
+    report = (out / "report.md").read_text()
+    assert "part a" in report and "part b" in report and "experiments/pool.py" in report
+    assert len(re.findall(r"!\[\w+\]\(segment/\w+_labels8_seed1/predictions.png\)", report)) == 3
+    assert (out / "statistics.csv").is_file() and (out / "dice_vs_fraction.png").is_file()
+
+    # Pooling again, with one part's folder gone (a machine that did not keep it), keeps what was pooled before.
+    shutil.rmtree(grids[1])
+    assert pool_main(pool_args([str(grids[0]), "--out", str(out)])) == 0
+    assert len(read_results(out)) == len(rows)
+    other = tmp_path / "other"
+    write_json(other / "runner_state.json", {"__args__": {"data": "/data/kvasir"}})
+    with pytest.raises(FileError, match="pool the grids of one dataset"):
+        pool_main(pool_args([str(grids[0]), str(other), "--out", str(out)]))

@@ -3,48 +3,59 @@
 # dataset the pilot qualifies. From the repository root:
 #
 #   bash experiments/results/label_counts/study.sh pilot [DS...]  # the pilot grids, two chains (one per core)
-#   bash experiments/results/label_counts/study.sh table          # pilot.md and the pilot's finished cells (pilot/)
-#   STUDY_COMMIT=<sha> bash experiments/results/label_counts/study.sh study DS   # the study on dataset DS
-#   bash experiments/results/label_counts/study.sh sync           # the study's finished cells and report here
+#   bash experiments/results/label_counts/study.sh table          # pilot.md, and the pilot's records in pilot/<DS>
+#   bash experiments/results/label_counts/study.sh study DS       # the study on dataset DS, two chains
+#   bash experiments/results/label_counts/study.sh sync [DS...]   # the study's records and report in <DS>/
+#
+# One commit for both: CODE_COMMIT (the count grid, the positive arm and the matched control), checked out in its own
+# worktree (bare folder imports: PYTHONPATH=<worktree> pins it). The study is the pilot continued, so the pilot's
+# finished cells are the study's cells of the same arm, count and seed, from the same code, preset and data.
 #
 # Pilot: scratch and the positive control at 8 and 20 labeled images, and scratch on all labels (the positive
-# control's source), seeds 1 and 2, the cpu preset (16,000 poly steps a cell, about an hour on one core). One grid
-# per dataset and seed, so that two run at once without sharing a runner state: seed 1 in $PILOT/<dataset>, seed 2
-# in $PILOT/<dataset>_seed2; core 1 runs CCP then Kvasir-SEG for seed 1, core 2 the same for seed 2. CCP first: its
-# labels look likelier to bind at 8 (README.md); `pilot DS...` runs only those datasets, in that order. Code: the
-# pilot worktree at PILOT_COMMIT (bare folder imports, so PYTHONPATH=<worktree> pins it).
-# Study: scratch, surrogate, matched control and positive control x the counts x 5 seeds, one pretraining run per
-# seed, one grid with --jobs 2 (two cells at once, one core each), from the worktree at STUDY_COMMIT. The package
-# name now resolves through an editable install to the main checkout, so the worktree is pinned by a folder of
-# links, $PIN/surrogate_supervision/<folder> -> <worktree>/<folder>, put first on PYTHONPATH.
+# control's source), seeds 1 and 2, the cpu preset (16,000 poly steps a cell, about an hour on one AVX2 core, 20
+# minutes on an AVX-512 one). One grid per dataset and seed, so that two run at once without sharing a runner state:
+# seed 1 in $PILOT/<dataset>, seed 2 in $PILOT/<dataset>_seed2; core 1 runs seed 1, core 2 seed 2, dataset after
+# dataset (default: CCP, then Kvasir-SEG).
+# Study: scratch, surrogate, matched control and positive control x the counts x seeds 1-5, one pretraining run per
+# seed. Run in parts, each its own grid (two runners must not share one): per seed, the anchor part (scratch and
+# the positive control; for seeds 1 and 2 the pilot's grids) and the pretext part (surrogate and matched control,
+# with their two pretraining runs), each about five hours of one AVX2 core. Two chains take the parts in order
+# from a queue, so both cores stay busy; `sync` pools the parts (experiments/pool.py) into one grid folder here.
 # Every command resumes: finished cells are skipped, an unfinished one continues from its last checkpoint.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 HERE=$REPO/experiments/results/label_counts
 DATA=${DATA:-$(cd "$REPO/.." && pwd)/shared/data}
-PILOT_COMMIT=76ea7cc                      # the count grid, positive arm and matched control; before the rename
-PILOT_WT=${PILOT_WT:-/work/pilot-wt}
+CODE_COMMIT=76ea7cc                       # the count grid, positive arm and matched control; before the rename
+WORKTREE=${WORKTREE:-/work/pilot-wt}
 PILOT=${PILOT:-/work/pilot}
-STUDY_COMMIT=${STUDY_COMMIT:-}            # set when the pilot has qualified a dataset; then written here
-STUDY_WT=${STUDY_WT:-/work/study-wt}
-PIN=${PIN:-/work/pins/study}
 STUDY=${STUDY:-/work/study}
-COUNTS=(8 20)                              # the pilot's; the study's drop to fit its budget, counts before seeds
-FOLDERS=(datasets models pretrain finetune experiments)
+COUNTS=(8 20)                              # drop counts before seeds if the budget does not fit
+ANCHOR=(scratch positive)
+PRETEXT=(surrogate control)
+# The study's parts in the order the chains take them: the pilot's grids first (done once the pilot is, then they
+# finish at once), their seeds' pretext parts (completing seeds 1 and 2), then seed by seed.
+PARTS=(1:anchor 2:anchor 1:pretext 2:pretext 3:anchor 3:pretext 4:anchor 4:pretext 5:anchor 5:pretext)
 
 one_thread() { TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2 "$@"; }
 
-group() {  # DATASET: the grouped view's flag (CCP: background against the person's parts)
-  [ "$1" = ccp_human_parsing ] && echo "--group=background:0;person:1-5" || true
+worktree() { [ -d "$WORKTREE" ] || git -C "$REPO" worktree add --detach "$WORKTREE" "$CODE_COMMIT"; }
+
+grid() {  # OUT DATASET SEED INIT...: one grid at the pinned commit, on one core (one thread), niced
+  local out=$1 ds=$2 seed=$3; shift 3
+  mkdir -p "$(dirname "$out")"
+  echo "$(date -u) $ds seed $seed, inits $*, commit $(git -C "$WORKTREE" rev-parse --short HEAD)" >> "$out.log"
+  (cd "$WORKTREE" && PYTHONPATH=$WORKTREE one_thread nice -n 19 python experiments/label_efficiency.py \
+     --data "$DATA/$ds" --out "$out" --preset cpu --labels "${COUNTS[@]}" --inits "$@" --seeds "$seed") \
+     >> "$out.log" 2>&1
 }
 
-pilot_grid() {  # DATASET SEED
-  local ds=$1 seed=$2 out=$PILOT/$1
-  [ "$seed" = 1 ] || out=$PILOT/${1}_seed$seed
-  echo "$(date -u) pilot $ds seed $seed, commit $(git -C "$PILOT_WT" rev-parse --short HEAD)" >> "$out.log"
-  (cd "$PILOT_WT" && PYTHONPATH=$PILOT_WT one_thread nice -n 19 python experiments/label_efficiency.py \
-     --data "$DATA/$ds" --out "$out" --preset cpu --labels "${COUNTS[@]}" --inits scratch positive \
-     --seeds "$seed") >> "$out.log" 2>&1
+pilot_grid() {  # DATASET SEED: the pilot's grid of one seed (the study's anchor part of seeds 1 and 2)
+  if [ "$2" = 1 ]; then echo "$PILOT/$1"; else echo "$PILOT/${1}_seed$2"; fi
+}
+
+part_grid() {  # DATASET SEED KIND
+  if [ "$3" = anchor ] && [ "$2" -le 2 ]; then pilot_grid "$1" "$2"; else echo "$STUDY/$1/seed$2_$3"; fi
 }
 
 running() {  # OUT: refuse to start a second runner on the grids under OUT (they would race for the same cells)
@@ -53,54 +64,62 @@ running() {  # OUT: refuse to start a second runner on the grids under OUT (they
   fi
 }
 
-records() {  # SRC DST: a grid's tables and its finished runs' records (no weights, checkpoints, logs, samples or
-  # prediction pictures: 400 KB a cell)
-  mkdir -p "$2"
-  (cd "$1" && {
-    find . -maxdepth 1 -type f ! -name "*.tmp*" ! -name "*.log"
-    for run in pretrain/*/ segment/*/; do
-      [ -f "$run/metrics.json" ] || [ -f "$run/pretrain_metrics.json" ] || continue
-      find "$run" -type f ! -path "*/checkpoints/*" ! -path "*/logs/*" ! -path "*/samples/*" \
-        ! -name "*.weights.h5" ! -name "*.tmp*" ! -name predictions.png
-    done 2>/dev/null
-  } | tar -T - -cf -) | tar -C "$2" -xf -
+pool() {  # OUT GRID...: the grids' finished runs' records, pooled into OUT with their table and report
+  local out=${1#"$REPO"/}; shift  # relative to the repository: the report names it
+  (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=2 python experiments/pool.py "$@" --out "$out")
 }
 
 case ${1:-} in
-  pilot)
+  pilot)  # [DS...]
     running "$PILOT"
-    [ -d "$PILOT_WT" ] || git -C "$REPO" worktree add --detach "$PILOT_WT" "$PILOT_COMMIT"
+    worktree
     mkdir -p "$PILOT"
     shift
     datasets=("$@")
     [ ${#datasets[@]} -gt 0 ] || datasets=(ccp_human_parsing kvasir_seg)  # default: both, CCP first
     for seed in 1 2; do
-      (for ds in "${datasets[@]}"; do pilot_grid "$ds" $seed; done) &
+      (for ds in "${datasets[@]}"; do grid "$(pilot_grid "$ds" $seed)" "$ds" $seed "${ANCHOR[@]}"; done) &
     done
     echo "running; progress in $PILOT/<dataset>[_seed2].log" ;;
-  table)
+  table)  # pilot.md from the pilot's grids (their TensorBoard logs give the schedule columns); records in pilot/<DS>
     grids=()
     for g in "$PILOT"/*/; do [ -f "$g/results.csv" ] && grids+=("${g%/}"); done
     (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=2 python experiments/pilot_table.py "${grids[@]}" --out "$HERE/pilot.md")
-    for g in "${grids[@]}"; do records "$g" "$HERE/pilot/$(basename "$g")"; done ;;
-  study)  # DATASET
-    ds=${2:?which dataset (the one pilot.md qualifies)}
-    running "$STUDY/$ds"
-    [ -n "$STUDY_COMMIT" ] || { echo "error: set STUDY_COMMIT (the commit the study is pinned at)" >&2; exit 2; }
-    [ -d "$STUDY_WT" ] || git -C "$REPO" worktree add --detach "$STUDY_WT" "$STUDY_COMMIT"
-    [ "$(git -C "$STUDY_WT" rev-parse HEAD)" = "$(git -C "$REPO" rev-parse "$STUDY_COMMIT")" ] || {
-      echo "error: $STUDY_WT is not at $STUDY_COMMIT" >&2; exit 2; }
-    mkdir -p "$PIN/surrogate_supervision" "$STUDY"
-    for f in "${FOLDERS[@]}"; do ln -sfn "$STUDY_WT/$f" "$PIN/surrogate_supervision/$f"; done
-    (cd "$STUDY_WT" && PYTHONPATH=$PIN one_thread nice -n 19 python experiments/label_efficiency.py \
-       --data "$DATA/$ds" --out "$STUDY/$ds" --preset cpu $(group "$ds") --labels "${COUNTS[@]}" \
-       --inits scratch surrogate control positive --seeds 1 2 3 4 5 --jobs 2) >> "$STUDY/$ds.log" 2>&1 &
-    echo "running; progress in $STUDY/$ds.log" ;;
-  sync)  # the study's finished cells' records and its report, here
-    for src in "$STUDY"/*/; do
-      [ -f "$src/results.csv" ] || continue
-      records "$src" "$HERE/$(basename "$src")"
-      (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=2 python experiments/plot.py "$HERE/$(basename "$src")" > /dev/null)
+    for ds in $(printf '%s\n' "${grids[@]##*/}" | sed 's/_seed[0-9]*$//' | sort -u); do
+      parts=()
+      for g in "${grids[@]}"; do [[ ${g##*/} =~ ^${ds}(_seed[0-9]+)?$ ]] && parts+=("$g"); done
+      pool "$HERE/pilot/$ds" "${parts[@]}" > /dev/null
     done ;;
-  *) sed -n '2,20p' "$0"; exit 2 ;;
+  study)  # DATASET: two chains take the parts from the queue; a part in progress in the other chain is skipped
+    ds=${2:?which dataset (the one pilot.md qualifies)}
+    running "$PILOT/$ds"
+    running "$STUDY/$ds"
+    worktree
+    mkdir -p "$STUDY/$ds"
+    rm -rf "$STUDY/$ds/claims" && mkdir "$STUDY/$ds/claims"  # claims of this start only (no runner is left)
+    for chain in 1 2; do
+      (for part in "${PARTS[@]}"; do
+         seed=${part%:*} kind=${part#*:}
+         mkdir "$STUDY/$ds/claims/$part" 2> /dev/null || continue  # the other chain has it
+         if [ "$kind" = anchor ]; then inits=("${ANCHOR[@]}"); else inits=("${PRETEXT[@]}"); fi
+         out=$(part_grid "$ds" "$seed" "$kind")
+         grid "$out" "$ds" "$seed" "${inits[@]}" || echo "$(date -u) chain $chain: $part failed" >> "$STUDY/$ds.log"
+       done) &
+    done
+    echo "running; progress in $STUDY/$ds/seed<N>_<part>.log" ;;
+  sync)  # [DS...]: every part of the study of DS (the pilot's grids included), pooled into <DS>/ here
+    shift
+    datasets=("$@")
+    if [ ${#datasets[@]} -eq 0 ]; then for d in "$STUDY"/*/; do [ -d "$d" ] && datasets+=("$(basename "$d")"); done; fi
+    for ds in "${datasets[@]}"; do
+      parts=()
+      for seed in 1 2 3 4 5; do
+        for kind in anchor pretext; do
+          g=$(part_grid "$ds" $seed $kind)
+          [ -f "$g/runner_state.json" ] && parts+=("$g")
+        done
+      done
+      [ ${#parts[@]} -gt 0 ] && pool "$HERE/$ds" "${parts[@]}"
+    done ;;
+  *) sed -n '2,23p' "$0"; exit 2 ;;
 esac
