@@ -123,9 +123,9 @@ def pool(grids, out):
     write_runner_state(out, state)
     rows = collect_results(out, [], state)
     for row in shown_predictions(rows):
-        source = sources.get(Path(row["run_dir"]), Path()) / PREDICTIONS_FILE
-        if source.is_file():
-            shutil.copy2(source, out / row["run_dir"] / PREDICTIONS_FILE)
+        source = sources.get(Path(row["run_dir"]))  # None: pooled before, from a part not passed this time
+        if source and (source / PREDICTIONS_FILE).is_file():
+            shutil.copy2(source / PREDICTIONS_FILE, out / row["run_dir"] / PREDICTIONS_FILE)
     write_plots_and_report(out)
     return rows
 
