@@ -18,7 +18,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from surrogate_supervision.models.rundir import METRICS_FILE, PREDICTIONS_FILE, PRETRAIN_METRICS_FILE, SAMPLES_DIR
+from surrogate_supervision.models.rundir import (
+    CHECKPOINTS_DIR,
+    LOGS_DIR,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    PRETRAIN_METRICS_FILE,
+    SAMPLES_DIR,
+    WORKERS_DIR,
+)
 from surrogate_supervision.models.runner.cli import parser, run
 
 from surrogate_supervision.datasets import FileError
@@ -34,7 +42,7 @@ from surrogate_supervision.experiments.report import write_plots_and_report
 
 # What a run's record leaves out: the large files (weights, checkpoints) and the ones nothing reads back from a
 # results folder (TensorBoard logs; samples but the last, and test prediction pictures but those report.md shows).
-LEFT_OUT_DIRS = ("checkpoints", "logs", SAMPLES_DIR)
+LEFT_OUT_DIRS = (CHECKPOINTS_DIR, LOGS_DIR, SAMPLES_DIR, WORKERS_DIR)
 LEFT_OUT_FILES = (".weights.h5", PREDICTIONS_FILE)
 
 
