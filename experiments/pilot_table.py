@@ -106,7 +106,8 @@ def mean_text(mean):
 
 
 def difference_text(row):
-    return "–" if row is None else f"{interval(row)} {verdict_text(row)} ({row['n_seeds']} seeds)"
+    return "–" if row is None else (f"{interval(row)} {verdict_text(row)} ({row['n_seeds']} seed"
+                                   f"{'s' * (row['n_seeds'] != 1)})")
 
 
 def table_lines(pooled):
